@@ -1,0 +1,3 @@
+from datafactory.cli import main
+
+main()

@@ -1,0 +1,237 @@
+"""The ``datafactory`` command line (typer + rich). Logs go to stderr; results to stdout.
+
+A user mistake prints one line, ``error: ...``, and exits 1; never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from datafactory import default_data_dir
+from datafactory.errors import DataFactoryError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Build versioned Korean RLHF datasets from declarative recipes, and load them by name.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class State:
+    data: Path = default_data_dir()
+    recipes: Path = Path("recipes")
+    quiet: bool = False
+
+
+state = State()
+
+
+@app.callback()
+def _global(
+    data: Annotated[Optional[Path], typer.Option("--data", help="The dataset store (default: $DATAFACTORY_DATA or ./data).")] = None,
+    recipes: Annotated[Optional[Path], typer.Option("--recipes", help="The recipe folder (default: $DATAFACTORY_RECIPES or ./recipes).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; results only.")] = False,
+):
+    state.data = data or default_data_dir()
+    state.recipes = recipes or Path(os.environ.get("DATAFACTORY_RECIPES", "recipes"))
+    state.quiet = quiet
+
+
+def _log(msg: str) -> None:
+    if not state.quiet:
+        err.print(msg, highlight=False, markup=False)
+
+
+def _overrides(items: list[str] | None) -> dict[str, str]:
+    found = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise DataFactoryError(f"--source '{item}': write it as NAME=PATH")
+        found[name] = str(Path(path).expanduser().resolve())
+    return found
+
+
+def _factory(sources: list[str] | None = None):
+    from datafactory.engine import Factory
+
+    return Factory(state.data, state.recipes, overrides=_overrides(sources), log=_log)
+
+
+def _store():
+    from datafactory.store import Store
+
+    return Store(state.data)
+
+
+SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", "-s", help="NAME=PATH: read the recipe's source NAME from PATH (your download: zip, folder or glob).")]
+
+
+@app.command()
+def build(name: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.yaml).")], source: SourceOpt = None):
+    """Build a recipe (and what it depends on) into a versioned dataset. Prints NAME@VERSION last."""
+    result = _factory(source).build(name)
+    for up in result.upstream:
+        _log(f"upstream {up.ref}: {'built' if up.built else 'up to date'}")
+    if result.built:
+        m = result.manifest
+        _log(f"built {result.ref}: {m['rows']:,} rows ({', '.join(f'{s} {n:,}' for s, n in m['splits'].items())})")
+    else:
+        _log(f"{result.ref} is up to date; nothing to do")
+    print(result.ref)
+
+
+@app.command()
+def plan(name: str, source: SourceOpt = None):
+    """Show what `build NAME` would run and what is cached, without running anything."""
+    factory = _factory(source)
+    p = factory.plan(name)
+
+    def show(p, indent=""):
+        status = "built" if p.built else "to build"
+        out.print(f"{indent}{p.recipe.name}@{p.version}  [{status}]", highlight=False, markup=False)
+        for sname, up in p.upstream.items():
+            if up is not None:
+                show(up, indent + "  ")
+            else:
+                out.print(f"{indent}  {sname}: pinned {p.upstream_versions[sname]}", markup=False)
+        if p.built:
+            return
+        for sname, sp in p.sources.items():
+            out.print(f"{indent}  source {sname} ({sp.source.kind}): {'cached' if sp.cached else 'read'}", markup=False)
+        last_cached = max((i for i, s in enumerate(p.steps) if s.cached), default=-1)
+        for i, s in enumerate(p.steps):
+            out.print(f"{indent}  {s.spec.key}: {'cached' if i <= last_cached else 'run'}", markup=False)
+
+    show(p)
+
+
+@app.command("list")
+def list_():
+    """Built datasets (latest version, rows, format) and recipes not built yet."""
+    from datafactory.store import Store
+
+    store = Store(state.data)
+    table = Table("dataset", "latest", "versions", "rows", "format", "built at")
+    built = store.datasets()
+    for name in built:
+        v = store.latest(name) or store.versions(name)[-1]
+        m = store.manifest(name, v)
+        table.add_row(name, v, str(len(store.versions(name))), f"{m['rows']:,}", m["format"], m["created_at"][:19])
+    out.print(table)
+    pending = sorted(p.stem for p in state.recipes.glob("*.yaml") if p.stem not in built) if state.recipes.is_dir() else []
+    if pending:
+        out.print("not built yet: " + ", ".join(pending), markup=False)
+
+
+@app.command()
+def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
+         rows: Annotated[int, typer.Option(help="Sample rows to print per split.")] = 3,
+         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False):
+    """Summarise a built version: steps with row counts, splits, sources and sample rows."""
+    import polars as pl
+
+    store = _store()
+    name, version = store.resolve(ref)
+    m = store.manifest(name, version)
+    if as_json:
+        print(json.dumps(m, ensure_ascii=False, indent=2))
+        return
+    out.print(f"{name}@{version}  format={m['format']}  rows={m['rows']:,}  built {m['created_at'][:19]}", markup=False)
+    steps = Table("step", "rows in", "rows out", "dropped", "cached", title="steps")
+    for s in m["steps"]:
+        steps.add_row(s["key"], f"{s['rows_in']:,}", f"{s['rows_out']:,}",
+                      ", ".join(f"{k}={v:,}" for k, v in s["dropped"].items()), "yes" if s.get("cached") else "")
+    out.print(steps)
+    srcs = Table("source", "kind", "rows", "quarantined", "path", title="sources")
+    for n, s in m["sources"].items():
+        srcs.add_row(n, s["kind"], f"{s.get('rows', 0):,}", str(sum((s.get("quarantined") or {}).values())), str(s["path"]))
+    out.print(srcs)
+    for split, f in m["files"].items():
+        df = pl.read_parquet(store.version_dir(name, version) / f, n_rows=rows)
+        out.print(f"[{split}] {m['splits'][split]:,} rows", markup=False)
+        for row in df.to_dicts():
+            print(json.dumps(row, ensure_ascii=False, default=str)[:1000])
+
+
+@app.command()
+def diff(a: str, b: str, as_json: Annotated[bool, typer.Option("--json")] = False):
+    """Compare two versions: rows added/removed/changed per split, schema and recipe changes."""
+    from datafactory.diff import diff as run_diff
+
+    d = run_diff(_store(), a, b)
+    if as_json:
+        print(json.dumps(d, ensure_ascii=False, indent=2))
+        return
+    out.print(f"{d['a']} -> {d['b']}", markup=False)
+    t = Table("split", "rows a", "rows b", "added", "removed", "changed")
+    for s, x in d["splits"].items():
+        t.add_row(s, f"{x['rows_a']:,}", f"{x['rows_b']:,}", f"{x['added']:,}", f"{x['removed']:,}", f"{x['changed']:,}")
+    out.print(t)
+    sch = d["schema"]
+    for what in ("added", "removed"):
+        if sch[what]:
+            out.print(f"columns {what}: {', '.join(sch[what])}", markup=False)
+    for c, (x, y) in sch["retyped"].items():
+        out.print(f"column {c}: {x} -> {y}", markup=False)
+    for ch in d["recipe"]:
+        out.print(f"recipe {ch['key']}: {json.dumps(ch['a'], ensure_ascii=False)} -> {json.dumps(ch['b'], ensure_ascii=False)}", markup=False)
+
+
+@app.command()
+def card(ref: str):
+    """Print the dataset card (README.md) of a built version."""
+    store = _store()
+    name, version = store.resolve(ref)
+    sys.stdout.write((store.version_dir(name, version) / "README.md").read_text("utf-8"))
+
+
+@app.command()
+def push(ref: str,
+         repo: Annotated[str, typer.Option("--repo", help="The Hub dataset repo, ORG/NAME.")],
+         private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+         dry_run: Annotated[Optional[Path], typer.Option("--dry-run", help="Write exactly what would be uploaded to DIR instead.")] = None):
+    """Push a built version (split files, manifest, card) to the Hugging Face Hub. Token: HF_TOKEN or `hf auth login`."""
+    from datafactory.hub import push as run_push
+
+    result = run_push(_store(), ref, repo, private=private, dry_run=dry_run)
+    if result["dry_run"]:
+        _log(f"dry run: {len(result['files'])} files for {repo} written to {dry_run}")
+        for f in result["files"]:
+            print(f)
+    else:
+        _log(f"pushed {result['ref']} to {repo}")
+        print(result.get("url") or repo)
+
+
+@app.command()
+def gc(keep: Annotated[int, typer.Option(help="Versions to keep per dataset (the latest always stays).")] = 1,
+       dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed.")] = False):
+    """Remove old versions, left-over staging folders and unused cache entries."""
+    removed = _store().gc(keep=keep, dry_run=dry_run)
+    for p in removed:
+        print(p)
+    _log(f"{'would remove' if dry_run else 'removed'} {len(removed)} paths")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except DataFactoryError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)

@@ -1,0 +1,359 @@
+"""The build engine: recipe -> plan (version id, what is cached) -> versioned dataset in the store.
+
+Version ids. Each source gets a key from its kind, code, options and input fingerprints; each step a key
+chained from the previous one and its own name, parameters, code and ``identity()`` (a template's text, later
+a model or a judge prompt). The version id hashes the last key, the canonical recipe (paths left out) and the
+upstream versions. Same inputs, same id: ``build`` is then a no-op. A changed step changes its key and the keys
+after it, so only that step and the later ones run again (step-level cache under ``data/.cache``).
+
+Recipes form a graph through ``kind: dataset`` sources: upstream recipes are planned first, built when their
+version is missing, and a cycle is an error naming the chain.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+
+import datafactory
+from datafactory.errors import DataFactoryError, RecipeError, StoreError
+from datafactory.hashing import VERSION_LEN, FingerprintCache, digest
+from datafactory.recipe import FORMATS, Recipe, StepSpec, load_recipe, recipe_path
+from datafactory.sources import SOURCES
+from datafactory.sources.base import Source
+from datafactory.sources.dataset import DatasetSource
+from datafactory.steps import STEPS
+from datafactory.steps.base import LINEAGE, Step, StepContext, StepError
+from datafactory.steps.split import SplitParams
+from datafactory.store import Store, write_atomic
+
+FORMAT_VERSION = 1  # bump when the layout of what the engine writes changes
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(cls: type) -> str:
+    """The class's declared version plus the source of its module and of its base module."""
+    mod = inspect.getmodule(cls)
+    base_mod = inspect.getmodule(cls.__mro__[-2]) if len(cls.__mro__) > 1 else None
+    texts = [inspect.getsource(m) for m in (mod, base_mod) if m is not None]
+    return digest(getattr(cls, "version", 1), texts)[:VERSION_LEN]
+
+
+@dataclass
+class StepPlan:
+    spec: StepSpec
+    step: Step
+    key: str
+    code: str
+    cached: bool
+
+
+@dataclass
+class SourcePlan:
+    source: Source
+    key: str
+    fingerprint: dict
+    cached: bool
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    version: str
+    sources: dict[str, SourcePlan]
+    steps: list[StepPlan]
+    upstream: dict[str, "Plan | None"]  # source name -> plan (None for a pinned version)
+    upstream_versions: dict[str, str]
+    built: bool
+
+
+@dataclass
+class BuildResult:
+    name: str
+    version: str
+    built: bool  # False: the version existed and nothing ran
+    manifest: dict = field(default_factory=dict)
+    upstream: list["BuildResult"] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class Factory:
+    """Plans and builds recipes from ``recipes_dir`` into the store at ``data_dir``."""
+
+    def __init__(self, data_dir: Path, recipes_dir: Path, *, overrides: dict[str, str] | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.store = Store(Path(data_dir))
+        self.recipes_dir = Path(recipes_dir)
+        self.overrides = overrides or {}
+        self.log = log or (lambda msg: None)
+        self.fingerprints = FingerprintCache(self.store.cache / "fingerprints.json")
+        self._plans: dict[str, Plan] = {}
+
+    # -- planning ------------------------------------------------------------------------------------
+    def recipe(self, name: str, top: bool = True) -> Recipe:
+        return load_recipe(recipe_path(self.recipes_dir, name), self.overrides if top else None)
+
+    def plan(self, name: str, _stack: tuple[str, ...] = ()) -> Plan:
+        if name in _stack:
+            chain = " -> ".join((*_stack[_stack.index(name):], name))
+            raise RecipeError(str(recipe_path(self.recipes_dir, name)), "sources",
+                              f"recipes depend on each other in a cycle: {chain}", "break the cycle")
+        if name in self._plans:
+            return self._plans[name]
+        recipe = self.recipe(name, top=not _stack)
+        base_dir = self.recipes_dir.resolve().parent  # recipe paths are relative to the project root
+
+        upstream: dict[str, Plan | None] = {}
+        upstream_versions: dict[str, str] = {}
+        sources: dict[str, SourcePlan] = {}
+        for sname, spec in recipe.sources.items():
+            cls = SOURCES[spec.kind]
+            opts = recipe.source_options[sname]
+            src = cls(sname, spec.path, opts, encoding=spec.encoding, on_error=spec.on_error, base_dir=base_dir)
+            if isinstance(src, DatasetSource):
+                if opts.version:
+                    up_name, up_version = self.store.resolve(f"{opts.name}@{opts.version}")
+                    upstream[sname] = None
+                else:
+                    up = self.plan(opts.name, (*_stack, name))
+                    upstream[sname], up_version = up, up.version
+                upstream_versions[sname] = up_version
+                src.version_dir = self.store.version_dir(opts.name, up_version)
+            try:
+                fp = src.fingerprint(self.fingerprints.digest)
+            except DataFactoryError as e:
+                raise type(e)(f"{recipe.file}: sources.{sname}: {e}") from None
+            key = digest("source", spec.kind, code_version(cls), opts.model_dump(mode="json"), spec.encoding,
+                         spec.on_error, fp, src.identity())
+            cached = self.store.cache_path("sources", key, ".parquet").exists()
+            sources[sname] = SourcePlan(src, key, fp, cached)
+        self.fingerprints.save()
+
+        specs = list(recipe.steps)
+        if recipe.splits:
+            if any(s.name == "split" for s in specs):
+                raise RecipeError(str(recipe.file), "splits", "the recipe has both `splits:` and a `split` step",
+                                  "keep one of them")
+            specs.append(StepSpec("split", SplitParams(splits=recipe.splits), None, "splits"))
+        key = digest("sources", [(n, p.key) for n, p in sources.items()])
+        steps: list[StepPlan] = []
+        for spec in specs:
+            cls = STEPS[spec.name]
+            try:
+                step = cls(spec.params)
+            except DataFactoryError as e:
+                raise RecipeError(str(recipe.file), spec.key, str(e)) from None
+            code = code_version(cls)
+            key = digest("step", key, spec.canonical(), code, step.identity(), recipe.seed)
+            cached = self.store.cache_path("steps", key, ".parquet").exists()
+            steps.append(StepPlan(spec, step, key, code, cached))
+
+        version = digest(FORMAT_VERSION, key, recipe.canonical(with_paths=False), upstream_versions)[:VERSION_LEN]
+        plan = Plan(recipe, version, sources, steps, upstream, upstream_versions, self.store.has(name, version))
+        self._plans[name] = plan
+        return plan
+
+    # -- building ------------------------------------------------------------------------------------
+    def build(self, name: str) -> BuildResult:
+        plan = self.plan(name)
+        ups = [self.build(p.recipe.name) for p in plan.upstream.values() if p is not None]
+        with self.store.lock(name, on_wait=lambda: self.log(f"waiting for another build of {name} to finish")):
+            if self.store.has(name, plan.version):
+                self.store.set_latest(name, plan.version)
+                return BuildResult(name, plan.version, False, self.store.manifest(name, plan.version), ups)
+            manifest = self._run(plan)
+        self._plans.pop(name, None)  # caches changed: a later plan() must look again
+        return BuildResult(name, plan.version, True, manifest, ups)
+
+    def _run(self, plan: Plan) -> dict:
+        recipe = plan.recipe
+        self.log(f"building {recipe.name}@{plan.version}")
+        start = len(plan.steps) - 1
+        while start >= 0 and not plan.steps[start].cached:
+            start -= 1
+        records: list[dict] = []
+        for sp in plan.steps[:start + 1]:
+            records.append({**self._load_stats("steps", sp.key), "cached": True})
+        if start >= 0:
+            frame = pl.read_parquet(self.store.cache_path("steps", plan.steps[start].key, ".parquet"))
+            source_stats = {n: self._load_stats("sources", sp.key) for n, sp in plan.sources.items()}
+        else:
+            frame, source_stats = self._read_sources(plan)
+
+        template = None
+        for rec in records:
+            template = rec.get("info", {}).get("template", template)
+        for sp in plan.steps[start + 1:]:
+            frame, rec = self._run_step(recipe, sp, frame)
+            template = rec["info"].get("template", template)
+            records.append(rec)
+
+        frame = self._finish(recipe, frame)
+        return self._publish(plan, frame, records, source_stats, template)
+
+    def _read_sources(self, plan: Plan) -> tuple[pl.DataFrame, dict]:
+        frames, stats = [], {}
+        for name, sp in plan.sources.items():
+            path = self.store.cache_path("sources", sp.key, ".parquet")
+            if sp.cached:
+                frames.append(pl.read_parquet(path))
+                stats[name] = self._load_stats("sources", sp.key)
+                self.log(f"  source {name}: {stats[name]['rows']:,} rows (cached)")
+                continue
+            t0 = time.perf_counter()
+            try:
+                read = sp.source.read()
+            except DataFactoryError as e:
+                raise type(e)(f"{plan.recipe.file}: sources.{name}: {e}") from None
+            stats[name] = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
+                           "seconds": round(time.perf_counter() - t0, 3)}
+            if read.quarantine:
+                qpath = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
+                write_atomic(qpath, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in read.quarantine))
+            self._save("sources", sp.key, read.frame, stats[name])
+            q = sum(read.quarantined.values())
+            self.log(f"  source {name}: {read.frame.height:,} rows from {read.files} files"
+                     + (f", {q:,} quarantined" if q else ""))
+            frames.append(read.frame)
+        return pl.concat(frames, how="diagonal_relaxed"), stats
+
+    def _run_step(self, recipe: Recipe, sp: StepPlan, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+        spec = sp.spec
+        ctx = StepContext(seed=recipe.seed, work_dir=self.store.work_dir(sp.key))
+        t0 = time.perf_counter()
+        rows_in = frame.height
+        if spec.sources is not None:
+            inside = pl.col("source").is_in(spec.sources)
+            subset, rest = frame.filter(inside), frame.filter(~inside)
+        else:
+            subset, rest = frame, None
+        try:
+            out = sp.step.apply(subset, ctx)
+        except (DataFactoryError, pl.exceptions.PolarsError) as e:
+            msg = str(e).splitlines()[0] if isinstance(e, pl.exceptions.PolarsError) else str(e)
+            raise RecipeError(str(recipe.file), spec.key, msg) from None
+        missing = [c for c in LINEAGE if c not in out.columns]
+        if missing:
+            raise RecipeError(str(recipe.file), spec.key, f"the step removed the lineage column '{missing[0]}'")
+        if rest is not None:
+            out = pl.concat([out, rest], how="diagonal_relaxed")
+        dropped = dict(ctx.dropped)
+        unexplained = rows_in - out.height - sum(dropped.values())
+        if unexplained > 0:
+            dropped[spec.name] = dropped.get(spec.name, 0) + unexplained
+        rec = {"key": spec.key, "step": spec.name, "params": spec.params.model_dump(mode="json"),
+               "sources": spec.sources, "code_version": sp.code, "cache_key": sp.key, "rows_in": rows_in,
+               "rows_out": out.height, "dropped": dropped, "seconds": round(time.perf_counter() - t0, 3),
+               "info": ctx.info}
+        self._save("steps", sp.key, out, rec)
+        drops = ", ".join(f"{k} {v:,}" for k, v in dropped.items())
+        self.log(f"  {spec.key}: {rows_in:,} -> {out.height:,} rows" + (f" (dropped: {drops})" if drops else ""))
+        return out, {**rec, "cached": False}
+
+    def _finish(self, recipe: Recipe, frame: pl.DataFrame) -> pl.DataFrame:
+        fmt = recipe.output.format
+        needed = FORMATS[fmt]
+        where = str(recipe.file)
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise RecipeError(where, "output.format", f"format '{fmt}' needs columns {', '.join(needed)}; "
+                              f"'{missing[0]}' is missing (columns: {', '.join(frame.columns)})",
+                              "add a template or rename step")
+        if frame.height == 0:
+            raise RecipeError(where, "steps", "the recipe produced no rows; see the row counts above")
+        for c in needed:
+            if frame.schema[c] != pl.String:
+                raise RecipeError(where, "output.format", f"column '{c}' is {frame.schema[c]}, not text")
+            bad = frame.filter(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == ""))
+            if bad.height:
+                raise RecipeError(where, "output.format", f"{bad.height} rows have an empty or null '{c}' "
+                                  f"(first: id '{bad['id'][0]}')", f"add `- filter: {{length: {{column: {c}, min: 1}}}}`")
+        ids = frame["id"]
+        if ids.is_duplicated().any():
+            raise RecipeError(where, "steps", f"row id '{ids.filter(ids.is_duplicated())[0]}' occurs twice")
+        rest = [c for c in frame.columns if c not in (*LINEAGE, *needed)]
+        return frame.select(*LINEAGE, *needed, *rest)
+
+    def _publish(self, plan: Plan, frame: pl.DataFrame, records: list[dict], source_stats: dict,
+                 template: dict | None) -> dict:
+        from datafactory.card import render_card
+
+        recipe = plan.recipe
+        staging = self.store.staging(recipe.name)
+        try:
+            split_names = frame["split"].unique(maintain_order=True).to_list() if "split" in frame.columns else ["train"]
+            order = list(recipe.splits or {}) or split_names
+            files, sizes = {}, {}
+            for s in sorted(split_names, key=lambda x: order.index(x) if x in order else len(order)):
+                part = frame.filter(pl.col("split") == s).drop("split") if "split" in frame.columns else frame
+                files[s] = f"{s}.parquet"
+                sizes[s] = part.height
+                part.write_parquet(staging / files[s])
+            body = frame.drop("split") if "split" in frame.columns else frame
+            quarantine = {}
+            for name, sp in plan.sources.items():
+                q = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
+                if q.exists():
+                    (staging / "quarantine").mkdir(exist_ok=True)
+                    shutil.copy(q, staging / "quarantine" / f"{name}.jsonl")
+                    quarantine[name] = f"quarantine/{name}.jsonl"
+            manifest = {
+                "name": recipe.name,
+                "version": plan.version,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                "datafactory_version": datafactory.__version__,
+                "format_version": FORMAT_VERSION,
+                "format": recipe.output.format,
+                "template": template,
+                "recipe_file": str(recipe.file),
+                "recipe": recipe.canonical(),
+                "sources": {
+                    n: {"kind": sp.source.kind, "path": sp.source.path, "license": recipe.sources[n].license
+                        or sp.source.license, "fingerprint": sp.fingerprint, "code_version": code_version(type(sp.source)),
+                        "cache_key": sp.key, **source_stats.get(n, {})}
+                    for n, sp in plan.sources.items()},
+                "upstream": {n: {"dataset": recipe.source_options[n].name, "version": v}
+                             for n, v in plan.upstream_versions.items()},
+                "steps": records,
+                "schema": {c: str(t) for c, t in body.schema.items()},
+                "rows": body.height,
+                "splits": sizes,
+                "files": files,
+                "quarantine": quarantine,
+                "cache_keys": [sp.key for sp in plan.sources.values()] + [sp.key for sp in plan.steps],
+                "llm_usage": {},
+            }
+            write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
+            write_atomic(staging / "README.md", render_card(manifest, {s: pl.read_parquet(staging / f) for s, f in files.items()}))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self.store.publish(staging, recipe.name, plan.version)
+        return manifest
+
+    # -- cache files ---------------------------------------------------------------------------------
+    def _save(self, kind: str, key: str, frame: pl.DataFrame, stats: dict) -> None:
+        # stats first: the parquet file's presence is what marks the entry complete
+        write_atomic(self.store.cache_path(kind, key, ".json"), json.dumps(stats, ensure_ascii=False))
+        path = self.store.cache_path(kind, key, ".parquet")
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        frame.write_parquet(tmp)
+        tmp.replace(path)
+
+    def _load_stats(self, kind: str, key: str) -> dict:
+        try:
+            return json.loads(self.store.cache_path(kind, key, ".json").read_text("utf-8"))
+        except (FileNotFoundError, ValueError):
+            raise StoreError(f"cache entry {kind}/{key} is incomplete; run `datafactory gc` and build again") from None

@@ -1,0 +1,262 @@
+"""Recipes: ``recipes/<name>.yaml``, loaded safely and validated into one ``Recipe``.
+
+Shape (every key is checked; an unknown one names its path and the closest known key)::
+
+    name: sft_v1                      # must match the file name
+    description: ...
+    card: {pretty_name, language, license, task_categories, tags}
+    sources:
+      daily: {kind: nikl_dialogue, path: data/samples/nikl_dialogue, options: {...},
+              encoding: utf-8, on_error: fail, license: ...}
+      prompts: {kind: dataset, options: {name: sft_v1}}     # another built dataset: recipes form a graph
+    steps:                            # ordered; each item is {step_name: {params}} or a bare step name
+      - normalize: {columns: [instruction, output]}
+      - filter: {length: {column: output, min: 2}, sources: [daily]}   # `sources:` limits a step to some sources
+      - dedup
+    output: {format: sft}             # sft | preference | prompt | text (TRL dataset types)
+    splits: {train: 0.95, test: 0.05} # fractions, or counts (test: 40) with fractions sharing the rest
+    seed: 42
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from datafactory.errors import RecipeError, did_you_mean
+from datafactory.sources import SOURCES
+from datafactory.steps import STEPS
+from datafactory.steps.split import check_splits
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+RESERVED_NAMES = {"samples"}
+
+# The columns each output format must hold (TRL dataset types, see SOURCES.md section 7).
+FORMATS: dict[str, tuple[str, ...]] = {
+    "sft": ("prompt", "completion"),
+    "preference": ("prompt", "chosen", "rejected"),
+    "prompt": ("prompt",),
+    "text": ("text",),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CardSpec(_Strict):
+    pretty_name: str | None = None
+    language: list[str] = ["ko"]
+    license: str = "other"
+    task_categories: list[str] = []
+    tags: list[str] = []
+
+
+class SourceSpec(_Strict):
+    kind: str
+    path: str | None = None
+    options: dict[str, Any] = {}
+    encoding: str = "utf-8"
+    on_error: Literal["fail", "quarantine"] = "fail"
+    license: str | None = None
+
+
+class OutputSpec(_Strict):
+    format: Literal["sft", "preference", "prompt", "text"]
+
+
+class RecipeFile(_Strict):
+    name: str
+    description: str = ""
+    card: CardSpec = CardSpec()
+    sources: dict[str, SourceSpec] = Field(min_length=1)
+    steps: list[Any] = []
+    output: OutputSpec
+    splits: dict[str, float | int] | None = None
+    seed: int = 42
+
+    @field_validator("splits")
+    @classmethod
+    def _check_splits(cls, v):
+        return v if v is None else check_splits(v)
+
+
+@dataclass
+class StepSpec:
+    name: str
+    params: BaseModel
+    sources: list[str] | None
+    key: str  # where it sits in the recipe, for errors: "steps[2].filter"
+
+    def canonical(self) -> dict:
+        out: dict[str, Any] = {"step": self.name, "params": self.params.model_dump(mode="json")}
+        if self.sources is not None:
+            out["sources"] = self.sources
+        return out
+
+
+@dataclass
+class Recipe:
+    name: str
+    file: Path
+    description: str
+    card: CardSpec
+    sources: dict[str, SourceSpec]
+    source_options: dict[str, BaseModel]
+    steps: list[StepSpec]
+    output: OutputSpec
+    splits: dict[str, float | int] | None
+    seed: int
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def canonical(self, *, with_paths: bool = True) -> dict:
+        """Everything that defines this recipe, with defaults filled in and keys sorted when hashed.
+
+        Paths are left out of the version id (``with_paths=False``): the same bytes read from another
+        folder give the same dataset; the input fingerprints enter the id instead.
+        """
+        sources = {}
+        for name, spec in self.sources.items():
+            s = spec.model_dump(mode="json")
+            s["options"] = self.source_options[name].model_dump(mode="json")
+            if not with_paths:
+                s.pop("path")
+            sources[name] = s
+        return {
+            "name": self.name,
+            "description": self.description,
+            "card": self.card.model_dump(mode="json"),
+            "sources": sources,
+            "steps": [s.canonical() for s in self.steps],
+            "output": self.output.model_dump(mode="json"),
+            "splits": self.splits,
+            "seed": self.seed,
+        }
+
+    def upstream(self) -> dict[str, str]:
+        """source name -> dataset name, for sources of ``kind: dataset``."""
+        return {n: self.source_options[n].name for n, s in self.sources.items() if s.kind == "dataset"}
+
+
+def _key_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _raise_validation(file: str, prefix: str, err: ValidationError, model: type[BaseModel] | None) -> None:
+    e = err.errors()[0]
+    loc = tuple(e["loc"])
+    key = ".".join(x for x in (prefix, _key_path(loc)) if x)
+    if e["type"] == "extra_forbidden":
+        fields = model.model_fields if model is not None and len(loc) == 1 else {}
+        hint = did_you_mean(str(loc[-1]), fields)
+        known = f"known keys: {', '.join(fields)}" if fields else ""
+        raise RecipeError(file, key, "unknown key", hint or known)
+    if e["type"] == "missing":
+        raise RecipeError(file, key, "required key is missing", "add it")
+    msg = e["msg"].removeprefix("Value error, ")
+    got = e.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
+    raise RecipeError(file, key, msg + shown)
+
+
+def _validate(file: str, prefix: str, model: type[BaseModel], data: Any) -> BaseModel:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(file, prefix, f"expected a mapping of parameters, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        _raise_validation(file, prefix, err, model)
+        raise  # unreachable
+
+
+def _parse_step(file: str, index: int, item: Any, source_names: set[str]) -> StepSpec:
+    where = f"steps[{index}]"
+    if isinstance(item, str):
+        name, params = item, {}
+    elif isinstance(item, dict) and len(item) == 1:
+        name, params = next(iter(item.items()))
+        params = {} if params is None else params
+    else:
+        raise RecipeError(file, where, "each step is one `name: {params}` mapping or a bare step name",
+                          "e.g. `- filter: {length: {column: output, min: 2}}`")
+    if name not in STEPS:
+        hint = did_you_mean(str(name), STEPS)
+        raise RecipeError(file, where, f"unknown step '{name}'", hint or f"known steps: {', '.join(sorted(STEPS))}")
+    key = f"{where}.{name}"
+    if not isinstance(params, dict):
+        raise RecipeError(file, key, f"expected a mapping of parameters, got {type(params).__name__}")
+    params = dict(params)
+    only = params.pop("sources", None)
+    if only is not None:
+        if isinstance(only, str):
+            only = [only]
+        unknown = [s for s in only if s not in source_names]
+        if unknown:
+            hint = did_you_mean(str(unknown[0]), source_names)
+            raise RecipeError(file, f"{key}.sources", f"no source named '{unknown[0]}'", hint or f"sources: {', '.join(sorted(source_names))}")
+    model = STEPS[name].Params
+    return StepSpec(name, _validate(file, key, model, params), only, key)
+
+
+def load_recipe(path: Path, overrides: dict[str, str] | None = None) -> Recipe:
+    """Read and validate ``path``. ``overrides`` maps source name -> path (``--source NAME=PATH``)."""
+    file = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(file, "", "no such recipe file") from None
+    except UnicodeDecodeError as e:
+        raise RecipeError(file, "", f"not UTF-8 at byte {e.start}", "save the recipe as UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise RecipeError(file, "", f"not valid YAML: {where}{getattr(e, 'problem', e)}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(file, "", "a recipe is a YAML mapping with name, sources, steps and output")
+    top = _validate(file, "", RecipeFile, raw)
+    assert isinstance(top, RecipeFile)
+    if not NAME_RE.match(top.name) or top.name in RESERVED_NAMES:
+        raise RecipeError(file, "name", f"'{top.name}' is not a usable dataset name", "use letters, digits, _ . -")
+    if top.name != path.stem:
+        raise RecipeError(file, "name", f"'{top.name}' differs from the file name '{path.stem}'", f"rename one of them")
+
+    source_options: dict[str, BaseModel] = {}
+    for sname, spec in top.sources.items():
+        if not NAME_RE.match(sname):
+            raise RecipeError(file, f"sources.{sname}", "not a usable source name", "use letters, digits, _ . -")
+        if spec.kind not in SOURCES:
+            hint = did_you_mean(spec.kind, SOURCES)
+            raise RecipeError(file, f"sources.{sname}.kind", f"unknown source kind '{spec.kind}'",
+                              hint or f"known kinds: {', '.join(sorted(SOURCES))}")
+        source_options[sname] = _validate(file, f"sources.{sname}.options", SOURCES[spec.kind].Options, spec.options)
+    overrides = dict(overrides or {})
+    for sname, new_path in overrides.items():
+        if sname not in top.sources:
+            hint = did_you_mean(sname, top.sources)
+            raise RecipeError(file, f"sources.{sname}", "--source names a source this recipe does not have",
+                              hint or f"sources: {', '.join(top.sources)}")
+        top.sources[sname] = top.sources[sname].model_copy(update={"path": new_path})
+
+    names = set(top.sources)
+    steps = [_parse_step(file, i, item, names) for i, item in enumerate(top.steps)]
+    return Recipe(top.name, path, top.description, top.card, top.sources, source_options, steps, top.output,
+                  top.splits, top.seed, overrides)
+
+
+def recipe_path(recipes_dir: Path, name: str) -> Path:
+    path = recipes_dir / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in recipes_dir.glob("*.yaml")) if recipes_dir.is_dir() else []
+        hint = did_you_mean(name, known)
+        raise RecipeError(str(path), "", f"no recipe named '{name}' in {recipes_dir}",
+                          hint or (f"recipes: {', '.join(known)}" if known else "use --recipes DIR"))
+    return path

@@ -1,0 +1,193 @@
+"""The source base: turns a kind's parser into one polars frame with ``id`` and ``source`` columns.
+
+A kind implements ``parse(file)`` and yields one dict per record (with a ``_key`` unique in the source), or
+``Bad(...)`` for a record it cannot use, or raises ``BadFile`` when the whole file is unusable. Everything
+around that lives here, once: input resolution, decoding (utf-8, cp949/euc-kr, auto), ``on_error: fail``
+(one clear error naming the file and record) versus ``quarantine`` (skip, count by reason, keep the record).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from datafactory.errors import SourceError
+from datafactory.sources.inputs import InputFile, resolve_inputs
+
+BATCH_ROWS = 20_000
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Bad:
+    """A record the parser cannot use. ``index`` is its position in the file (0-based) or its id."""
+
+    index: int | str
+    reason: str
+    detail: str
+    raw: Any = None
+
+
+class BadFile(Exception):
+    """The whole file is unusable (truncated JSON, wrong encoding, empty)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class SourceRead:
+    frame: pl.DataFrame
+    files: int
+    quarantined: dict[str, int] = field(default_factory=dict)
+    quarantine: list[dict] = field(default_factory=list)
+
+
+def decode_text(data: bytes, encoding: str, name: str) -> str:
+    """Decode with the source's encoding; 'auto' tries UTF-8 (with or without BOM), then cp949 (a superset of euc-kr)."""
+    candidates = ["utf-8-sig", "cp949"] if encoding == "auto" else [encoding]
+    for enc in candidates:
+        try:
+            return data.decode("utf-8-sig" if enc in ("utf-8", "utf8") else enc)
+        except UnicodeDecodeError as e:
+            err = e
+        except LookupError as e:
+            raise SourceError(f"{name}: unknown encoding '{encoding}'; use utf-8, cp949, euc-kr or auto") from e
+    hint = "set `encoding: cp949` (or `auto`) on this source" if encoding != "auto" else "the file is neither UTF-8 nor cp949"
+    raise BadFile("encoding", f"not valid {encoding} at byte {err.start}; {hint}")
+
+
+class Source:
+    """One kind of input. Subclasses set ``kind``, ``patterns``, ``schema`` and implement ``parse``."""
+
+    kind: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    patterns: ClassVar[list[str]] = ["*"]
+    schema: ClassVar[dict[str, Any] | None] = None  # None: infer (generic files)
+    license: ClassVar[str] = ""  # the corpus terms, for the dataset card
+    version: ClassVar[int] = 1
+
+    def __init__(self, name: str, path: str | None, options: BaseModel, *, encoding: str = "utf-8",
+                 on_error: str = "fail", base_dir: Path | None = None):
+        self.name, self.path, self.options = name, path, options
+        self.encoding, self.on_error, self.base_dir = encoding, on_error, base_dir
+        self._inputs: list[InputFile] | None = None
+
+    # -- what a kind implements -------------------------------------------------------------------
+    def parse(self, file: InputFile) -> Iterator[dict | Bad]:
+        raise NotImplementedError
+
+    def identity(self) -> dict:
+        """Anything besides options and input bytes that changes this source's rows."""
+        return {}
+
+    # -- helpers for kinds ------------------------------------------------------------------------
+    def text(self, file: InputFile) -> str:
+        return decode_text(file.read_bytes(), self.encoding, file.name)
+
+    def load_json(self, file: InputFile) -> Any:
+        text = self.text(file)
+        if not text.strip():
+            raise BadFile("empty_file", "the file is empty; download it again")
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise BadFile("malformed_json", f"invalid JSON at line {e.lineno} column {e.colno} ({e.msg}); "
+                          "the file may be truncated: download or unpack it again") from e
+
+    def jsonl_records(self, file: InputFile) -> Iterator[tuple[int, Any] | Bad]:
+        """(line index, parsed object) for each non-blank line; a bad line is a ``Bad``, not the end of the file."""
+        text = self.text(file)
+        if not text.strip():
+            raise BadFile("empty_file", "the file is empty; download it again")
+        for i, line in enumerate(text.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                yield i, json.loads(line)
+            except json.JSONDecodeError as e:
+                yield Bad(i, "malformed_json", f"line {i + 1}: invalid JSON ({e.msg})", line[:500])
+
+    # -- what the engine calls ----------------------------------------------------------------------
+    def inputs(self) -> list[InputFile]:
+        if self._inputs is None:
+            if not self.path:
+                raise SourceError(f"source '{self.name}' ({self.kind}) has no path; set `path:` or pass --source {self.name}=PATH")
+            self._inputs = resolve_inputs(self.path, self.patterns, self.base_dir)
+            if not self._inputs:
+                raise SourceError(f"{self.path}: no file matching {self.patterns} for source '{self.name}' ({self.kind}); "
+                                  "check the path (--source NAME=PATH)")
+        return self._inputs
+
+    def fingerprint(self, digest_of) -> dict:
+        """Digests of every file read (an archive once) and the member names taken from it."""
+        files = self.inputs()
+        disk = {str(f.path): digest_of(f.path) for f in files}
+        return {"files": sorted(disk.values()), "members": sorted(f.name for f in files)}
+
+    def read(self) -> SourceRead:
+        rows: list[dict] = []
+        frames: list[pl.DataFrame] = []
+        quarantined: Counter[str] = Counter()
+        quarantine: list[dict] = []
+        files = self.inputs()
+
+        def flush():
+            if rows:
+                frames.append(self._frame(rows))
+                rows.clear()
+
+        def reject(file: InputFile, index, reason: str, detail: str, raw=None):
+            if self.on_error == "fail":
+                where = f"{file.name}" + (f", record {index}" if index is not None else "")
+                raise SourceError(f"{where}: {detail} [source '{self.name}', {self.kind}]; fix the file, or set "
+                                  f"`on_error: quarantine` on the source to skip and count such records")
+            quarantined[reason] += 1
+            quarantine.append({"file": file.name, "record": index, "reason": reason, "detail": detail,
+                               "raw": raw if isinstance(raw, (str, type(None))) else json.dumps(raw, ensure_ascii=False, default=str)[:2000]})
+
+        for file in files:
+            try:
+                for item in self.parse(file):
+                    if isinstance(item, Bad):
+                        reject(file, item.index, item.reason, item.detail, item.raw)
+                        continue
+                    rows.append(item)
+                    if len(rows) >= BATCH_ROWS:
+                        flush()
+            except BadFile as e:
+                reject(file, None, e.reason, e.detail)
+        flush()
+        frame = pl.concat(frames, how="diagonal_relaxed") if frames else self._frame([])
+        return SourceRead(self._with_lineage(frame), len(files), dict(quarantined), quarantine)
+
+    def _frame(self, rows: list[dict]) -> pl.DataFrame:
+        if self.schema is None:
+            return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"_key": []}, schema={"_key": pl.String})
+        schema = {"_key": pl.String, **self.schema}
+        return pl.DataFrame(rows, schema=schema, strict=False) if rows else pl.DataFrame(schema=schema)
+
+    def _with_lineage(self, frame: pl.DataFrame) -> pl.DataFrame:
+        keys = frame["_key"].cast(pl.String)
+        dup = keys.filter(keys.is_duplicated())
+        if len(dup):
+            raise SourceError(f"source '{self.name}' ({self.kind}): record key '{dup[0]}' occurs {int((keys == dup[0]).sum())} "
+                              "times; each record needs a unique key (for `files`, set `options.id` to a unique column)")
+        # a record's own id/source fields would clash with the lineage columns: keep them as record_*
+        frame = frame.rename({c: f"record_{c}" for c in ("id", "source") if c in frame.columns})
+        return frame.select(
+            (pl.lit(self.name + "/") + keys).alias("id"),
+            pl.lit(self.name).alias("source"),
+            pl.exclude("_key"),
+        )

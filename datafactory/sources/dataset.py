@@ -1,0 +1,54 @@
+"""dataset: another dataset built by this factory, by name, so recipes form a graph.
+
+Options: ``name`` (the recipe), ``version`` (pin one; default: the version its recipe builds now, built first
+if missing or outdated), ``splits`` (which splits to take; default all). Row ids keep the upstream id behind
+this source's name (``prompts/daily/SDRW...``), so lineage reaches back to the original record; the upstream
+split goes into ``upstream_split``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from pydantic import BaseModel
+
+from datafactory.errors import SourceError
+from datafactory.sources.base import NoOptions, Source, SourceRead
+
+
+class DatasetOptions(NoOptions):
+    name: str
+    version: str | None = None
+    splits: list[str] | None = None
+
+
+class DatasetSource(Source):
+    kind = "dataset"
+    description = "Another dataset built by this factory."
+    Options = DatasetOptions
+
+    def __init__(self, name: str, path: str | None, options: BaseModel, **kw):
+        super().__init__(name, path, options, **kw)
+        self.version_dir: Path | None = None  # set by the engine once the upstream version is known
+
+    def fingerprint(self, digest_of) -> dict:
+        assert self.version_dir is not None
+        return {"dataset": self.options.name, "version": self.version_dir.name}
+
+    def read(self) -> SourceRead:
+        assert self.version_dir is not None
+        files = sorted(self.version_dir.glob("*.parquet"))
+        wanted = self.options.splits
+        frames = []
+        for f in files:
+            if wanted is None or f.stem in wanted:
+                frames.append(pl.read_parquet(f).with_columns(pl.lit(f.stem).alias("upstream_split")))
+        if wanted:
+            missing = sorted(set(wanted) - {f.stem for f in files})
+            if missing:
+                raise SourceError(f"source '{self.name}': {self.options.name}@{self.version_dir.name} has no split "
+                                  f"'{missing[0]}' (splits: {', '.join(f.stem for f in files)})")
+        frame = pl.concat(frames, how="diagonal_relaxed")
+        frame = frame.rename({"source": "upstream_source"}).with_columns(
+            (pl.lit(self.name + "/") + pl.col("id")).alias("id"), pl.lit(self.name).alias("source"))
+        return SourceRead(frame.select("id", "source", pl.exclude("id", "source")), len(frames))

@@ -1,0 +1,118 @@
+"""Where a source's bytes come from: a file, a folder, a glob, or a zip read in place (no unpacking).
+
+A user points a source at whatever they downloaded: ``NIKL_DIALOGUE_2021_v1.1.zip``, the unpacked folder,
+a folder of several zips, or ``some/dir/*.json``. Every case gives the same list of ``InputFile``.
+"""
+from __future__ import annotations
+
+import fnmatch
+import glob as globlib
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from datafactory.errors import SourceError
+
+
+def _zip_member_name(info: zipfile.ZipInfo) -> str:
+    """Member names from Korean Windows zips are cp949 without the UTF-8 flag; zipfile decodes them as cp437."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("cp949")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One readable input: a plain file, or a member of a zip archive."""
+
+    name: str  # what errors and lineage show: path relative to the source root, or "archive.zip!member"
+    path: Path  # the file on disk (the archive, for a member)
+    member: str | None = None  # the raw member name inside ``path``
+    basename: str = field(default="", compare=False)
+
+    def open(self) -> BinaryIO:
+        if self.member is None:
+            return open(self.path, "rb")
+        zf = zipfile.ZipFile(self.path)
+        return _ZipMemberStream(zf, zf.open(self.member))
+
+    def read_bytes(self) -> bytes:
+        with self.open() as f:
+            return f.read()
+
+
+class _ZipMemberStream(io.BufferedIOBase):
+    """A member stream that closes its archive with it."""
+
+    def __init__(self, zf: zipfile.ZipFile, raw):
+        self._zf, self._raw = zf, raw
+
+    def read(self, n: int | None = -1) -> bytes:
+        return self._raw.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+        self._zf.close()
+        super().close()
+
+
+def _matches(relname: str, patterns: list[str]) -> bool:
+    base = PurePosixPath(relname).name
+    return any(fnmatch.fnmatch(base, p) or fnmatch.fnmatch(relname, p) for p in patterns)
+
+
+def _zip_members(archive: Path, label: str, patterns: list[str]) -> list[InputFile]:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+    except zipfile.BadZipFile as e:
+        raise SourceError(f"{archive}: not a readable zip archive ({e}); download it again or unpack it") from e
+    out = []
+    for info in infos:
+        name = _zip_member_name(info)
+        if _matches(name, patterns) and not PurePosixPath(name).name.startswith("._"):
+            out.append(InputFile(f"{label}!{name}", archive, info.filename, PurePosixPath(name).name))
+    return out
+
+
+def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None = None) -> list[InputFile]:
+    """All input files under ``path`` whose name matches one of ``patterns``, in a stable order.
+
+    Zips found on the way are opened in place and their members matched the same way, so a folder may hold
+    the unpacked release, the zip, or both of several releases.
+    """
+    raw = Path(path).expanduser()
+    if not raw.is_absolute() and base_dir is not None:
+        raw = base_dir / raw
+    if any(ch in str(path) for ch in "*?["):
+        hits = sorted(Path(p) for p in globlib.glob(str(raw), recursive=True))
+        if not hits:
+            raise SourceError(f"{path}: the pattern matches no file; check the path (--source NAME=PATH)")
+        files = []
+        for hit in hits:
+            files += resolve_inputs(hit, ["*"] if hit.is_file() and not zipfile.is_zipfile(hit) else patterns)
+        return files
+    if not raw.exists():
+        raise SourceError(f"{path}: no such file or folder; point the source at your download (--source NAME=PATH)")
+    if raw.is_file():
+        if raw.suffix.lower() == ".zip":
+            return _zip_members(raw, raw.name, patterns)
+        return [InputFile(raw.name, raw, None, raw.name)]
+    files: list[InputFile] = []
+    for p in sorted(raw.rglob("*")):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        rel = p.relative_to(raw).as_posix()
+        if p.suffix.lower() == ".zip" and not _matches(rel, patterns):
+            files += _zip_members(p, rel, patterns)
+        elif _matches(rel, patterns):
+            files.append(InputFile(rel, p, None, p.name))
+    return files

@@ -1,0 +1,15 @@
+"""The step registry: recipe step names -> classes. One step per file."""
+from datafactory.steps.base import Step
+from datafactory.steps.dedup import Dedup
+from datafactory.steps.filter import Filter
+from datafactory.steps.mix import Mix
+from datafactory.steps.normalize import Normalize
+from datafactory.steps.rename import Rename
+from datafactory.steps.sample import Sample
+from datafactory.steps.select import Select
+from datafactory.steps.split import Split
+from datafactory.steps.template import Template
+
+STEPS: dict[str, type[Step]] = {cls.name: cls for cls in (
+    Filter, Normalize, Dedup, Sample, Mix, Split, Template, Select, Rename,
+)}

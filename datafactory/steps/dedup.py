@@ -1,0 +1,32 @@
+"""dedup: exact deduplication on a set of columns, keeping the first occurrence.
+
+With ``ignore_space_and_case`` two values that differ only in whitespace or letter case count as one.
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from datafactory.steps.base import LINEAGE, Params, Step, StepContext, require_columns
+
+
+class DedupParams(Params):
+    columns: list[str] | None = None  # default: every column except id, source and split
+    ignore_space_and_case: bool = False
+
+
+class Dedup(Step):
+    name = "dedup"
+    Params = DedupParams
+
+    def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        cols = self.params.columns or [c for c in df.columns if c not in (*LINEAGE, "split")]
+        require_columns(df, cols)
+        keys = []
+        for c in cols:
+            e = pl.col(c)
+            if self.params.ignore_space_and_case and df.schema[c] == pl.String:
+                e = e.str.replace_all(r"\s+", "").str.to_lowercase()
+            keys.append(e.alias(f"_k{len(keys)}"))
+        first = df.select(pl.struct(keys).is_first_distinct().alias("_first"))["_first"]
+        ctx.drop("duplicate", len(first) - int(first.sum()))
+        return df.filter(first)

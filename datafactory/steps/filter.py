@@ -1,0 +1,88 @@
+"""filter: keep rows that pass one rule (an expression, a length range, or a regex), counting the rest.
+
+Examples::
+
+    - filter: {expr: "intensity >= 1.0 AND is_immoral", reason: mild}     # SQL expression (polars)
+    - filter: {length: {column: output, min: 2, max: 2000}}               # dropped as too_short / too_long
+    - filter: {regex: {column: instruction, pattern: "https?://"}, reason: has_url}   # drop matches
+    - filter: {regex: {column: output, pattern: "\\p{Hangul}", keep_matching: true}, reason: no_hangul}
+
+A null value never passes a rule.
+"""
+from __future__ import annotations
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from datafactory.steps.base import Params, Step, StepContext, StepError, require_columns
+
+
+class LengthRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    column: str
+    min: int | None = None
+    max: int | None = None
+
+
+class RegexRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    column: str
+    pattern: str
+    keep_matching: bool = False  # default: drop the rows that match
+
+    @model_validator(mode="after")
+    def _compiles(self):
+        try:  # the rule runs in polars (Rust regex syntax: \p{Hangul} works), so compile it there
+            pl.Series([""]).str.contains(self.pattern)
+        except Exception as e:
+            raise ValueError(f"pattern does not compile: {str(e).splitlines()[0]}") from None
+        return self
+
+
+class FilterParams(Params):
+    expr: str | None = None
+    length: LengthRule | None = None
+    regex: RegexRule | None = None
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self):
+        given = [k for k in ("expr", "length", "regex") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of expr, length, regex (use one filter step per rule)")
+        return self
+
+
+class Filter(Step):
+    name = "filter"
+    Params = FilterParams
+
+    def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        p = self.params
+        if p.expr is not None:
+            try:
+                keep = pl.sql_expr(p.expr)
+            except Exception as e:  # polars raises several types for a bad SQL expression
+                raise StepError(f"expr {p.expr!r} does not parse: {e}") from None
+            return self._keep(df, keep, p.reason or "expr", ctx)
+        if p.length is not None:
+            rule = p.length
+            require_columns(df, [rule.column])
+            n = pl.col(rule.column).cast(pl.String).str.len_chars()
+            if rule.min is not None:
+                df = self._keep(df, n >= rule.min, p.reason or "too_short", ctx)
+            if rule.max is not None:
+                df = self._keep(df, n <= rule.max, p.reason or "too_long", ctx)
+            if rule.min is None and rule.max is None:
+                df = self._keep(df, n.is_not_null(), p.reason or f"null_{rule.column}", ctx)
+            return df
+        rule = p.regex
+        require_columns(df, [rule.column])
+        hit = pl.col(rule.column).cast(pl.String).str.contains(rule.pattern)
+        return self._keep(df, hit if rule.keep_matching else ~hit, p.reason or "regex", ctx)
+
+    @staticmethod
+    def _keep(df: pl.DataFrame, keep: pl.Expr, reason: str, ctx: StepContext) -> pl.DataFrame:
+        mask = df.select(keep.fill_null(False).alias("_keep"))["_keep"]
+        ctx.drop(reason, len(mask) - int(mask.sum()))
+        return df.filter(mask)

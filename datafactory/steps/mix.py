@@ -1,0 +1,59 @@
+"""mix: weighted ratios across sources (or any column) to a target count.
+
+``{total: 1500, weights: {daily: 2, hate: 1}}`` keeps 1,000 daily-conversation and 500 hate-speech rows,
+each chosen by a stable hash of the row id. Rows of groups not named in ``weights`` are dropped as
+``not_in_mix`` (limit the step with ``sources:`` to leave other sources alone). A group with too few rows
+is an error unless ``allow_short: true``, which then takes all it has.
+"""
+from __future__ import annotations
+
+import math
+
+import polars as pl
+from pydantic import Field
+
+from datafactory.steps.base import Params, Step, StepContext, StepError, require_columns
+from datafactory.steps.sample import take_by_hash
+
+
+class MixParams(Params):
+    total: int = Field(ge=1)
+    weights: dict[str, float] = Field(min_length=1)
+    by: str = "source"
+    allow_short: bool = False
+
+
+def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Largest-remainder split of ``total`` by ``weights`` (ties go to the earlier group)."""
+    wsum = sum(weights.values())
+    exact = {k: total * w / wsum for k, w in weights.items()}
+    counts = {k: math.floor(x) for k, x in exact.items()}
+    rest = total - sum(counts.values())
+    for k in sorted(exact, key=lambda k: counts[k] - exact[k])[:rest]:
+        counts[k] += 1
+    return counts
+
+
+class Mix(Step):
+    name = "mix"
+    Params = MixParams
+
+    def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        p = self.params
+        require_columns(df, [p.by])
+        if any(w < 0 for w in p.weights.values()) or sum(p.weights.values()) <= 0:
+            raise StepError("weights must be >= 0 with a positive sum")
+        want = allocate(p.total, p.weights)
+        group = pl.col(p.by).cast(pl.String)
+        parts = []
+        for g, n in want.items():
+            rows = df.filter(group == g)
+            if len(rows) < n and not p.allow_short:
+                have = {k: int((df[p.by].cast(pl.String) == k).sum()) for k in want}
+                raise StepError(f"group '{g}' has {len(rows)} rows but the mix wants {n} (wanted {want}, have {have}); "
+                                "lower `total`, add data, or set `allow_short: true`")
+            taken = take_by_hash(rows, n, ctx.seed)
+            ctx.drop("mix_surplus", len(rows) - len(taken))
+            parts.append(taken)
+        ctx.drop("not_in_mix", len(df.filter((~group.is_in(list(want))).fill_null(True))))
+        return pl.concat(parts, how="vertical") if parts else df.clear()

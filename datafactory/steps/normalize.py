@@ -1,0 +1,44 @@
+"""normalize: Unicode and whitespace normalisation of text columns.
+
+NFC by default: Korean text from macOS or some OCR tools arrives as decomposed jamo (NFD), which looks the
+same but never matches, dedups or tokenizes like composed syllables. Also removes zero-width and control
+characters (keeping newlines and tabs), collapses runs of spaces, and strips each value.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import polars as pl
+
+from datafactory.steps.base import Params, Step, StepContext, require_columns, string_columns
+
+
+class NormalizeParams(Params):
+    columns: list[str] | None = None  # default: every text column except id/source
+    unicode: Literal["NFC", "NFKC", "none"] = "NFC"
+    collapse_spaces: bool = True
+    strip: bool = True
+    remove_control: bool = True
+
+
+class Normalize(Step):
+    name = "normalize"
+    Params = NormalizeParams
+
+    def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        p = self.params
+        cols = p.columns if p.columns is not None else string_columns(df)
+        require_columns(df, cols)
+        exprs = []
+        for c in cols:
+            e = pl.col(c).cast(pl.String)
+            if p.unicode != "none":
+                e = e.str.normalize(p.unicode)
+            if p.remove_control:
+                e = e.str.replace_all(r"[\u200b-\u200f\u2060\ufeff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
+            if p.collapse_spaces:
+                e = e.str.replace_all(r"[ \t\u00a0\u3000]+", " ").str.replace_all(r" *\n *", "\n")
+            if p.strip:
+                e = e.str.strip_chars()
+            exprs.append(e.alias(c))
+        return df.with_columns(exprs)

@@ -1,0 +1,26 @@
+"""rename: rename columns, ``{columns: {output: completion}}``. ``id`` and ``source`` cannot be renamed."""
+from __future__ import annotations
+
+import polars as pl
+from pydantic import Field
+
+from datafactory.steps.base import LINEAGE, Params, Step, StepContext, StepError, require_columns
+
+
+class RenameParams(Params):
+    columns: dict[str, str] = Field(min_length=1)
+
+
+class Rename(Step):
+    name = "rename"
+    Params = RenameParams
+
+    def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        mapping = self.params.columns
+        require_columns(df, list(mapping))
+        if any(c in LINEAGE for c in [*mapping, *mapping.values()]):
+            raise StepError("id and source carry lineage and cannot be renamed or overwritten")
+        clash = [new for old, new in mapping.items() if new in df.columns and new not in mapping]
+        if clash:
+            raise StepError(f"column '{clash[0]}' exists already; drop it with `select` first")
+        return df.rename(mapping)
