@@ -1,7 +1,8 @@
 """split: deterministic train/test (or any) split by a stable hash of the row id; adds a ``split`` column.
 
 Usually declared once as the recipe's top-level ``splits:``, which the engine runs as the last step.
-Fractions share the rows; a count (``test: 40``) takes exactly that many rows first.
+Fractions cut the hash space (a row's split depends on its id alone, so counts are close to, not exactly,
+the fractions); a count (``test: 40``) takes exactly that many rows first.
 """
 from __future__ import annotations
 
@@ -30,22 +31,21 @@ class SplitParams(Params):
 
 
 def assign_splits(ranks: list[float], splits: dict[str, float | int]) -> list[str]:
-    order = sorted(range(len(ranks)), key=ranks.__getitem__)
+    """Counts take the rows with the smallest ranks; fractions cut the hash space at fixed thresholds, so a
+    row's split depends on its id alone and adding rows never moves an existing row (counts excepted)."""
     names: list[str] = [""] * len(ranks)
+    order = sorted(range(len(ranks)), key=ranks.__getitem__)
     pos = 0
     for name, count in ((k, v) for k, v in splits.items() if isinstance(v, int)):
         for i in order[pos:pos + count]:
             names[i] = name
         pos += count
-    rest = order[pos:]
-    fractions = [(k, v) for k, v in splits.items() if isinstance(v, float)]
-    start, acc = 0, 0.0
-    for j, (name, frac) in enumerate(fractions):
+    bounds, acc = [], 0.0
+    for name, frac in ((k, v) for k, v in splits.items() if isinstance(v, float)):
         acc += frac
-        end = len(rest) if j == len(fractions) - 1 else round(acc * len(rest))
-        for i in rest[start:end]:
-            names[i] = name
-        start = end
+        bounds.append((acc, name))
+    for i in order[pos:]:
+        names[i] = next((name for bound, name in bounds if ranks[i] < bound), bounds[-1][1])
     return names
 
 

@@ -1,0 +1,67 @@
+"""Shared fixtures: a throwaway project (recipes/, inputs/, data/) and helpers to write recipes and inputs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from datafactory.engine import Factory
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data" / "samples"
+
+
+class Project:
+    def __init__(self, root: Path):
+        self.root = root
+        self.recipes = root / "recipes"
+        self.data = root / "data"
+        self.recipes.mkdir()
+        (root / "inputs").mkdir()
+
+    def recipe(self, name: str, body: dict | str) -> Path:
+        path = self.recipes / f"{name}.yaml"
+        if isinstance(body, dict):
+            body = yaml.safe_dump({"name": name, **body}, allow_unicode=True, sort_keys=False)
+        path.write_text(body, "utf-8")
+        return path
+
+    def jsonl(self, rel: str, rows: list[dict]) -> Path:
+        path = self.root / "inputs" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+        return path
+
+    def factory(self, **kw) -> Factory:
+        return Factory(self.data, self.recipes, **kw)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+def qa_rows(n: int, start: int = 0) -> list[dict]:
+    return [{"qid": f"q{i}", "question": f"질문 {i}번은 무엇인가요?", "answer": f"{i}번 답변입니다.",
+             "kind": "daily" if i % 3 else "hate"} for i in range(start, start + n)]
+
+
+def sft_recipe(**over) -> dict:
+    body = {
+        "description": "test recipe",
+        "sources": {"qa": {"kind": "files", "path": "inputs/qa.jsonl",
+                           "options": {"id": "qid", "fields": {"instruction": "question", "output": "answer", "kind": "kind"}}}},
+        "steps": [
+            {"normalize": {"columns": ["instruction", "output"]}},
+            {"filter": {"length": {"column": "output", "min": 2}}},
+            {"template": {}},
+            {"rename": {"columns": {"output": "completion"}}},
+        ],
+        "output": {"format": "sft"},
+        "splits": {"train": 0.8, "test": 0.2},
+        "seed": 7,
+    }
+    body.update(over)
+    return body

@@ -1,0 +1,157 @@
+"""Each step on tiny inline frames."""
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from datafactory.steps import STEPS
+from datafactory.steps.base import StepContext, StepError
+from datafactory.steps.mix import allocate
+from datafactory.steps.split import assign_splits
+
+
+def run(name: str, df: pl.DataFrame, seed: int = 1, **params) -> tuple[pl.DataFrame, StepContext]:
+    cls = STEPS[name]
+    step = cls(cls.Params.model_validate(params))
+    ctx = StepContext(seed=seed, work_dir=Path("/nonexistent"))
+    return step.apply(df, ctx), ctx
+
+
+def frame(**cols) -> pl.DataFrame:
+    n = len(next(iter(cols.values())))
+    return pl.DataFrame({"id": [f"s/{i}" for i in range(n)], "source": ["s"] * n, **cols})
+
+
+def test_filter_length_counts_each_reason():
+    df = frame(output=["", "좋아요", "아주 긴 답변입니다 정말로", None])
+    out, ctx = run("filter", df, length={"column": "output", "min": 1, "max": 5})
+    assert out["output"].to_list() == ["좋아요"]
+    assert dict(ctx.dropped) == {"too_short": 2, "too_long": 1}  # the null fails the first rule
+
+
+def test_filter_expr_sql_and_reason():
+    df = frame(intensity=[0.0, 1.2, 2.6], is_immoral=[False, True, True])
+    out, ctx = run("filter", df, expr="intensity >= 1.0 AND is_immoral", reason="mild")
+    assert out["intensity"].to_list() == [1.2, 2.6]
+    assert ctx.dropped == {"mild": 1}
+
+
+def test_filter_regex_drop_and_keep_hangul():
+    df = frame(text=["안녕하세요", "hello", "https://x.y 링크"])
+    out, ctx = run("filter", df, regex={"column": "text", "pattern": "https?://"}, reason="url")
+    assert out["text"].to_list() == ["안녕하세요", "hello"] and ctx.dropped == {"url": 1}
+    out, ctx = run("filter", df, regex={"column": "text", "pattern": r"\p{Hangul}", "keep_matching": True})
+    assert out["text"].to_list() == ["안녕하세요", "https://x.y 링크"] and ctx.dropped == {"regex": 1}
+
+
+@pytest.mark.parametrize("params", [{}, {"expr": "a > 1", "length": {"column": "a"}},
+                                    {"regex": {"column": "a", "pattern": "("}}])
+def test_filter_rejects_bad_params(params):
+    with pytest.raises(Exception):
+        STEPS["filter"].Params.model_validate(params)
+
+
+def test_filter_unknown_column_names_it():
+    with pytest.raises(StepError, match="no column 'outptu'; did you mean 'output'"):
+        run("filter", frame(output=["a"]), length={"column": "outptu", "min": 1})
+
+
+def test_normalize_composes_jamo_and_cleans_spaces():
+    decomposed = unicodedata.normalize("NFD", "한국어")
+    assert decomposed != "한국어"
+    df = frame(text=[f"  {decomposed}\u200b  문장 \t 입니다 \n 다음 줄 "])
+    out, _ = run("normalize", df)
+    assert out["text"][0] == "한국어 문장 입니다\n다음 줄"
+
+
+def test_normalize_leaves_lineage_alone():
+    df = frame(text=["a"])
+    out, _ = run("normalize", df)
+    assert out["id"].to_list() == ["s/0"]
+
+
+def test_dedup_exact_and_ignoring_space_and_case():
+    df = frame(q=["같은 질문", "같은 질문", "같은  질문", "Other", "other"])
+    out, ctx = run("dedup", df, columns=["q"])
+    assert out.height == 4 and ctx.dropped == {"duplicate": 1}
+    out, ctx = run("dedup", df, columns=["q"], ignore_space_and_case=True)
+    assert out["q"].to_list() == ["같은 질문", "Other"] and ctx.dropped == {"duplicate": 3}
+
+
+def test_sample_is_seeded_and_independent_of_row_order():
+    df = frame(x=list(range(100)))
+    a, ctx = run("sample", df, n=10, seed=3)
+    b, _ = run("sample", df.reverse(), n=10, seed=3)
+    c, _ = run("sample", df, n=10, seed=4)
+    assert sorted(a["id"]) == sorted(b["id"]) and sorted(a["id"]) != sorted(c["id"])
+    assert ctx.dropped == {"sampled_out": 90}
+    frac, _ = run("sample", df, fraction=0.25)
+    assert frac.height == 25
+
+
+def test_mix_weights_to_total():
+    df = pl.DataFrame({"id": [f"r{i}" for i in range(100)], "source": ["daily"] * 60 + ["hate"] * 30 + ["other"] * 10})
+    out, ctx = run("mix", df, total=45, weights={"daily": 2, "hate": 1})
+    counts = dict(out.group_by("source").len().iter_rows())
+    assert counts == {"daily": 30, "hate": 15}
+    assert ctx.dropped == {"mix_surplus": 45, "not_in_mix": 10}
+
+
+def test_mix_short_group_is_an_error_unless_allowed():
+    df = pl.DataFrame({"id": list("abcde"), "source": ["daily"] * 4 + ["hate"]})
+    with pytest.raises(StepError, match="group 'hate' has 1 rows but the mix wants 2"):
+        run("mix", df, total=6, weights={"daily": 2, "hate": 1})
+    out, _ = run("mix", df, total=6, weights={"daily": 2, "hate": 1}, allow_short=True)
+    assert out.height == 5
+
+
+def test_allocate_is_exact():
+    assert allocate(1500, {"daily": 2, "hate": 1}) == {"daily": 1000, "hate": 500}
+    assert sum(allocate(10, {"a": 1, "b": 1, "c": 1}).values()) == 10
+
+
+def test_split_fractions_counts_and_stability():
+    ranks = [i / 100 for i in range(100)]
+    names = assign_splits(ranks, {"train": 0.9, "test": 0.1})
+    assert names.count("train") == 90 and names.count("test") == 10
+    names = assign_splits(ranks, {"train": 1.0, "test": 40})
+    assert names.count("test") == 40
+    df = frame(x=list(range(200)))
+    a, _ = run("split", df, splits={"train": 0.8, "test": 0.2})
+    bigger = pl.concat([df, pl.DataFrame({"id": [f"new/{i}" for i in range(50)], "source": ["s"] * 50, "x": list(range(50))})])
+    b, _ = run("split", bigger, splits={"train": 0.8, "test": 0.2})
+    moved = a.join(b, on="id").filter(pl.col("split") != pl.col("split_right"))
+    assert moved.height == 0  # a row's split depends on its id alone
+
+
+def test_template_kullm_with_and_without_input():
+    df = frame(instruction=["요약해 주세요", "인사해 주세요"], input=["긴 글", None])
+    out, ctx = run("template", df)
+    with_input, no_input = out["prompt"].to_list()
+    assert with_input.endswith("### 명령어:\n요약해 주세요\n\n### 입력:\n긴 글\n\n### 응답:\n")
+    assert no_input == "아래는 작업을 설명하는 명령어입니다. 요청을 적절히 완료하는 응답을 작성하세요.\n\n### 명령어:\n인사해 주세요\n\n### 응답:\n"
+    assert ctx.info["template"]["name"] == "kullm" and ctx.info["template"]["response_split"] == "### 응답:"
+
+
+def test_template_inline_text():
+    out, _ = run("template", frame(q=["질문"]), text="Human: {q}\nAssistant:", output="p")
+    assert out["p"][0] == "Human: 질문\nAssistant:"
+
+
+def test_template_identity_changes_with_template():
+    a = STEPS["template"](STEPS["template"].Params.model_validate({}))
+    b = STEPS["template"](STEPS["template"].Params.model_validate({"text": "{instruction}"}))
+    assert a.identity() != b.identity()
+
+
+def test_select_and_rename_keep_lineage():
+    df = frame(a=[1], b=[2])
+    out, _ = run("select", df, columns=["b"])
+    assert out.columns == ["id", "source", "b"]
+    out, _ = run("rename", df, columns={"a": "completion"})
+    assert "completion" in out.columns
+    with pytest.raises(StepError, match="lineage"):
+        run("rename", df, columns={"id": "x"})

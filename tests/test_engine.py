@@ -1,0 +1,286 @@
+"""End to end through the engine: versions, the step cache, the recipe graph, locking, bad input, load, card, push."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import datasets
+import polars as pl
+import pytest
+import yaml
+
+import datafactory
+from datafactory.diff import diff
+from datafactory.errors import DataFactoryError, RecipeError, SourceError
+from datafactory.hub import push
+from tests.conftest import qa_rows, sft_recipe
+
+
+@pytest.fixture
+def built(project):
+    project.jsonl("qa.jsonl", qa_rows(50))
+    project.recipe("sft", sft_recipe())
+    return project, project.factory().build("sft")
+
+
+def test_build_twice_is_a_noop_with_the_same_version(built):
+    project, first = built
+    assert first.built and first.manifest["rows"] == 50
+    again = project.factory().build("sft")
+    assert not again.built and again.version == first.version
+    assert project.factory().plan("sft").built
+
+
+def test_layout_manifest_and_lineage(built):
+    project, res = built
+    vdir = project.data / "sft" / res.version
+    assert sorted(p.name for p in vdir.iterdir()) == ["README.md", "manifest.json", "test.parquet", "train.parquet"]
+    assert (project.data / "sft" / "latest").read_text().strip() == res.version
+    m = json.loads((vdir / "manifest.json").read_text())
+    assert sum(m["splits"].values()) == 50 and 30 <= m["splits"]["train"] <= 48
+    assert m["template"]["name"] == "kullm" and m["format"] == "sft"
+    assert m["sources"]["qa"]["fingerprint"]["files"] and m["sources"]["qa"]["rows"] == 50
+    assert [s["key"] for s in m["steps"]][-1] == "splits"
+    train = pl.read_parquet(vdir / "train.parquet")
+    assert train.columns[:4] == ["id", "source", "prompt", "completion"]
+    assert train["id"].str.starts_with("qa/q").all() and (train["source"] == "qa").all()
+
+
+def test_changing_one_step_reruns_only_it_and_later(built):
+    project, first = built
+    body = sft_recipe()
+    body["steps"][1] = {"filter": {"length": {"column": "output", "min": 10}}}
+    project.recipe("sft", body)
+    second = project.factory().build("sft")
+    assert second.built and second.version != first.version
+    cached = [s.get("cached") for s in second.manifest["steps"]]
+    assert cached == [True, False, False, False, False]
+    assert second.manifest["steps"][1]["dropped"] == {"too_short": 10}  # "0번 답변입니다." .. "9번 답변입니다."
+
+
+def test_changing_input_changes_version_and_rereads_source(built):
+    project, first = built
+    project.jsonl("qa.jsonl", qa_rows(60))
+    second = project.factory().build("sft")
+    assert second.version != first.version and second.manifest["rows"] == 60
+    assert not any(s.get("cached") for s in second.manifest["steps"])
+
+
+def test_same_content_elsewhere_gives_same_version(built, tmp_path):
+    project, first = built
+    other = tmp_path / "elsewhere" / "qa.jsonl"  # same name and bytes, another folder
+    other.parent.mkdir()
+    other.write_bytes((project.root / "inputs" / "qa.jsonl").read_bytes())
+    res = project.factory(overrides={"qa": str(other)}).build("sft")
+    assert res.version == first.version and not res.built
+
+
+def test_description_change_changes_version_but_reuses_all_steps(built):
+    project, first = built
+    project.recipe("sft", sft_recipe(description="new words"))
+    res = project.factory().build("sft")
+    assert res.version != first.version and all(s["cached"] for s in res.manifest["steps"])
+
+
+def test_recipe_graph_builds_upstream_first_and_tracks_it(built):
+    project, first = built
+    project.recipe("prompts", {
+        "sources": {"sft": {"kind": "dataset", "options": {"name": "sft", "splits": ["train"]}}},
+        "steps": [{"select": {"columns": ["prompt"]}}],
+        "output": {"format": "prompt"},
+    })
+    res = project.factory().build("prompts")
+    assert res.manifest["upstream"] == {"sft": {"dataset": "sft", "version": first.version}}
+    ds = datafactory.load("prompts", split="train", data_dir=project.data)
+    assert ds[0]["id"].startswith("sft/qa/q") and set(ds.column_names) == {"id", "source", "prompt"}
+    # an upstream change is picked up: upstream rebuilt first, downstream gets a new version
+    project.jsonl("qa.jsonl", qa_rows(70))
+    res2 = project.factory().build("prompts")
+    assert res2.upstream and res2.upstream[0].built
+    assert res2.version != res.version
+    assert res2.manifest["upstream"]["sft"]["version"] == res2.upstream[0].version
+
+
+def test_cycle_is_detected(project):
+    for a, b in (("a", "b"), ("b", "a")):
+        project.recipe(a, {"sources": {"up": {"kind": "dataset", "options": {"name": b}}},
+                           "output": {"format": "prompt"}})
+    with pytest.raises(RecipeError, match="cycle: a -> b -> a"):
+        project.factory().plan("a")
+
+
+def _build_in_process(args):
+    data, recipes = args
+    from datafactory.engine import Factory
+    return Factory(Path(data), Path(recipes)).build("sft").version
+
+
+def test_concurrent_builds_of_one_recipe(project):
+    project.jsonl("qa.jsonl", qa_rows(300))
+    project.recipe("sft", sft_recipe())
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(3) as pool:
+        versions = pool.map(_build_in_process, [(str(project.data), str(project.recipes))] * 3)
+    assert len(set(versions)) == 1
+    dirs = [p.name for p in (project.data / "sft").iterdir() if p.is_dir()]
+    assert dirs == versions[:1]  # one version, no staging left-overs
+    assert datafactory.load("sft", data_dir=project.data)["train"].num_rows > 0
+
+
+def test_corrupt_input_gives_clear_error_and_leaves_store_untouched(built):
+    project, first = built
+    good = (project.root / "inputs" / "qa.jsonl").read_text()
+    (project.root / "inputs" / "qa.jsonl").write_text(good + '{"qid": "q99", "question": "잘린\n')
+    with pytest.raises(SourceError) as e:
+        project.factory().build("sft")
+    assert "qa.jsonl, record 50" in str(e.value) and "on_error: quarantine" in str(e.value)
+    assert [p.name for p in (project.data / "sft").iterdir() if p.is_dir()] == [first.version]
+    assert (project.data / "sft" / "latest").read_text().strip() == first.version
+
+
+def test_quarantine_counts_and_keeps_bad_records(built):
+    project, _ = built
+    good = (project.root / "inputs" / "qa.jsonl").read_text()
+    (project.root / "inputs" / "qa.jsonl").write_text(good + '{"qid": "q99", "question": "잘린\n{"qid": "q98"}\n')
+    body = sft_recipe()
+    body["sources"]["qa"]["on_error"] = "quarantine"
+    project.recipe("sft", body)
+    res = project.factory().build("sft")
+    assert res.manifest["sources"]["qa"]["quarantined"] == {"malformed_json": 1, "missing_field": 1}
+    lines = (project.data / "sft" / res.version / "quarantine" / "qa.jsonl").read_text().splitlines()
+    assert [json.loads(x)["reason"] for x in lines] == ["malformed_json", "missing_field"]
+
+
+def test_output_format_checks_columns_and_empty_values(project):
+    project.jsonl("qa.jsonl", qa_rows(5) + [{"qid": "blank", "question": "질문", "answer": "  ", "kind": "daily"}])
+    project.recipe("sft", sft_recipe(steps=[{"template": {}}, {"rename": {"columns": {"output": "completion"}}}]))
+    with pytest.raises(RecipeError, match=r"output\.format: 1 rows have an empty or null 'completion' \(first: id 'qa/blank'\)"):
+        project.factory().build("sft")
+    project.recipe("sft", sft_recipe(steps=[{"template": {}}]))
+    with pytest.raises(RecipeError, match="'completion' is missing"):
+        project.factory().build("sft")
+
+
+def test_step_error_names_the_recipe_key(project):
+    project.jsonl("qa.jsonl", qa_rows(5))
+    project.recipe("sft", sft_recipe(steps=[{"filter": {"length": {"column": "answr", "min": 1}}}]))
+    with pytest.raises(RecipeError, match=r"sft\.yaml: steps\[0\]\.filter: no column 'answr'"):
+        project.factory().build("sft")
+
+
+def test_missing_source_path_is_clear(project):
+    project.recipe("sft", sft_recipe())
+    with pytest.raises(SourceError, match=r"sources\.qa: .*qa\.jsonl: no such file or folder"):
+        project.factory().plan("sft")
+
+
+def test_load_round_trip_and_pinned_version(built):
+    project, res = built
+    dd = datafactory.load("sft", data_dir=project.data)
+    assert isinstance(dd, datasets.DatasetDict) and set(dd) == {"train", "test"}
+    train = datafactory.load(f"sft@{res.version[:6]}", split="train", data_dir=project.data)
+    on_disk = pl.read_parquet(project.data / "sft" / res.version / "train.parquet")
+    assert train.to_list() == on_disk.to_dicts()
+    with pytest.raises(DataFactoryError, match="no split 'validation'"):
+        datafactory.load("sft", split="validation", data_dir=project.data)
+    with pytest.raises(DataFactoryError, match="no built dataset named 'sfy' in .*; did you mean 'sft'"):
+        datafactory.load("sfy", data_dir=project.data)
+
+
+def test_card_front_matter_and_plain_datasets_loading(built):
+    project, res = built
+    vdir = project.data / "sft" / res.version
+    card = (vdir / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["language"] == ["ko"] and meta["size_categories"] == ["n<1K"]
+    assert meta["configs"][0]["data_files"][0] == {"split": "train", "path": "train.parquet"}
+    for section in ("## Sources and licences", "## Build steps", "## Columns", "## Length statistics", "## Examples",
+                    "## Prompt template"):
+        assert section in card
+    plain = datasets.load_dataset(str(vdir), cache_dir=str(project.root / "hf-cache"))  # README configs decide the splits
+    assert set(plain) == {"train", "test"} and plain["train"].num_rows == res.manifest["splits"]["train"]
+
+
+def test_push_dry_run_writes_exactly_the_upload(built, tmp_path, monkeypatch):
+    project, res = built
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_never_written")
+    out = push(datafactory.store.Store(project.data), "sft", "org/ko-sft", dry_run=tmp_path / "up")
+    names = sorted(p.name for p in (tmp_path / "up").iterdir())
+    assert names == ["README.md", "manifest.json", "test.parquet", "train.parquet"] and out["dry_run"]
+    assert 'load_dataset("org/ko-sft")' in (tmp_path / "up" / "README.md").read_text()
+    for p in (tmp_path / "up").iterdir():
+        assert b"hf_secret" not in p.read_bytes()
+
+
+def test_push_calls_the_hub_with_the_assembled_folder(built, monkeypatch):
+    project, res = built
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token):
+            calls["token"] = token
+
+        def create_repo(self, repo, **kw):
+            calls["create"] = (repo, kw)
+
+        def upload_folder(self, **kw):
+            calls["files"] = sorted(os.listdir(kw["folder_path"]))
+            calls["upload"] = kw
+            return type("Info", (), {"oid": "abc", "commit_url": "https://hub/commit/abc"})()
+
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_x")
+    out = push(datafactory.store.Store(project.data), "sft", "org/ko-sft", private=True)
+    assert calls["token"] == "hf_x" and calls["create"] == ("org/ko-sft", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    assert calls["files"] == ["README.md", "manifest.json", "test.parquet", "train.parquet"]
+    assert calls["upload"]["commit_message"] == f"datafactory: sft@{res.version}" and out["commit"] == "abc"
+
+
+def test_push_without_token_is_a_clear_error(built, monkeypatch):
+    project, _ = built
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(project.root / "no-hf-home"))
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    with pytest.raises(DataFactoryError, match="no Hugging Face token"):
+        push(datafactory.store.Store(project.data), "sft", "org/x")
+
+
+def test_diff_counts_rows_schema_and_recipe(built):
+    project, first = built
+    project.jsonl("qa.jsonl", [r if r["qid"] != "q1" else {**r, "answer": "바뀐 답변"} for r in qa_rows(55)][2:])
+    project.recipe("sft", sft_recipe(steps=sft_recipe()["steps"] + [{"select": {"columns": ["prompt", "completion"]}}]))
+    second = project.factory().build("sft")
+    d = diff(datafactory.store.Store(project.data), f"sft@{first.version}", f"sft@{second.version}")
+    total = {k: sum(s[k] for s in d["splits"].values()) for k in ("added", "removed", "changed")}
+    assert total == {"added": 5, "removed": 2, "changed": 0}
+    assert set(d["schema"]["removed"]) == {"instruction", "kind"}
+    assert any(c["key"].startswith("steps[4]") for c in d["recipe"])
+
+
+def test_diff_sees_changed_rows(built):
+    project, first = built
+    project.jsonl("qa.jsonl", [r if r["qid"] != "q10" else {**r, "answer": "바뀐 답변"} for r in qa_rows(50)])
+    second = project.factory().build("sft")
+    d = diff(datafactory.store.Store(project.data), f"sft@{first.version}", f"sft@{second.version}")
+    assert sum(s["changed"] for s in d["splits"].values()) == 1
+    assert sum(s["added"] + s["removed"] for s in d["splits"].values()) == 0
+
+
+def test_gc_keeps_latest_and_its_cache(built):
+    project, first = built
+    project.jsonl("qa.jsonl", qa_rows(60))
+    second = project.factory().build("sft")
+    (project.data / "sft" / ".tmp-deadbeef").mkdir()
+    store = datafactory.store.Store(project.data)
+    removed = store.gc()
+    assert project.data / "sft" / first.version in removed
+    assert store.versions("sft") == [second.version]
+    assert not (project.data / "sft" / ".tmp-deadbeef").exists()
+    again = project.factory().build("sft")  # the latest still loads and is up to date
+    assert not again.built
+    for key in second.manifest["cache_keys"]:
+        assert list((project.data / ".cache").glob(f"*/{key}.parquet"))

@@ -1,0 +1,91 @@
+"""Recipe loading and validation: every mistake names the file, the key path and the fix."""
+from __future__ import annotations
+
+import pytest
+
+from datafactory.errors import RecipeError
+from datafactory.recipe import load_recipe
+from tests.conftest import sft_recipe
+
+
+def load(project, body, name="r", overrides=None):
+    return load_recipe(project.recipe(name, body), overrides)
+
+
+def test_valid_recipe_fills_defaults(project):
+    r = load(project, sft_recipe())
+    assert [s.name for s in r.steps] == ["normalize", "filter", "template", "rename"]
+    canon = r.canonical()
+    assert canon["steps"][2]["params"]["template"] == "kullm"
+    assert canon["sources"]["qa"]["on_error"] == "fail"
+
+
+def test_unknown_step_suggests_the_closest(project):
+    body = sft_recipe(steps=[{"fliter": {"length": {"column": "output", "min": 1}}}])
+    with pytest.raises(RecipeError) as e:
+        load(project, body)
+    assert "r.yaml: steps[0]: unknown step 'fliter' (did you mean 'filter'?)" in str(e.value)
+
+
+def test_unknown_param_key_names_its_path(project):
+    body = sft_recipe(steps=[{"filter": {"length": {"column": "output", "mni": 1}}}])
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.filter\.length\.mni: unknown key"):
+        load(project, body)
+
+
+def test_unknown_top_level_key_suggests(project):
+    body = sft_recipe()
+    body["step"] = body.pop("steps")
+    with pytest.raises(RecipeError, match=r"r\.yaml: step: unknown key \(did you mean 'steps'\?\)"):
+        load(project, body)
+
+
+def test_bad_source_kind_and_options(project):
+    body = sft_recipe()
+    body["sources"]["qa"]["kind"] = "file"
+    with pytest.raises(RecipeError, match=r"sources\.qa\.kind: unknown source kind 'file' \(did you mean 'files'\?\)"):
+        load(project, body)
+    body["sources"]["qa"]["kind"] = "files"
+    body["sources"]["qa"]["options"]["formt"] = "json"
+    with pytest.raises(RecipeError, match=r"sources\.qa\.options\.formt: unknown key \(did you mean 'format'\?\)"):
+        load(project, body)
+
+
+def test_bad_yaml_names_the_line(project):
+    with pytest.raises(RecipeError, match=r"r\.yaml: not valid YAML: line \d+, column \d+"):
+        load(project, "name: r\nsources: [a\n")
+
+
+def test_missing_output_and_wrong_format(project):
+    body = sft_recipe()
+    del body["output"]
+    with pytest.raises(RecipeError, match="output: required key is missing"):
+        load(project, body)
+    with pytest.raises(RecipeError, match=r"output\.format"):
+        load(project, sft_recipe(output={"format": "chat"}))
+
+
+def test_name_must_match_file(project):
+    with pytest.raises(RecipeError, match="differs from the file name"):
+        load_recipe(project.recipe("other", {**sft_recipe(), "name": "r"}))
+
+
+@pytest.mark.parametrize("splits,msg", [({"train": 0.5, "test": 0.2}, "add up to 0.7"),
+                                        ({"train": 10, "test": 5}, "must be a fraction"),
+                                        ({"train": 1.5}, "fraction in")])
+def test_bad_splits(project, splits, msg):
+    with pytest.raises(RecipeError, match=msg):
+        load(project, sft_recipe(splits=splits))
+
+
+def test_step_sources_must_exist(project):
+    body = sft_recipe(steps=[{"dedup": {"sources": ["qaa"]}}])
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.dedup\.sources: no source named 'qaa' \(did you mean 'qa'\?\)"):
+        load(project, body)
+
+
+def test_bare_step_name_and_source_override(project):
+    r = load(project, sft_recipe(steps=["dedup"]), overrides={"qa": "/elsewhere/qa.jsonl"})
+    assert r.steps[0].name == "dedup" and r.sources["qa"].path == "/elsewhere/qa.jsonl"
+    with pytest.raises(RecipeError, match="--source names a source this recipe does not have"):
+        load(project, sft_recipe(), overrides={"nope": "/x"})
