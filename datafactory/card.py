@@ -29,7 +29,7 @@ def front_matter(manifest: dict) -> dict:
         "task_categories": card["task_categories"] or TASKS[manifest["format"]],
         "size_categories": [size_category(manifest["rows"])],
         "pretty_name": card["pretty_name"] or manifest["name"],
-        "tags": ["datafactory", "korean", manifest["format"], *card["tags"]],
+        "tags": list(dict.fromkeys(["datafactory", "korean", manifest["format"], *card["tags"]])),
         "configs": [{"config_name": "default",
                      "data_files": [{"split": s, "path": f} for s, f in manifest["files"].items()]}],
     }
@@ -77,8 +77,9 @@ def render_card(manifest: dict, frames: dict[str, pl.DataFrame]) -> str:
                "from datasets import load_dataset\nds = load_dataset(\"parquet\", data_dir=\"" + f"data/{name}/{version}" +
                "\")  # or the Hub repo id after `datafactory push`\n```")
     out.append("## Sources and licences\n\n" + _table(
-        ["source", "kind", "rows", "quarantined", "licence"],
-        [[n, s["kind"], f"{s.get('rows', 0):,}", sum((s.get("quarantined") or {}).values()), s.get("license") or "see source"]
+        ["source", "kind", "rows", "skipped (reason: records)", "quarantined", "licence"],
+        [[n, s["kind"], f"{s.get('rows', 0):,}", ", ".join(f"{k}: {v:,}" for k, v in (s.get("skipped") or {}).items()) or "-",
+          sum((s.get("quarantined") or {}).values()), s.get("license") or "see source"]
          for n, s in manifest["sources"].items()]))
     if manifest["upstream"]:
         out.append("Built from: " + ", ".join(f"`{u['dataset']}@{u['version']}`" for u in manifest["upstream"].values()))

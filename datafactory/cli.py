@@ -221,6 +221,36 @@ def gc(keep: Annotated[int, typer.Option(help="Versions to keep per dataset (the
     _log(f"{'would remove' if dry_run else 'removed'} {len(removed)} paths")
 
 
+@app.command("source")
+def source_cmd(
+    kind: Annotated[str, typer.Argument(help="Source kind: nikl_dialogue, aihub_ethics, rlhf_reward, evol_instruct, kobest, files.")],
+    path: Annotated[str, typer.Argument(help="Your download: a zip, a folder or a glob.")],
+    head: Annotated[int, typer.Option("--head", "-n", help="Records to print.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary and records as JSON lines.")] = False,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="KEY=VALUE source option (VALUE is YAML), e.g. -o topics=null.")] = None,
+    encoding: Annotated[str, typer.Option(help="utf-8, cp949, euc-kr or auto.")] = "utf-8",
+    on_error: Annotated[str, typer.Option("--on-error", help="quarantine (count and go on) or fail (stop at the first bad record).")] = "quarantine",
+):
+    """Parse a download without building: counts, skipped/quarantined records by reason, and the first records."""
+    from datafactory.inspect import inspect_source
+
+    report = inspect_source(kind, path, option or [], encoding=encoding, on_error=on_error, head=head)
+    if as_json:
+        print(json.dumps(report["summary"], ensure_ascii=False))
+        for row in report["head"]:
+            print(json.dumps(row, ensure_ascii=False, default=str))
+        return
+    s = report["summary"]
+    out.print(f"{s['kind']} {s['path']}: {s['records']:,} records from {s['files']:,} files", markup=False)
+    for what in ("skipped", "quarantined"):
+        for reason, n in s[what].items():
+            out.print(f"  {what} {reason}: {n:,}", markup=False)
+    for q in report["quarantine"][:5]:
+        out.print(f"  ! {q['file']} record {q['record']}: {q['detail']}", markup=False)
+    for row in report["head"]:
+        print(json.dumps(row, ensure_ascii=False, default=str))
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -218,14 +218,15 @@ class Factory:
             except DataFactoryError as e:
                 raise type(e)(f"{plan.recipe.file}: sources.{name}: {e}") from None
             stats[name] = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
-                           "seconds": round(time.perf_counter() - t0, 3)}
+                           "skipped": read.skipped, "seconds": round(time.perf_counter() - t0, 3)}
             if read.quarantine:
                 qpath = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
                 write_atomic(qpath, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in read.quarantine))
             self._save("sources", sp.key, read.frame, stats[name])
             q = sum(read.quarantined.values())
+            skips = ", ".join(f"{k} {v:,}" for k, v in read.skipped.items())
             self.log(f"  source {name}: {read.frame.height:,} rows from {read.files} files"
-                     + (f", {q:,} quarantined" if q else ""))
+                     + (f", {q:,} quarantined" if q else "") + (f" (skipped: {skips})" if skips else ""))
             frames.append(read.frame)
         return pl.concat(frames, how="diagonal_relaxed"), stats
 

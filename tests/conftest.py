@@ -65,3 +65,11 @@ def sft_recipe(**over) -> dict:
     }
     body.update(over)
     return body
+
+
+def read_source(kind: str, path, *, encoding: str = "utf-8", on_error: str = "fail", **options):
+    """Parse ``path`` with a source kind, as a recipe would, and return its ``SourceRead``."""
+    from datafactory.sources import SOURCES
+
+    cls = SOURCES[kind]
+    return cls("s", str(path), cls.Options.model_validate(options), encoding=encoding, on_error=on_error).read()

@@ -1,7 +1,8 @@
 """The source base: turns a kind's parser into one polars frame with ``id`` and ``source`` columns.
 
-A kind implements ``parse(file)`` and yields one dict per record (with a ``_key`` unique in the source), or
-``Bad(...)`` for a record it cannot use, or raises ``BadFile`` when the whole file is unusable. Everything
+A kind implements ``parse(file)`` and yields one dict per record (with a ``_key`` unique in the source),
+``Skip(reason)`` for a record an option filters out, ``Bad(...)`` for a record it cannot use, or raises
+``BadFile`` when the whole file is unusable. Everything
 around that lives here, once: input resolution, decoding (utf-8, cp949/euc-kr, auto), ``on_error: fail``
 (one clear error naming the file and record) versus ``quarantine`` (skip, count by reason, keep the record).
 """
@@ -37,6 +38,14 @@ class Bad:
     raw: Any = None
 
 
+@dataclass
+class Skip:
+    """A record left out on purpose (an option's filter, an empty utterance): counted by reason, not an error."""
+
+    reason: str
+    n: int = 1
+
+
 class BadFile(Exception):
     """The whole file is unusable (truncated JSON, wrong encoding, empty)."""
 
@@ -51,6 +60,7 @@ class SourceRead:
     files: int
     quarantined: dict[str, int] = field(default_factory=dict)
     quarantine: list[dict] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def decode_text(data: bytes, encoding: str, name: str) -> str:
@@ -85,7 +95,7 @@ class Source:
         self._inputs: list[InputFile] | None = None
 
     # -- what a kind implements -------------------------------------------------------------------
-    def parse(self, file: InputFile) -> Iterator[dict | Bad]:
+    def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
         raise NotImplementedError
 
     def identity(self) -> dict:
@@ -140,6 +150,7 @@ class Source:
         rows: list[dict] = []
         frames: list[pl.DataFrame] = []
         quarantined: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
         quarantine: list[dict] = []
         files = self.inputs()
 
@@ -163,6 +174,9 @@ class Source:
                     if isinstance(item, Bad):
                         reject(file, item.index, item.reason, item.detail, item.raw)
                         continue
+                    if isinstance(item, Skip):
+                        skipped[item.reason] += item.n
+                        continue
                     rows.append(item)
                     if len(rows) >= BATCH_ROWS:
                         flush()
@@ -170,7 +184,7 @@ class Source:
                 reject(file, None, e.reason, e.detail)
         flush()
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else self._frame([])
-        return SourceRead(self._with_lineage(frame), len(files), dict(quarantined), quarantine)
+        return SourceRead(self._with_lineage(frame), len(files), dict(quarantined), quarantine, dict(skipped))
 
     def _frame(self, rows: list[dict]) -> pl.DataFrame:
         if self.schema is None:

@@ -1,0 +1,45 @@
+"""``datafactory source KIND PATH``: parse a user's download without a recipe and report what it holds."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from datafactory.errors import DataFactoryError, did_you_mean
+from datafactory.sources import SOURCES
+
+
+def parse_options(items: list[str]) -> dict:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DataFactoryError(f"--option '{item}': write it as KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def inspect_source(kind: str, path: str, options: list[str], *, encoding: str = "utf-8", on_error: str = "quarantine",
+                   head: int = 3) -> dict:
+    if kind not in SOURCES or kind == "dataset":
+        known = [k for k in SOURCES if k != "dataset"]
+        hint = did_you_mean(kind, known)
+        raise DataFactoryError(f"unknown source kind '{kind}'; " + (hint or f"known kinds: {', '.join(known)}"))
+    if on_error not in ("fail", "quarantine"):
+        raise DataFactoryError(f"--on-error '{on_error}': use fail or quarantine")
+    cls = SOURCES[kind]
+    try:
+        opts = cls.Options.model_validate(parse_options(options))
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise DataFactoryError(f"--option {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    source = cls("inspect", str(Path(path).expanduser()), opts, encoding=encoding, on_error=on_error)
+    read = source.read()
+    rows = read.frame.drop("source").head(head).to_dicts()
+    return {
+        "summary": {"kind": kind, "path": path, "files": read.files, "records": read.frame.height,
+                    "skipped": read.skipped, "quarantined": read.quarantined},
+        "head": rows,
+        "quarantine": read.quarantine,
+    }

@@ -1,0 +1,125 @@
+"""AIHub 텍스트 윤리검증: label JSON arrays and raw text (SOURCES.md section 2)."""
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from datafactory.errors import SourceError
+from datafactory.sources.aihub_ethics import LABELS
+from tests.conftest import SAMPLES, read_source
+
+AIHUB = SAMPLES / "aihub_ethics"
+
+
+@pytest.fixture(scope="module")
+def sentences():
+    return read_source("aihub_ethics", AIHUB).frame
+
+
+def test_samples_cover_files_codes_and_intensities(sentences):
+    assert sentences.height == 50 and sentences["id"].is_unique().all()
+    assert set(sentences["file"]) == {"talksets-train-1_aihub", "talksets-train-2", "talksets-train-6"}
+    codes = {c for types in sentences["types"] for c in types}
+    assert codes == set(LABELS)
+    assert sentences["intensity"].min() == 0.0 and sentences["intensity"].max() == 3.0
+    clean = sentences.filter(pl.col("types").list.contains("IMMORAL_NONE"))
+    assert (~clean["is_immoral"]).all() and (clean["intensity"] == 0).all()
+
+
+def test_validation_is_train_6(sentences):
+    by_file = dict(sentences.group_by("file").agg(pl.col("aihub_split").first()).iter_rows())
+    assert by_file == {"talksets-train-1_aihub": "training", "talksets-train-2": "training", "talksets-train-6": "validation"}
+
+
+def test_text_and_origin_text(sentences):
+    row = sentences.filter(pl.col("id") == "s/talksets-train-1_aihub/101/1011").row(0, named=True)
+    assert row["text"] == "그래도 주말에는 좀 쉬어야지" and row["origin_text"] == "그래도 주말에는 좀 쉬어야지 ㅋㅋ"
+
+
+def raw_sentences() -> list[dict]:
+    """Every sentence of the sample label files, read with plain json: the independent count."""
+    return [s for f in sorted(AIHUB.rglob("talksets-train-*.json"))
+            for talk in json.loads(f.read_text("utf-8")) for s in talk["sentences"]]
+
+
+def test_filters_by_code_immorality_and_intensity():
+    raw = raw_sentences()
+    hate = read_source("aihub_ethics", AIHUB, types=["HATE"])
+    assert hate.frame.height == sum("HATE" in s["types"] for s in raw) > 0
+    assert hate.frame["types"].list.contains("HATE").all() and hate.skipped["type"] == 50 - hate.frame.height
+    immoral = read_source("aihub_ethics", AIHUB, immoral=True).frame
+    assert immoral["is_immoral"].all() and immoral.height == sum(s["is_immoral"] for s in raw)
+    strong = read_source("aihub_ethics", AIHUB, min_intensity=2.0, max_intensity=2.8).frame
+    assert strong["intensity"].is_between(2.0, 2.8).all()
+    assert strong.height == sum(2.0 <= s["intensity"] <= 2.8 for s in raw) > 0
+    first = read_source("aihub_ethics", AIHUB, positions="first").frame
+    assert first.height == 24 and (first["position"] == 0).all()
+
+
+def test_raw_text_files():
+    raw = read_source("aihub_ethics", AIHUB, files="txt", positions="first").frame
+    labelled = read_source("aihub_ethics", AIHUB, positions="first").frame
+    assert raw.height == 24 and raw["types"].is_null().all()
+    # raw line order matches the JSON order, and the raw text is the sentence's origin_text
+    for raw_file, label_file in (("talksets-train-1", "talksets-train-1_aihub"), ("talksets-train-6", "talksets-train-6")):
+        assert raw.filter(pl.col("file") == raw_file)["text"].to_list() == \
+            labelled.filter(pl.col("file") == label_file)["origin_text"].to_list()
+    both = read_source("aihub_ethics", AIHUB, files="both").frame
+    assert both.height == 100
+    with pytest.raises(SourceError, match="raw .txt files carry no labels"):
+        read_source("aihub_ethics", AIHUB, files="txt", types=["HATE"])
+
+
+def test_unknown_label_code_in_options():
+    with pytest.raises(Exception, match="unknown label code 'HATRED'"):
+        read_source("aihub_ethics", AIHUB, types=["HATRED"])
+
+
+def write(tmp_path, talksets, name="talksets-train-3.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(talksets, ensure_ascii=False), "utf-8")
+    return tmp_path
+
+
+def test_tolerated_variations(tmp_path):
+    talks = {"talksets": [{"id": 1, "sentences": [
+        {"id": 1, "speaker": "2", "text": "넌 정말 최악이야", "types": "CENSURE", "is_immoral": "True", "intensity": "1.6"},
+        {"id": 2, "text": "그만해", "types": ["IMMORAL_NONE"]},
+    ]}]}
+    df = read_source("aihub_ethics", write(tmp_path, talks)).frame
+    assert df["types"].to_list() == [["CENSURE"], ["IMMORAL_NONE"]]
+    assert df["is_immoral"].to_list() == [True, False] and df["intensity"].to_list() == [1.6, None]
+    assert df["speaker"].to_list() == [2, None]
+
+
+@pytest.mark.parametrize("sentence,reason", [
+    ({"id": 1, "types": ["HATE"]}, "missing_field"),
+    ({"id": 1, "text": "x", "types": ["HATRED"]}, "unknown_label"),
+    ({"id": 1, "text": "x", "types": ["HATE"], "intensity": "high"}, "wrong_type"),
+    ("not an object", "wrong_type"),
+])
+def test_bad_sentences(tmp_path, sentence, reason):
+    talks = [{"id": 1, "sentences": [sentence, {"id": 2, "text": "좋아", "types": ["IMMORAL_NONE"]}]}]
+    path = write(tmp_path, talks)
+    with pytest.raises(SourceError, match=r"talksets-train-3\.json, record talkset 0 sentence 0"):
+        read_source("aihub_ethics", path)
+    read = read_source("aihub_ethics", path, on_error="quarantine")
+    assert read.quarantined == {reason: 1} and read.frame.height == 1
+
+
+def test_bad_raw_line_and_empty_file(tmp_path):
+    (tmp_path / "talksets-train-4.txt").write_text("{좋아|그래}\n깨진 줄\n", "utf-8")
+    read = read_source("aihub_ethics", tmp_path, files="txt", on_error="quarantine")
+    assert read.quarantined == {"malformed_line": 1} and read.frame["text"].to_list() == ["좋아", "그래"]
+    (tmp_path / "talksets-train-5.json").write_text("", "utf-8")
+    assert read_source("aihub_ethics", tmp_path, on_error="quarantine").quarantined == {"empty_file": 1}
+
+
+def test_cp949_json(tmp_path):
+    talks = [{"id": 1, "sentences": [{"id": 1, "text": "안녕하세요", "types": ["IMMORAL_NONE"], "intensity": 0}]}]
+    (tmp_path / "talksets-train-1_aihub.json").write_bytes(json.dumps(talks, ensure_ascii=False).encode("cp949"))
+    with pytest.raises(SourceError, match="not valid utf-8"):
+        read_source("aihub_ethics", tmp_path)
+    assert read_source("aihub_ethics", tmp_path, encoding="auto").frame["text"].to_list() == ["안녕하세요"]

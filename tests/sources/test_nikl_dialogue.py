@@ -1,0 +1,187 @@
+"""NIKL 모두의 말뭉치 daily conversation and messenger: every quirk in SOURCES.md section 1."""
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import polars as pl
+import pytest
+
+from datafactory.errors import SourceError
+from datafactory.korean import clean_utterance, replace_pseudonyms
+from datafactory.sources.inputs import _zip_member_name, resolve_inputs
+from tests.conftest import SAMPLES, read_source
+
+NIKL = SAMPLES / "nikl_dialogue"
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return read_source("nikl_dialogue", NIKL)
+
+
+def test_samples_parse_to_expected_rows(samples):
+    df = samples.frame
+    assert samples.files == 28  # 10 (2020) + 9 (2021) + 8 (2022, in the zip) + 1 messenger
+    assert df.height == 76
+    assert samples.skipped == {"empty_utterance": 6, "topic": 3}  # 교육, 사회 이슈 and the messenger topic
+    assert set(df["category"]) <= set(__import__("datafactory.sources.nikl_dialogue", fromlist=["SEED_TOPICS"]).SEED_TOPICS)
+    assert {d[:6] for d in df["dialogue_id"]} == {"SDRW20", "SDRW21", "SDRW22"}
+    assert df["id"].is_unique().all()
+
+
+def test_no_markup_survives(samples):
+    text = " ".join(samples.frame["instruction"].to_list() + samples.frame["output"].to_list())
+    for mark in ("{", "}", "((", "&", "~", "name1", "name2", "address", "company-name"):
+        assert mark not in text, mark
+    assert "  " not in text
+
+
+def test_consecutive_utterances_of_one_speaker_form_one_turn(samples):
+    row = samples.frame.filter(pl.col("id") == "s/SDRW2000000001.1#0").row(0, named=True)
+    assert row["instruction"] == "○○ 씨는 요즘 뭐 먹고 지내요?"  # "음~ &name1& 씨는" / "음~ name1 씨는"
+    assert row["output"] == "저는 요즘 회사 근처 국밥집만 가요. 거기 국밥이 진짜 맛있거든요."
+
+
+def test_form_versus_original_form():
+    form = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2020_v1.3").frame
+    raw = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2020_v1.3", text_field="original_form").frame
+    pick = lambda df: df.filter(pl.col("id") == "s/SDRW2000000001.1#2")["output"][0]  # noqa: E731
+    assert pick(form) == "한 그릇에 9,000원이요." and pick(raw) == "한 그릇에 구천 원이요."
+
+
+def test_pairing_rules_and_context():
+    first = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2020_v1.3").frame
+    every = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2020_v1.3", pairing="all").frame
+    assert every.height > first.height
+    assert (first["instruction_speaker"] != first["output_speaker"]).all()
+    # first_speaker pairs only start at the dialogue's first speaker
+    starts = first.group_by("dialogue_id").agg(pl.col("instruction_speaker").n_unique())
+    assert (starts["instruction_speaker"] == 1).all()
+    ctx = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2020_v1.3", context_turns=2).frame
+    row = ctx.filter(pl.col("id") == "s/SDRW2000000001.1#2").row(0, named=True)
+    assert row["context"] == "A: ○○ 씨는 요즘 뭐 먹고 지내요?\nB: 저는 요즘 회사 근처 국밥집만 가요. 거기 국밥이 진짜 맛있거든요."
+
+
+def test_topic_title_and_overlap_options():
+    all_topics = read_source("nikl_dialogue", NIKL, topics=None)
+    assert "topic" not in all_topics.skipped
+    assert {"교육", "사회 이슈"} <= set(all_topics.frame["category"])
+    assert "여행 (여행지, 계획 등)" in set(all_topics.frame["topic"])  # the messenger dialogue
+    titled = read_source("nikl_dialogue", NIKL, titles=["3인 일상 대화"])
+    assert set(titled.frame["title"]) == {"3인 일상 대화"} and titled.skipped["title"] > 20
+    overlap = read_source("nikl_dialogue", NIKL, skip_overlap=True)
+    assert overlap.skipped["overlap"] == 1  # the '발화겹침' utterance in the Osaka dialogue
+
+
+def test_messenger_tags_are_removed():
+    df = read_source("nikl_dialogue", NIKL / "NIKL_MESSENGER_v2.0", topics=None)
+    text = " ".join(df.frame["instruction"].to_list() + df.frame["output"].to_list())
+    assert "{" not in text and "○○도 같이 간대" in text
+    assert df.skipped == {"empty_utterance": 2}  # "{emoji}" and "{system: call}" alone
+
+
+@pytest.mark.parametrize("raw,clean", [
+    ("음~ 그렇지~ 맞아", "그렇지 맞아"),
+    ("아~ 네 {applausing} 좋아요 {applauding}", "네 좋아요"),
+    ("어~ {laughing} 그게 ((xx)) 말이야 (())", "그게 말이야"),
+    ("((추정 전사)) 했어", "추정 전사 했어"),
+    ("-우-우도는 가까워", "우도는 가까워"),
+    ("&name1&이랑 &name2& 님 &tel-num& &social-security-num&", "○○이랑 ○○ 님 010-0000-0000 000000-0000000"),
+    ("name3가 username 이랑 names", "○○가 username 이랑 names"),
+    ("&brands2& &others& &affiliation1&", "○○ ○○ ○○"),
+])
+def test_clean_utterance(raw, clean):
+    assert clean_utterance(raw) == clean
+
+
+def test_cleaning_options():
+    assert clean_utterance("((추정)) 했어", guessed="drop") == "했어"
+    assert clean_utterance("-우-우도", incomplete="keep") == "우우도"
+    assert replace_pseudonyms("&name1&와 name2", {"name": "사람{n}"}) == "사람1와 사람2"
+    df = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2020_v1.3", placeholders={"name": "민지"}).frame
+    assert df.filter(pl.col("id") == "s/SDRW2000000001.1#0")["instruction"][0] == "민지 씨는 요즘 뭐 먹고 지내요?"
+
+
+def test_zip_and_folder_give_the_same_rows(tmp_path):
+    folder = NIKL / "NIKL_DIALOGUE_2020_v1.3"
+    archive = tmp_path / "NIKL_DIALOGUE_2020_v1.3.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(folder.iterdir()):
+            zf.write(p, f"NIKL_DIALOGUE_2020_v1.3/{p.name}")
+    a = read_source("nikl_dialogue", folder).frame.drop("id")
+    b = read_source("nikl_dialogue", archive).frame.drop("id")
+    assert a.equals(b)
+    # and the 2022 zip (nested folder) against its unpacked copy
+    with zipfile.ZipFile(NIKL / "NIKL_DIALOGUE_2022_v1.0_JSON.zip") as zf:
+        zf.extractall(tmp_path / "unpacked")
+    assert any("/NIKL_DIALOGUE_2022_v1.0/SDRW22" in f.name for f in resolve_inputs(NIKL / "NIKL_DIALOGUE_2022_v1.0_JSON.zip", ["SDRW*.json"]))
+    c = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2022_v1.0_JSON.zip").frame.drop("id")
+    d = read_source("nikl_dialogue", tmp_path / "unpacked").frame.drop("id")
+    assert c.height == 16 and c.equals(d)
+
+
+def test_glob_path(tmp_path):
+    df = read_source("nikl_dialogue", str(NIKL / "NIKL_DIALOGUE_202*_v1.*" / "SDRW*.json")).frame
+    assert {d[:6] for d in df["dialogue_id"]} == {"SDRW20", "SDRW21"}
+
+
+def test_cp949_file(tmp_path):
+    doc = json.loads((NIKL / "NIKL_DIALOGUE_2020_v1.3" / "SDRW2000000001.json").read_text("utf-8"))
+    (tmp_path / "SDRW2000000001.json").write_bytes(json.dumps(doc, ensure_ascii=False).encode("cp949"))
+    with pytest.raises(SourceError, match=r"SDRW2000000001\.json: not valid utf-8 at byte \d+; set `encoding: cp949`"):
+        read_source("nikl_dialogue", tmp_path)
+    utf8 = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2020_v1.3" / "SDRW2000000001.json").frame
+    for enc in ("cp949", "euc-kr", "auto"):
+        assert read_source("nikl_dialogue", tmp_path, encoding=enc).frame.equals(utf8)
+
+
+def test_cp949_zip_member_names(tmp_path):
+    archive = tmp_path / "korean.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("placeholder", b"x")
+    info = zipfile.ZipInfo("일상대화/SDRW2000000001.json".encode("cp949").decode("cp437"))
+    info.flag_bits &= ~0x800
+    assert _zip_member_name(info) == "일상대화/SDRW2000000001.json"
+
+
+@pytest.fixture
+def broken(tmp_path):
+    src = NIKL / "NIKL_DIALOGUE_2020_v1.3"
+    for name in ("SDRW2000000001.json", "SDRW2000000002.json"):
+        shutil.copy(src / name, tmp_path / name)
+    return tmp_path
+
+
+def test_truncated_file_fails_with_file_name_or_is_quarantined(broken):
+    text = (broken / "SDRW2000000002.json").read_text("utf-8")
+    (broken / "SDRW2000000002.json").write_text(text[: len(text) // 2], "utf-8")
+    with pytest.raises(SourceError, match=r"SDRW2000000002\.json: invalid JSON at line \d+ .*truncated"):
+        read_source("nikl_dialogue", broken)
+    read = read_source("nikl_dialogue", broken, on_error="quarantine")
+    assert read.quarantined == {"malformed_json": 1} and read.frame.height > 0
+    assert read.quarantine[0]["file"] == "SDRW2000000002.json"
+
+
+def test_missing_field_names_the_utterance(broken):
+    doc = json.loads((broken / "SDRW2000000001.json").read_text("utf-8"))
+    del doc["document"][0]["utterance"][3]["form"]
+    (broken / "SDRW2000000001.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+    with pytest.raises(SourceError, match=r"SDRW2000000001\.json, record SDRW2000000001\.1\.1\.4: .*no string 'form'"):
+        read_source("nikl_dialogue", broken)
+    read = read_source("nikl_dialogue", broken, on_error="quarantine")
+    assert read.quarantined == {"missing_field": 1}
+
+
+@pytest.mark.parametrize("content,reason", [("", "empty_file"), ('{"id": "x"}', "missing_field"), ("[1, 2]", "missing_field")])
+def test_unusable_files(broken, content, reason):
+    (broken / "SDRW2000000002.json").write_text(content, "utf-8")
+    assert read_source("nikl_dialogue", broken, on_error="quarantine").quarantined == {reason: 1}
+
+
+def test_missing_path_and_empty_folder(tmp_path):
+    with pytest.raises(SourceError, match="no such file or folder"):
+        read_source("nikl_dialogue", tmp_path / "nope")
+    with pytest.raises(SourceError, match=r"no file matching \['SDRW\*\.json'"):
+        read_source("nikl_dialogue", tmp_path)

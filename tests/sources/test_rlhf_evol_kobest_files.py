@@ -1,0 +1,126 @@
+"""rlhf_reward (DeepSpeed-Chat format), evol_instruct (both layouts), kobest (JSONL and TSV) and files."""
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from datafactory.errors import SourceError
+from datafactory.sources.rlhf_reward import parse_response, parse_turns
+from tests.conftest import SAMPLES, read_source
+
+
+# -- rlhf_reward ------------------------------------------------------------------------------------
+def test_rlhf_samples():
+    read = read_source("rlhf_reward", SAMPLES / "rlhf_reward")
+    df = read.frame
+    assert df.height == 26 and dict(df.group_by("origin_split").len().iter_rows()) == {"train": 20, "test": 6}
+    raw = pl.concat([pl.read_parquet(f) for f in sorted((SAMPLES / "rlhf_reward").rglob("*.parquet"))])
+    multi = df.filter(pl.col("history").list.len() > 0)
+    assert multi.height == raw["prompt"].str.count_matches("Human:").gt(1).sum() == 5
+    row = df.filter(pl.col("question") == "Yes, it is new.").row(0, named=True)
+    assert row["history"] == [{"role": "user", "content": "How do I make my bread rise more?"},
+                              {"role": "assistant", "content": "Are you using fresh yeast?"}]
+    assert not df["chosen"].str.starts_with("Assistant:").any()
+
+
+@pytest.mark.parametrize("prompt,turns", [
+    ("\n\nHuman: Which cop movies are good?\n\n", [("user", "Which cop movies are good?")]),
+    ("\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Bye\n\nAssistant:", [("user", "Hi"), ("assistant", "Hello!"), ("user", "Bye")]),
+    ("\n\n어떤 경찰 영화가 좋은가요?\n\n", [("user", "어떤 경찰 영화가 좋은가요?")]),  # VAIV's translation strips Human:
+    (" Human: hi there Assistant:", [("user", "hi there")]),  # DeepSpeed-Chat's base-class convention
+])
+def test_parse_turns(prompt, turns):
+    assert [(t["role"], t["content"]) for t in parse_turns(prompt)] == turns
+
+
+def test_parse_response_strips_prefix_and_eot():
+    assert parse_response("Assistant: 좋은 답변입니다.<|endoftext|>") == "좋은 답변입니다."
+    assert parse_response(" plain answer") == "plain answer"
+
+
+def test_rlhf_jsonl_json_and_bad_rows(tmp_path):
+    rows = [{"prompt": "\n\nHuman: q1\n\n", "chosen": "Assistant: a", "rejected": "Assistant: b"},
+            {"prompt": "\n\nHuman: q2\n\n", "chosen": "Assistant: a"},
+            {"prompt": "\n\nHuman: q3\n\n", "chosen": "Assistant: ", "rejected": "Assistant: b"}]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    with pytest.raises(SourceError, match=r"train\.jsonl, record 1: row 1 has no string 'rejected'"):
+        read_source("rlhf_reward", tmp_path)
+    read = read_source("rlhf_reward", tmp_path, on_error="quarantine")
+    assert read.frame.height == 1 and read.quarantined == {"missing_field": 1, "empty_response": 1}
+    (tmp_path / "train.jsonl").unlink()
+    (tmp_path / "test.json").write_text(json.dumps(rows[:1]), "utf-8")
+    assert read_source("rlhf_reward", tmp_path).frame["origin_split"].to_list() == ["test"]
+
+
+# -- evol_instruct -----------------------------------------------------------------------------------
+def test_evol_both_layouts():
+    df = read_source("evol_instruct", SAMPLES / "evol_instruct").frame
+    assert df.height == 22 and (df["input"] == "").all()
+    arr = df.filter(pl.col("id").str.contains("evol_instruct.json"))
+    assert arr.height == 14 and arr["original_id"].is_null().all()
+    assert arr["instruction"][0].startswith("한국의 사계절이")  # the array's "input" is the instruction
+    vaiv = df.filter(pl.col("original_id").is_not_null())
+    assert vaiv.height == 8 and vaiv["id"][0] == "s/evol_rand_inst_sample.jsonl#30130"
+
+
+def test_evol_seed_rows_and_bad_rows(tmp_path):
+    (tmp_path / "base_instuction.jsonl").write_text(
+        json.dumps({"idx": 1, "Skill": "Math", "Difficulty": 1, "Instruction": "1+1?"}) + "\n", "utf-8")
+    (tmp_path / "gen.json").write_text(json.dumps([{"input": "질문", "output": ""}, {"input": "질문2"}, {"input": "q", "output": "답"}]), "utf-8")
+    read = read_source("evol_instruct", tmp_path, on_error="quarantine")
+    assert read.skipped == {"seed_without_answer": 1}
+    assert read.quarantined == {"empty_output": 1, "missing_field": 1} and read.frame.height == 1
+
+
+# -- kobest ----------------------------------------------------------------------------------------
+def test_kobest_jsonl_and_tsv_agree():
+    df = read_source("kobest", SAMPLES / "kobest").frame
+    assert df.height == 19
+    copa = df.filter(pl.col("task") == "copa")
+    hub = copa.filter(pl.col("id").str.contains("hub/copa/validation"))
+    tsv = copa.filter(pl.col("id").str.contains("COPA/dev.tsv"))
+    cols = ["premise", "question", "alternative_1", "alternative_2", "label", "kobest_split"]
+    assert hub.select(cols).equals(tsv.select(cols))  # Answer 1/2 became 0/1; dev became validation
+    assert set(copa["label"]) == {0, 1} and set(copa["question"]) == {"원인", "결과"}
+    hella = df.filter(pl.col("task") == "hellaswag")
+    h_hub = hella.filter(pl.col("id").str.contains("hub/hellaswag/validation"))
+    h_tsv = hella.filter(pl.col("id").str.contains("HellaSwag/dev.tsv"))
+    hcols = ["context", "ending_1", "ending_2", "ending_3", "ending_4", "label"]
+    assert h_hub.select(hcols).equals(h_tsv.select(hcols)) and hella["label"].is_between(0, 3).all()
+
+
+def test_kobest_bad_input(tmp_path):
+    d = tmp_path / "COPA"
+    d.mkdir()
+    (d / "dev.tsv").write_text("", "utf-8")  # VAIV's copy once held 0-byte TSVs
+    assert read_source("kobest", tmp_path, on_error="quarantine").quarantined == {"empty_file": 1}
+    (d / "dev.tsv").write_text("sentence\tquestion\t1\t2\tAnswer\n가\t원인\t나\t다\t3\n가\t원인\t\t다\t1\n", "utf-8")
+    read = read_source("kobest", tmp_path, on_error="quarantine")
+    assert read.quarantined == {"label_out_of_range": 1, "missing_field": 1}
+    (tmp_path / "mystery.jsonl").write_text(json.dumps({"a": 1}) + "\n", "utf-8")
+    with pytest.raises(SourceError, match="cannot tell COPA from HellaSwag"):
+        read_source("kobest", tmp_path / "mystery.jsonl")
+    assert read_source("kobest", tmp_path / "mystery.jsonl", task="copa", on_error="quarantine").quarantined == {"missing_field": 1}
+
+
+# -- files ------------------------------------------------------------------------------------------
+def test_files_csv_parquet_and_mapping(tmp_path):
+    pl.DataFrame({"q": ["가", "나"], "a": ["1", "2"], "id": ["x", "y"]}).write_parquet(tmp_path / "t.parquet")
+    (tmp_path / "t.csv").write_bytes("q,a\n다,3\n".encode("cp949"))
+    with pytest.raises(SourceError, match=r"t\.csv: not valid utf-8"):
+        read_source("files", tmp_path)
+    df = read_source("files", tmp_path, encoding="auto", fields={"instruction": "q", "output": "a"}).frame
+    assert df.sort("instruction")["instruction"].to_list() == ["가", "나", "다"]
+    assert set(df.columns) == {"id", "source", "instruction", "output"}
+    keyed = read_source("files", tmp_path / "t.parquet", id="id").frame
+    assert keyed["id"].to_list() == ["s/x", "s/y"] and "record_id" in keyed.columns
+
+
+def test_files_json_key_and_duplicate_ids(tmp_path):
+    (tmp_path / "w.json").write_text(json.dumps({"data": [{"k": 1}, {"k": 1}]}), "utf-8")
+    with pytest.raises(SourceError, match="no top-level key 'rows'"):
+        read_source("files", tmp_path, json_key="rows")
+    with pytest.raises(SourceError, match="record key '1' occurs 2 times"):
+        read_source("files", tmp_path, json_key="data", id="k")
