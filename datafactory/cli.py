@@ -4,6 +4,7 @@ A user mistake prints one line, ``error: ...``, and exits 1; never a traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -59,10 +60,28 @@ def _overrides(items: list[str] | None) -> dict[str, str]:
     return found
 
 
+@contextlib.contextmanager
+def _progress(description: str):
+    """A transient rich progress bar on stderr; nothing with --quiet or when stderr is not a terminal."""
+    if state.quiet or not err.is_terminal:
+        yield lambda total=None: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def advance(total=None):
+            bar.update(task, advance=1, total=total)
+
+        yield advance
+
+
 def _factory(sources: list[str] | None = None):
     from datafactory.engine import Factory
 
-    return Factory(state.data, state.recipes, overrides=_overrides(sources), log=_log)
+    return Factory(state.data, state.recipes, overrides=_overrides(sources), log=_log, progress=_progress)
 
 
 def _store():

@@ -11,6 +11,7 @@ version is missing, and a cycle is an error naming the chain.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -37,6 +38,11 @@ from datafactory.steps.split import SplitParams
 from datafactory.store import Store, write_atomic
 
 FORMAT_VERSION = 1  # bump when the layout of what the engine writes changes
+
+
+@contextlib.contextmanager
+def _no_progress(description: str):
+    yield lambda total=None: None
 
 
 @functools.lru_cache(maxsize=None)
@@ -93,11 +99,14 @@ class Factory:
     """Plans and builds recipes from ``recipes_dir`` into the store at ``data_dir``."""
 
     def __init__(self, data_dir: Path, recipes_dir: Path, *, overrides: dict[str, str] | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, progress=None):
+        """``log`` receives one line per event; ``progress(description)`` returns a context manager yielding
+        ``advance(total)``, called once per unit of work (the CLI gives a rich progress bar)."""
         self.store = Store(Path(data_dir))
         self.recipes_dir = Path(recipes_dir)
         self.overrides = overrides or {}
         self.log = log or (lambda msg: None)
+        self.progress = progress or _no_progress
         self.fingerprints = FingerprintCache(self.store.cache / "fingerprints.json")
         self._plans: dict[str, Plan] = {}
 
@@ -214,7 +223,8 @@ class Factory:
                 continue
             t0 = time.perf_counter()
             try:
-                read = sp.source.read()
+                with self.progress(f"reading {name}") as advance:
+                    read = sp.source.read(on_file=advance)
             except DataFactoryError as e:
                 raise type(e)(f"{plan.recipe.file}: sources.{name}: {e}") from None
             stats[name] = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
@@ -241,7 +251,9 @@ class Factory:
         else:
             subset, rest = frame, None
         try:
-            out = sp.step.apply(subset, ctx)
+            with self.progress(spec.key) as advance:
+                ctx.progress = advance
+                out = sp.step.apply(subset, ctx)
         except (DataFactoryError, pl.exceptions.PolarsError) as e:
             msg = str(e).splitlines()[0] if isinstance(e, pl.exceptions.PolarsError) else str(e)
             raise RecipeError(str(recipe.file), spec.key, msg) from None

@@ -146,7 +146,8 @@ class Source:
         disk = {str(f.path): digest_of(f.path) for f in files}
         return {"files": sorted(disk.values()), "members": sorted(f.name for f in files)}
 
-    def read(self) -> SourceRead:
+    def read(self, on_file=None) -> SourceRead:
+        """Parse every input file. ``on_file(n_files)`` is called after each file, for progress bars."""
         rows: list[dict] = []
         frames: list[pl.DataFrame] = []
         quarantined: Counter[str] = Counter()
@@ -182,6 +183,8 @@ class Source:
                         flush()
             except BadFile as e:
                 reject(file, None, e.reason, e.detail)
+            if on_file is not None:
+                on_file(len(files))
         flush()
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else self._frame([])
         return SourceRead(self._with_lineage(frame), len(files), dict(quarantined), quarantine, dict(skipped))

@@ -35,7 +35,7 @@ class DatasetSource(Source):
         assert self.version_dir is not None
         return {"dataset": self.options.name, "version": self.version_dir.name}
 
-    def read(self) -> SourceRead:
+    def read(self, on_file=None) -> SourceRead:
         assert self.version_dir is not None
         files = sorted(self.version_dir.glob("*.parquet"))
         wanted = self.options.splits

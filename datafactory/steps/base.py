@@ -33,6 +33,7 @@ class StepContext:
     work_dir: Path  # persistent per step version: where a resumable step keeps what it has done
     dropped: Counter = field(default_factory=Counter)
     info: dict[str, Any] = field(default_factory=dict)  # goes into the manifest (e.g. the template used)
+    progress: Any = None  # advance(total): a row-by-row step calls it per row done, for the progress bar
 
     def drop(self, reason: str, n: int) -> None:
         if n:
