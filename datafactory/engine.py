@@ -33,7 +33,7 @@ from datafactory.sources import SOURCES
 from datafactory.sources.base import Source
 from datafactory.sources.dataset import DatasetSource
 from datafactory.steps import STEPS
-from datafactory.steps.base import LINEAGE, Step, StepContext, StepError
+from datafactory.steps.base import LINEAGE, Step, StepContext
 from datafactory.steps.split import SplitParams
 from datafactory.store import Store, write_atomic
 

@@ -227,7 +227,7 @@ def load_recipe(path: Path, overrides: dict[str, str] | None = None) -> Recipe:
     if not NAME_RE.match(top.name) or top.name in RESERVED_NAMES:
         raise RecipeError(file, "name", f"'{top.name}' is not a usable dataset name", "use letters, digits, _ . -")
     if top.name != path.stem:
-        raise RecipeError(file, "name", f"'{top.name}' differs from the file name '{path.stem}'", f"rename one of them")
+        raise RecipeError(file, "name", f"'{top.name}' differs from the file name '{path.stem}'", "rename one of them")
 
     source_options: dict[str, BaseModel] = {}
     for sname, spec in top.sources.items():

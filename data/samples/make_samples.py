@@ -5,7 +5,6 @@ redistributed. Run from the repository root: ``python data/samples/make_samples.
 """
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil

@@ -8,6 +8,7 @@ around that lives here, once: input resolution, decoding (utf-8, cp949/euc-kr, a
 """
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from datafactory.errors import SourceError
 from datafactory.sources.inputs import InputFile, resolve_inputs
 
 BATCH_ROWS = 20_000
+RECORD_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "tsv"}
 
 
 class NoOptions(BaseModel):
@@ -128,6 +130,43 @@ class Source:
                 yield i, json.loads(line)
             except json.JSONDecodeError as e:
                 yield Bad(i, "malformed_json", f"line {i + 1}: invalid JSON ({e.msg})", line[:500])
+
+    def records(self, file: InputFile, fmt: str | None = None, json_key: str | None = None) -> Iterator[tuple[int, dict] | Bad]:
+        """(index, object) for each record of a JSONL, JSON-array, Parquet, CSV or TSV file (format from the
+        extension unless given). A bad line or a non-object record comes out as a ``Bad``; an unreadable
+        file raises ``BadFile``."""
+        fmt = fmt or next((f for ext, f in RECORD_FORMATS.items() if file.basename.lower().endswith(ext)), None)
+        if fmt is None:
+            raise BadFile("unknown_format", "cannot tell the format from the name; set `options.format`")
+        if fmt == "jsonl":
+            items: Iterator = self.jsonl_records(file)
+        elif fmt == "json":
+            data = self.load_json(file)
+            if json_key is not None:
+                if not isinstance(data, dict) or json_key not in data:
+                    raise BadFile("missing_field", f"no top-level key '{json_key}'")
+                data = data[json_key]
+            if not isinstance(data, list):
+                raise BadFile("wrong_type", f"expected a JSON array of records, got {type(data).__name__}"
+                              + ("" if json_key else "; set `options.json_key` if the array sits under a key"))
+            items = enumerate(data)
+        else:
+            try:
+                if fmt == "parquet":
+                    frame = pl.read_parquet(io.BytesIO(file.read_bytes()))
+                else:  # every column as text: no type guessing on user files
+                    if not (text := self.text(file)).strip():
+                        raise BadFile("empty_file", "the file is empty; download it again")
+                    frame = pl.read_csv(io.StringIO(text), separator="\t" if fmt == "tsv" else ",", infer_schema_length=0)
+            except BadFile:
+                raise
+            except Exception as e:
+                raise BadFile("malformed_file", f"cannot read as {fmt}: {str(e).splitlines()[0]}") from None
+            items = enumerate(frame.to_dicts())
+        for item in items:
+            if not isinstance(item, Bad) and not isinstance(item[1], dict):
+                item = Bad(item[0], "wrong_type", f"record {item[0]} is a {type(item[1]).__name__}, not an object", item[1])
+            yield item
 
     # -- what the engine calls ----------------------------------------------------------------------
     def inputs(self) -> list[InputFile]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from datafactory.sources.base import Bad, BadFile, NoOptions, Skip, Source
+from datafactory.sources.base import Bad, Skip, Source
 from datafactory.sources.inputs import InputFile
 
 
@@ -26,21 +26,11 @@ class EvolInstructSource(Source):
     schema = {"instruction": pl.String, "input": pl.String, "output": pl.String, "original_id": pl.String}
 
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
-        if file.basename.endswith(".jsonl"):
-            records = self.jsonl_records(file)
-        else:
-            data = self.load_json(file)
-            if not isinstance(data, list):
-                raise BadFile("wrong_type", f"expected a JSON array of {{input, output}} rows, got {type(data).__name__}")
-            records = enumerate(data)
-        for item in records:
+        for item in self.records(file):
             if isinstance(item, Bad):
                 yield item
                 continue
             i, rec = item
-            if not isinstance(rec, dict):
-                yield Bad(i, "wrong_type", f"record {i} is not an object", rec)
-                continue
             if "Instruction" in rec and "output" not in rec:
                 yield Skip("seed_without_answer")
                 continue

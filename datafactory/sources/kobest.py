@@ -10,8 +10,6 @@ HellaSwag ``context, ending_1..ending_4``, and ``label``.
 """
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from typing import Literal
 
@@ -63,14 +61,8 @@ class KobestSource(Source):
         stem = file.basename.rsplit(".", 1)[0]
         split = {"dev": "validation"}.get(stem, stem)
         tsv = file.basename.endswith(".tsv")
-        if tsv:
-            text = self.text(file)
-            if not text.strip():
-                raise BadFile("empty_file", "the file is empty (VAIV's copy once held 0-byte TSVs); download it again")
-            records = list(enumerate(csv.DictReader(io.StringIO(text), delimiter="\t")))
-        else:
-            records = list(self.jsonl_records(file))
-        first = next((r for item in records if not isinstance(item, Bad) for r in [item[1]] if isinstance(r, dict)), {})
+        records = list(self.records(file))  # VAIV's copy once held 0-byte TSVs: an empty_file error
+        first = next((item[1] for item in records if not isinstance(item, Bad)), {})
         task = self._task(file, first)
         if task is None:
             raise BadFile("unknown_task", "cannot tell COPA from HellaSwag by path or columns; set `options.task`")
@@ -81,9 +73,6 @@ class KobestSource(Source):
                 yield item
                 continue
             i, rec = item
-            if not isinstance(rec, dict):
-                yield Bad(i, "wrong_type", f"record {i} is not an object", rec)
-                continue
             row = {"_key": f"{file.name}#{i}", "task": task, "kobest_split": split}
             missing = [src for src in mapping.values() if not isinstance(rec.get(src), str) or not rec[src].strip()]
             if missing:

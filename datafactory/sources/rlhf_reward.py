@@ -11,13 +11,12 @@ Rows: ``question`` (the last human turn), ``history`` (earlier turns as ``{role,
 """
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
 
 import polars as pl
 
-from datafactory.sources.base import Bad, BadFile, NoOptions, Source
+from datafactory.sources.base import Bad, Source
 from datafactory.sources.inputs import InputFile
 
 _MARK = re.compile(r"(?:^|\n\n|(?<=\S) (?=Assistant:|Human:))[ \t]*(Human|Assistant):[ \t]?")
@@ -54,33 +53,14 @@ class RlhfRewardSource(Source):
         "chosen": pl.String, "rejected": pl.String, "raw_prompt": pl.String, "origin_split": pl.String,
     }
 
-    def _records(self, file: InputFile) -> Iterator[tuple[int, object] | Bad]:
-        name = file.basename.lower()
-        if name.endswith(".parquet"):
-            try:
-                frame = pl.read_parquet(io.BytesIO(file.read_bytes()))
-            except Exception as e:
-                raise BadFile("malformed_file", f"cannot read as parquet: {str(e).splitlines()[0]}") from None
-            yield from enumerate(frame.to_dicts())
-        elif name.endswith(".jsonl"):
-            yield from self.jsonl_records(file)
-        else:
-            data = self.load_json(file)
-            if not isinstance(data, list):
-                raise BadFile("wrong_type", f"expected a JSON array of rows, got {type(data).__name__}")
-            yield from enumerate(data)
-
     def parse(self, file: InputFile) -> Iterator[dict | Bad]:
         stem = file.basename.rsplit(".", 1)[0]
         split = "test" if re.match(r"(test|eval)", stem) else "train" if stem.startswith("train") else stem
-        for item in self._records(file):
+        for item in self.records(file):
             if isinstance(item, Bad):
                 yield item
                 continue
             i, rec = item
-            if not isinstance(rec, dict):
-                yield Bad(i, "wrong_type", f"row {i} is not an object", rec)
-                continue
             missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(rec.get(k), str)]
             if missing:
                 yield Bad(i, "missing_field", f"row {i} has no string '{missing[0]}'", rec)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from pydantic import ValidationError
 
 from datafactory.steps import STEPS
 from datafactory.steps.base import StepContext, StepError
@@ -50,7 +51,7 @@ def test_filter_regex_drop_and_keep_hangul():
 @pytest.mark.parametrize("params", [{}, {"expr": "a > 1", "length": {"column": "a"}},
                                     {"regex": {"column": "a", "pattern": "("}}])
 def test_filter_rejects_bad_params(params):
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         STEPS["filter"].Params.model_validate(params)
 
 
