@@ -133,7 +133,7 @@ class Factory:
             src = cls(sname, spec.path, opts, encoding=spec.encoding, on_error=spec.on_error, base_dir=base_dir)
             if isinstance(src, DatasetSource):
                 if opts.version:
-                    up_name, up_version = self.store.resolve(f"{opts.name}@{opts.version}")
+                    _, up_version = self.store.resolve(f"{opts.name}@{opts.version}")
                     upstream[sname] = None
                 else:
                     up = self.plan(opts.name, (*_stack, name))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,39 +145,46 @@ class Store:
     def gc(self, keep: int = 1, dry_run: bool = False) -> list[Path]:
         """Remove all but the ``keep`` newest versions of each dataset (the latest always stays), staging
         folders left by killed builds, and cache entries no kept version refers to. Work folders of
-        resumable steps are kept: they may hold paid work."""
+        resumable steps are kept: they may hold paid work.
+
+        Each dataset is cleaned under its build lock; a dataset being built is left alone, and then the
+        cache is not swept either (the running build's entries are in no manifest yet)."""
+        started = time.time()
         removed: list[Path] = []
         kept_keys: set[str] = set()
-        for name in sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-                if self.root.is_dir() else []:
-            versions = self.versions(name)
-            latest = self.latest(name)
-            keep_set = set(versions[-keep:]) if keep > 0 else set()
-            if latest:
-                keep_set.add(latest)
-            for v in versions:
-                if v in keep_set:
-                    kept_keys.update(self.manifest(name, v).get("cache_keys", []))
-                else:
-                    removed.append(self.version_dir(name, v))
+        busy = False
+        names = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if self.root.is_dir() else []
+        for name in names:
             lock = FileLock(str(self.dataset_dir(name) / ".lock"))
-            try:  # staging folders of a build that is running now are not left-overs
+            try:
                 lock.acquire(timeout=0)
             except Timeout:
+                busy = True
                 continue
             try:
-                removed += list(self.dataset_dir(name).glob(f"{STAGING_PREFIX}*"))
+                versions = self.versions(name)
+                keep_set = set(versions[-keep:]) if keep > 0 else set()
+                if self.latest(name):
+                    keep_set.add(self.latest(name))
+                old = [self.version_dir(name, v) for v in versions if v not in keep_set]
+                for v in keep_set:
+                    kept_keys.update(self.manifest(name, v).get("cache_keys", []))
+                doomed = old + list(self.dataset_dir(name).glob(f"{STAGING_PREFIX}*"))
                 if not dry_run:
-                    for p in removed:
-                        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+                    for p in doomed:
+                        shutil.rmtree(p, ignore_errors=True)
+                removed += doomed
             finally:
                 lock.release()
-        for kind in ("sources", "steps"):
-            d = self.cache / kind
-            if d.is_dir():
-                removed += [p for p in d.iterdir() if p.name.split(".")[0] not in kept_keys]
-        if not dry_run:
-            for p in removed:
-                if p.exists():
-                    shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        if not busy:
+            for kind in ("sources", "steps"):
+                d = self.cache / kind
+                if d.is_dir():
+                    doomed = [p for p in d.iterdir()
+                              if p.name.lstrip(".").split(".")[0] not in kept_keys and p.stat().st_mtime < started]
+                    if not dry_run:
+                        for p in doomed:
+                            p.unlink(missing_ok=True)
+                    removed += doomed
         return removed

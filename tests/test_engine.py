@@ -284,3 +284,18 @@ def test_gc_keeps_latest_and_its_cache(built):
     assert not again.built
     for key in second.manifest["cache_keys"]:
         assert list((project.data / ".cache").glob(f"*/{key}.parquet"))
+
+
+def test_gc_leaves_a_dataset_being_built_alone(built):
+    project, first = built
+    project.jsonl("qa.jsonl", qa_rows(60))
+    project.factory().build("sft")
+    store = datafactory.store.Store(project.data)
+    cache_files = sorted((project.data / ".cache").rglob("*.parquet"))
+    from filelock import FileLock
+    with FileLock(str(project.data / "sft" / ".lock")):  # another process is building sft
+        removed = store.gc()
+    assert removed == [] and sorted((project.data / ".cache").rglob("*.parquet")) == cache_files
+    assert first.version in store.versions("sft")
+    dry = store.gc(dry_run=True)
+    assert project.data / "sft" / first.version in dry and first.version in store.versions("sft")
