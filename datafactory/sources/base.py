@@ -79,6 +79,15 @@ def decode_text(data: bytes, encoding: str, name: str) -> str:
     raise BadFile("encoding", f"not valid {encoding} at byte {err.start}; {hint}")
 
 
+def _mixed_field(rows: list[dict]) -> str:
+    kinds: dict[str, set] = {}
+    for r in rows:
+        for k, v in r.items():
+            if v is not None:
+                kinds.setdefault(k, set()).add(type(v).__name__ if isinstance(v, (dict, list)) else "scalar")
+    return next((k for k, t in kinds.items() if len(t) > 1), "?")
+
+
 class Source:
     """One kind of input. Subclasses set ``kind``, ``patterns``, ``schema`` and implement ``parse``."""
 
@@ -230,7 +239,15 @@ class Source:
 
     def _frame(self, rows: list[dict]) -> pl.DataFrame:
         if self.schema is None:
-            return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"_key": []}, schema={"_key": pl.String})
+            if not rows:
+                return pl.DataFrame({"_key": []}, schema={"_key": pl.String})
+            try:
+                return pl.DataFrame(rows, infer_schema_length=None)
+            except (TypeError, ValueError, pl.exceptions.PolarsError):
+                bad = _mixed_field(rows)
+                raise SourceError(f"source '{self.name}' ({self.kind}): field '{bad}' holds values of different kinds "
+                                  f"(e.g. an object in one record and text in another); map the fields you need with "
+                                  f"`options.fields`") from None
         schema = {"_key": pl.String, **self.schema}
         return pl.DataFrame(rows, schema=schema, strict=False) if rows else pl.DataFrame(schema=schema)
 

@@ -124,3 +124,10 @@ def test_files_json_key_and_duplicate_ids(tmp_path):
         read_source("files", tmp_path, json_key="rows")
     with pytest.raises(SourceError, match="record key '1' occurs 2 times"):
         read_source("files", tmp_path, json_key="data", id="k")
+
+
+def test_files_field_of_mixed_kinds_is_named(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"q": "가", "meta": {"a": 1}}\n{"q": "나", "meta": "x"}\n', "utf-8")
+    with pytest.raises(SourceError, match="field 'meta' holds values of different kinds"):
+        read_source("files", tmp_path)
+    assert read_source("files", tmp_path, fields={"instruction": "q"}).frame["instruction"].to_list() == ["가", "나"]
