@@ -20,6 +20,7 @@ Shape (every key is checked; an unknown one names its path and the closest known
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -149,12 +150,24 @@ def _key_path(loc: tuple) -> str:
     return out
 
 
+def _model_at(model: type[BaseModel] | None, loc: tuple) -> type[BaseModel] | None:
+    """The (nested) model that holds the last key of ``loc``, to suggest its field names."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+        if field is None:
+            return None
+        args = typing.get_args(field.annotation) or (field.annotation,)
+        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return model
+
+
 def _raise_validation(file: str, prefix: str, err: ValidationError, model: type[BaseModel] | None) -> None:
     e = err.errors()[0]
     loc = tuple(e["loc"])
     key = ".".join(x for x in (prefix, _key_path(loc)) if x)
     if e["type"] == "extra_forbidden":
-        fields = model.model_fields if model is not None and len(loc) == 1 else {}
+        holder = _model_at(model, loc)
+        fields = holder.model_fields if holder is not None else {}
         hint = did_you_mean(str(loc[-1]), fields)
         known = f"known keys: {', '.join(fields)}" if fields else ""
         raise RecipeError(file, key, "unknown key", hint or known)

@@ -29,7 +29,7 @@ def test_unknown_step_suggests_the_closest(project):
 
 def test_unknown_param_key_names_its_path(project):
     body = sft_recipe(steps=[{"filter": {"length": {"column": "output", "mni": 1}}}])
-    with pytest.raises(RecipeError, match=r"steps\[0\]\.filter\.length\.mni: unknown key"):
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.filter\.length\.mni: unknown key \(did you mean 'min'\?\)"):
         load(project, body)
 
 
