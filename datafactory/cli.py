@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -19,7 +18,7 @@ from rich.table import Table
 from datafactory import default_data_dir
 from datafactory.errors import DataFactoryError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="Build versioned Korean RLHF datasets from declarative recipes, and load them by name.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -271,16 +270,9 @@ def source_cmd(
 
 
 def main() -> None:
+    """Usage mistakes are typer's (usage line, exit 2); our own errors print one line and exit 1."""
     try:
-        app(standalone_mode=False)
+        app()
     except DataFactoryError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(1)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.exceptions.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)

@@ -68,6 +68,13 @@ def test_user_errors_are_one_line_without_traceback(cli_project):
         assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
+def test_usage_mistakes_get_usage_not_traceback(cli_project):
+    proc = cli(cli_project, "build", check=False)
+    assert proc.returncode == 2 and "Missing argument 'name'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli(cli_project, "biuld", "sft", check=False)
+    assert proc.returncode == 2 and "No such command 'biuld'" in proc.stderr
+
+
 def test_source_override_from_the_command_line(cli_project, tmp_path):
     mine = tmp_path / "mine.jsonl"
     mine.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in qa_rows(12)), "utf-8")
