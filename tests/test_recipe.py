@@ -89,3 +89,8 @@ def test_bare_step_name_and_source_override(project):
     assert r.steps[0].name == "dedup" and r.sources["qa"].path == "/elsewhere/qa.jsonl"
     with pytest.raises(RecipeError, match="--source names a source this recipe does not have"):
         load(project, sft_recipe(), overrides={"nope": "/x"})
+
+
+def test_bad_sql_expression_fails_at_load(project):
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.filter: expr 'lenght\(output\) >' does not parse"):
+        load(project, sft_recipe(steps=[{"filter": {"expr": "lenght(output) >"}}]))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from datafactory.steps.base import Params, Step, StepContext, StepError, require_columns
+from datafactory.steps.base import Params, Step, StepContext, require_columns
 
 
 class LengthRule(BaseModel):
@@ -47,6 +47,11 @@ class FilterParams(Params):
 
     @model_validator(mode="after")
     def _one_rule(self):
+        if self.expr is not None:
+            try:  # parse now, so a typo fails when the recipe loads, before any source is read
+                pl.sql_expr(self.expr)
+            except Exception as e:
+                raise ValueError(f"expr {self.expr!r} does not parse: {str(e).splitlines()[0]}") from None
         given = [k for k in ("expr", "length", "regex") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of expr, length, regex (use one filter step per rule)")
@@ -60,11 +65,7 @@ class Filter(Step):
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         if p.expr is not None:
-            try:
-                keep = pl.sql_expr(p.expr)
-            except Exception as e:  # polars raises several types for a bad SQL expression
-                raise StepError(f"expr {p.expr!r} does not parse: {e}") from None
-            return self._keep(df, keep, p.reason or "expr", ctx)
+            return self._keep(df, pl.sql_expr(p.expr), p.reason or "expr", ctx)
         if p.length is not None:
             rule = p.length
             require_columns(df, [rule.column])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from datafactory.steps.base import Params, Step, StepContext, StepError, require_columns
 from datafactory.steps.sample import take_by_hash
@@ -21,6 +21,13 @@ class MixParams(Params):
     weights: dict[str, float] = Field(min_length=1)
     by: str = "source"
     allow_short: bool = False
+
+    @field_validator("weights")
+    @classmethod
+    def _positive(cls, v):
+        if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("weights must be >= 0 with a positive sum")
+        return v
 
 
 def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
@@ -41,8 +48,6 @@ class Mix(Step):
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         require_columns(df, [p.by])
-        if any(w < 0 for w in p.weights.values()) or sum(p.weights.values()) <= 0:
-            raise StepError("weights must be >= 0 with a positive sum")
         want = allocate(p.total, p.weights)
         group = pl.col(p.by).cast(pl.String)
         parts = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from datafactory.errors import DataFactoryError
+from datafactory.errors import DataFactoryError, did_you_mean
 
 TEMPLATE_DIR = Path(__file__).parent
 
@@ -25,7 +25,9 @@ def load_template(name_or_path: str, base_dir: Path | None = None) -> dict:
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
     if not path.exists():
-        raise DataFactoryError(f"template '{name_or_path}': neither a shipped template ({', '.join(available())}) nor a file")
+        hint = did_you_mean(name_or_path, available())
+        raise DataFactoryError(f"template '{name_or_path}': neither a shipped template ({', '.join(available())}) nor a file"
+                               + (f"; {hint}" if hint else ""))
     try:
         tpl = json.loads(path.read_text("utf-8"))
     except ValueError as e:
