@@ -17,6 +17,11 @@ TASKS = {"sft": ["text-generation"], "preference": ["text-generation", "text-cla
          "prompt": ["text-generation"], "text": ["text-generation"]}
 
 
+def local_load_line(name: str, version: str) -> str:
+    """The card's load call for the local folder; ``push`` swaps it for the Hub repo id."""
+    return f'load_dataset("parquet", data_dir="data/{name}/{version}")'
+
+
 def size_category(n: int) -> str:
     return next((label for bound, label in SIZE_BOUNDS if n < bound), "n>10M")
 
@@ -74,8 +79,8 @@ def render_card(manifest: dict, frames: dict[str, pl.DataFrame]) -> str:
                f"Format: `{manifest['format']}` (TRL dataset type). {manifest['rows']:,} rows.")
     out.append("## Loading\n\n```python\nimport datafactory\nds = datafactory.load(\"" + f"{name}@{version}" +
                "\")            # DatasetDict; split=\"train\" for one split\n\n"
-               "from datasets import load_dataset\nds = load_dataset(\"parquet\", data_dir=\"" + f"data/{name}/{version}" +
-               "\")  # or the Hub repo id after `datafactory push`\n```")
+               f"from datasets import load_dataset\nds = {local_load_line(name, version)}  # or the Hub repo id after "
+               "`datafactory push`\n```")
     out.append("## Sources and licences\n\n" + _table(
         ["source", "kind", "rows", "skipped (reason: records)", "quarantined", "licence"],
         [[n, s["kind"], f"{s.get('rows', 0):,}", ", ".join(f"{k}: {v:,}" for k, v in (s.get("skipped") or {}).items()) or "-",

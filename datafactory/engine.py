@@ -308,11 +308,10 @@ class Factory:
         try:
             split_names = frame["split"].unique(maintain_order=True).to_list() if "split" in frame.columns else ["train"]
             order = list(recipe.splits or {}) or split_names
-            files, sizes = {}, {}
+            files, sizes, parts = {}, {}, {}
             for s in sorted(split_names, key=lambda x: order.index(x) if x in order else len(order)):
                 part = frame.filter(pl.col("split") == s).drop("split") if "split" in frame.columns else frame
-                files[s] = f"{s}.parquet"
-                sizes[s] = part.height
+                files[s], sizes[s], parts[s] = f"{s}.parquet", part.height, part
                 part.write_parquet(staging / files[s])
             body = frame.drop("split") if "split" in frame.columns else frame
             quarantine = {}
@@ -349,7 +348,7 @@ class Factory:
                 "llm_usage": {},
             }
             write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
-            write_atomic(staging / "README.md", render_card(manifest, {s: pl.read_parquet(staging / f) for s, f in files.items()}))
+            write_atomic(staging / "README.md", render_card(manifest, parts))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -10,15 +10,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import polars as pl
-
-from datafactory.card import render_card
+from datafactory.card import local_load_line
 from datafactory.errors import DataFactoryError
 from datafactory.store import Store
 
 
 def assemble(store: Store, name: str, version: str, dest: Path, repo: str | None) -> list[Path]:
-    """Write the upload folder to ``dest``: the split files, manifest.json and a card that names ``repo``."""
+    """Write the upload folder to ``dest``: the split files, manifest.json and the card, whose loading
+    example names ``repo`` instead of the local folder."""
     manifest = store.manifest(name, version)
     src = store.version_dir(name, version)
     dest.mkdir(parents=True, exist_ok=True)
@@ -27,10 +26,9 @@ def assemble(store: Store, name: str, version: str, dest: Path, repo: str | None
         shutil.copy2(src / f, dest / f)
         out.append(dest / f)
     shutil.copy2(src / "manifest.json", dest / "manifest.json")
-    frames = {s: pl.read_parquet(src / f) for s, f in manifest["files"].items()}
-    card = render_card(manifest, frames)
+    card = (src / "README.md").read_text("utf-8")
     if repo:
-        card = card.replace(f'load_dataset("parquet", data_dir="data/{name}/{version}")', f'load_dataset("{repo}")')
+        card = card.replace(local_load_line(name, version), f'load_dataset("{repo}")')
     (dest / "README.md").write_text(card, "utf-8")
     return sorted(out + [dest / "manifest.json", dest / "README.md"])
 
