@@ -308,6 +308,9 @@ class Factory:
         try:
             split_names = frame["split"].unique(maintain_order=True).to_list() if "split" in frame.columns else ["train"]
             order = list(recipe.splits or {}) or split_names
+            for empty in [x for x in order if x not in split_names]:
+                self.log(f"  warning: split '{empty}' received no rows ({frame.height:,} rows in all); "
+                         "give it a count (e.g. test: 20) or a larger fraction")
             files, sizes, parts = {}, {}, {}
             for s in sorted(split_names, key=lambda x: order.index(x) if x in order else len(order)):
                 part = frame.filter(pl.col("split") == s).drop("split") if "split" in frame.columns else frame

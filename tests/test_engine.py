@@ -299,3 +299,12 @@ def test_gc_leaves_a_dataset_being_built_alone(built):
     assert first.version in store.versions("sft")
     dry = store.gc(dry_run=True)
     assert project.data / "sft" / first.version in dry and first.version in store.versions("sft")
+
+
+def test_empty_declared_split_is_reported(project):
+    project.jsonl("qa.jsonl", qa_rows(3))
+    project.recipe("sft", sft_recipe(splits={"train": 0.99, "test": 0.01}))
+    logs = []
+    res = project.factory(log=logs.append).build("sft")
+    assert res.manifest["splits"] == {"train": 3}
+    assert any("split 'test' received no rows" in line for line in logs)
