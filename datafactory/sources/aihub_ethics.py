@@ -134,10 +134,7 @@ class AihubEthicsSource(Source):
         o = self.options
         if o.types is not None or o.immoral is not None or o.min_intensity is not None or o.max_intensity is not None:
             raise BadFile("no_labels", "raw .txt files carry no labels, so label filters cannot apply; use files: json")
-        text = self.text(file)
-        if not text.strip():
-            raise BadFile("empty_file", "the file is empty; download it again")
-        for i, line in enumerate(text.splitlines()):
+        for i, line in enumerate(self.text(file).splitlines()):
             line = line.strip()
             if not line:
                 continue

@@ -2,8 +2,7 @@
 
 A kind implements ``parse(file)`` and yields one dict per record (with a ``_key`` unique in the source),
 ``Skip(reason)`` for a record an option filters out, ``Bad(...)`` for a record it cannot use, or raises
-``BadFile`` when the whole file is unusable. Everything
-around that lives here, once: input resolution, decoding (utf-8, cp949/euc-kr, auto), ``on_error: fail``
+``BadFile`` when the whole file is unusable. Everything around that lives here, once: input resolution, decoding (utf-8, cp949/euc-kr, auto), ``on_error: fail``
 (one clear error naming the file and record) versus ``quarantine`` (skip, count by reason, keep the record).
 """
 from __future__ import annotations
@@ -115,12 +114,14 @@ class Source:
 
     # -- helpers for kinds ------------------------------------------------------------------------
     def text(self, file: InputFile) -> str:
-        return decode_text(file.read_bytes(), self.encoding, file.name)
+        """The file decoded with the source's encoding; an empty (or blank) file is a ``BadFile``."""
+        text = decode_text(file.read_bytes(), self.encoding, file.name)
+        if not text.strip():
+            raise BadFile("empty_file", "the file is empty; download it again")
+        return text
 
     def load_json(self, file: InputFile) -> Any:
         text = self.text(file)
-        if not text.strip():
-            raise BadFile("empty_file", "the file is empty; download it again")
         try:
             return json.loads(text)
         except json.JSONDecodeError as e:
@@ -129,10 +130,7 @@ class Source:
 
     def jsonl_records(self, file: InputFile) -> Iterator[tuple[int, Any] | Bad]:
         """(line index, parsed object) for each non-blank line; a bad line is a ``Bad``, not the end of the file."""
-        text = self.text(file)
-        if not text.strip():
-            raise BadFile("empty_file", "the file is empty; download it again")
-        for i, line in enumerate(text.splitlines()):
+        for i, line in enumerate(self.text(file).splitlines()):
             if not line.strip():
                 continue
             try:
@@ -164,9 +162,8 @@ class Source:
                 if fmt == "parquet":
                     frame = pl.read_parquet(io.BytesIO(file.read_bytes()))
                 else:  # every column as text: no type guessing on user files
-                    if not (text := self.text(file)).strip():
-                        raise BadFile("empty_file", "the file is empty; download it again")
-                    frame = pl.read_csv(io.StringIO(text), separator="\t" if fmt == "tsv" else ",", infer_schema_length=0)
+                    frame = pl.read_csv(io.StringIO(self.text(file)), separator="\t" if fmt == "tsv" else ",",
+                                        infer_schema_length=0)
             except BadFile:
                 raise
             except Exception as e:
