@@ -165,8 +165,9 @@ class Store:
             try:
                 versions = self.versions(name)
                 keep_set = set(versions[-keep:]) if keep > 0 else set()
-                if self.latest(name):
-                    keep_set.add(self.latest(name))
+                latest = self.latest(name)
+                if latest:
+                    keep_set.add(latest)
                 old = [self.version_dir(name, v) for v in versions if v not in keep_set]
                 for v in keep_set:
                     kept_keys.update(self.manifest(name, v).get("cache_keys", []))
