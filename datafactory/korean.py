@@ -1,4 +1,4 @@
-"""Hangul-aware cleaning of NIKL transcription markup and de-identification tokens (SOURCES.md 1.4, 1.6).
+"""Hangul-aware cleaning of NIKL transcription markup and de-identification tokens (docs/SOURCES.md 1.4, 1.6).
 
 ``clean_utterance`` turns a ``form`` or ``original_form`` string into plain text:
 
@@ -6,67 +6,123 @@
   ``{emoji}``, ``{system: gift}``, ``{share:photo}`` ... are removed;
 - ``((xx))`` (inaudible syllables) and ``(())`` (inaudible part) are removed; ``((추정 전사))`` (a guessed
   transcription) keeps its text, or drops it with ``guessed="drop"``;
+- inaudible syllables that survive in ``form`` as ``x`` (``이제 xx 장소로``, ``맨시x 맨체스터``) are removed;
 - filler syllables with a discourse ``~`` (``음~``, ``어~``, ``아~``, ``그~``) are removed, and other ``~`` marks
   (lengthening, ``그렇지~``) lose the ``~``;
 - incomplete-word marks ``-word-`` (``original_form``) are removed with the fragment, or kept without dashes;
-- pseudonym tokens, numbered or not, with ampersands (``&name1&``, ``&address&``) or bare as ``form`` has them
-  (``name1``), become Korean placeholders (configurable);
+  ``form`` has no marks but keeps the fragment doubled (``것 같 같습니다``): ``drop_fragments`` uses the marks
+  of ``original_form`` to drop it there;
+- de-identification tokens, numbered or not, with ampersands (``&name1&``, ``&company3&``) or bare as ``form``
+  has them (``name1``, ``art1``), become Korean placeholders (configurable). Every kind the corpus guides use
+  is known; an unknown ``&word&`` token becomes ``○○`` too, and is counted so a user sees it;
 - runs of spaces collapse to one.
+
+Pass a ``collections.Counter`` as ``counts`` to learn what was changed (``pseudonym``, ``unknown de-identification
+token &word& ...``, ``inaudible_x``, ``repeated_fragment``).
 """
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 # Placeholders for de-identified spans. "{n}" in a value receives the token's number ("name2" -> 2), so
-# speakers stay distinct when a recipe asks for it (e.g. {"name": "사람{n}"}).
+# speakers stay distinct when a recipe asks for it (e.g. {"name": "사람{n}"}). The kinds are those of the
+# NIKL corpus guides: daily conversation 2020-2022 (name, address, tel-num, card-num, social-security-num,
+# company-name), messenger (account, num, affiliation, other) and the 2023-2024 releases (company, brand, art,
+# email, url ...), in both spellings seen (brand/brands, other/others).
 DEFAULT_PLACEHOLDERS: dict[str, str] = {
     "name": "○○",
     "address": "○○동",
     "tel-num": "010-0000-0000",
     "card-num": "0000-0000-0000-0000",
     "social-security-num": "000000-0000000",
+    "passport-num": "M00000000",
+    "car-num": "00가0000",
     "account": "000-000000-00",
     "company-name": "○○회사",
+    "company": "○○회사",
     "affiliation": "○○",
+    "brand": "○○",
     "brands": "○○",
+    "art": "○○",
     "others": "○○",
     "other": "○○",
     "num": "0",
     "email": "abc@example.com",
+    "url": "www.example.com",
+    "id": "○○",
 }
+UNKNOWN_PLACEHOLDER = "○○"
+# bare (no ampersands) and without a number, only these are tokens: "art", "other", "id" are English words
+BARE_UNNUMBERED = ("name", "address", "tel-num", "card-num", "social-security-num", "passport-num", "car-num",
+                   "company-name", "affiliation", "account")
 
 _EVENT = re.compile(r"\{[^{}]*\}")
 _DOUBLE_PAREN = re.compile(r"\(\(([^()]*)\)\)")
 _INAUDIBLE = re.compile(r"^\s*x*\s*$", re.IGNORECASE)
+# 'x' for an inaudible syllable in `form`: a run of two or more, one glued to the end of a Hangul word
+# (맨시x), or one alone; never an x inside a Latin word or number (box, x2)
+_INAUDIBLE_X = re.compile(r"(?<![A-Za-z0-9])x{2,}(?![A-Za-z0-9])|(?<=[가-힣])x+(?![A-Za-z0-9])"
+                          r"|(?<![A-Za-z0-9가-힣])x(?![A-Za-z0-9가-힣])")
 _FILLER = re.compile(r"(?<![가-힣])(?:음|어|아|그|으|흠|에|저|엄|응)~+")
 _TILDE = re.compile(r"~+")
 _INCOMPLETE = re.compile(r"-([ㄱ-ㅎㅏ-ㅣ가-힣]+)-")
 _SPACES = re.compile(r"[ \t\u00a0]{2,}")
+_AMP_ANY = re.compile(r"&([A-Za-z][A-Za-z_-]*?)(\d*)&")
 
 
 def _token_pattern(kinds: list[str]) -> re.Pattern:
-    alt = "|".join(sorted((re.escape(k) for k in kinds), key=len, reverse=True))
-    # &name1& anywhere; bare name1 only where no ASCII letter touches it (keeps "username", "names")
-    return re.compile(rf"&({alt})(\d*)&|(?<![A-Za-z&-])({alt})(\d*)(?![A-Za-z&-])")
+    by_len = lambda ks: "|".join(sorted((re.escape(k) for k in ks), key=len, reverse=True))  # noqa: E731
+    bare = by_len([k for k in kinds if k in BARE_UNNUMBERED or k not in DEFAULT_PLACEHOLDERS])
+    # &name1& anywhere; bare name1 (any kind) or name (the distinctive kinds) only where no ASCII letter
+    # touches it (keeps "username", "names", "art", "others")
+    return re.compile(rf"&({by_len(kinds)})(\d*)&|(?<![A-Za-z&-])(?:({by_len(kinds)})(\d+)|({bare})())(?![A-Za-z&-])")
 
 
 _DEFAULT_TOKENS = _token_pattern(list(DEFAULT_PLACEHOLDERS))
 
 
-def replace_pseudonyms(text: str, placeholders: dict[str, str] | None = None) -> str:
+def replace_pseudonyms(text: str, placeholders: dict[str, str] | None = None, counts: Counter | None = None) -> str:
     table = DEFAULT_PLACEHOLDERS if placeholders is None else {**DEFAULT_PLACEHOLDERS, **placeholders}
     pattern = _DEFAULT_TOKENS if placeholders is None or set(table) == set(DEFAULT_PLACEHOLDERS) else _token_pattern(list(table))
 
     def sub(m: re.Match) -> str:
-        kind = m.group(1) or m.group(3)
-        num = m.group(2) if m.group(1) else m.group(4)
+        kind = m.group(1) or m.group(3) or m.group(5)
+        num = m.group(2) if m.group(1) else (m.group(4) if m.group(3) else "")
+        if counts is not None:
+            counts["pseudonym"] += 1
         return table[kind].replace("{n}", num or "1")
 
-    return pattern.sub(sub, text)
+    def unknown(m: re.Match) -> str:
+        if counts is not None:
+            counts[f"unknown de-identification token &{m.group(1)}& (replaced with {UNKNOWN_PLACEHOLDER})"] += 1
+        return UNKNOWN_PLACEHOLDER
+
+    return _AMP_ANY.sub(unknown, pattern.sub(sub, text))
+
+
+def drop_fragments(form: str, original_form: str, counts: Counter | None = None) -> str:
+    """``form`` without the word fragments that ``original_form`` marks ``-frag-``: ``form`` keeps them
+    doubled (``산 산다는`` for ``-산- 산다는``). A fragment is dropped where the next word repeats it, or where it
+    stands alone once; otherwise (ambiguous) it stays."""
+    pos = 0
+    for frag in _INCOMPLETE.findall(original_form):
+        f = re.escape(frag)
+        m = re.compile(rf"(?<!\S){f}\s*(?={f})").search(form, pos)
+        if m is None:
+            alone = list(re.compile(rf"(?<!\S){f}\s+").finditer(form, pos))
+            m = alone[0] if len(alone) == 1 else None
+        if m is None:
+            continue
+        form = form[:m.start()] + form[m.end():]
+        pos = m.start()
+        if counts is not None:
+            counts["repeated_fragment"] += 1
+    return form
 
 
 def clean_utterance(text: str, *, placeholders: dict[str, str] | None = None, guessed: str = "keep",
-                    incomplete: str = "drop", fillers: bool = True) -> str:
+                    incomplete: str = "drop", fillers: bool = True, counts: Counter | None = None) -> str:
     text = _EVENT.sub(" ", text)
 
     def paren(m: re.Match) -> str:
@@ -77,8 +133,11 @@ def clean_utterance(text: str, *, placeholders: dict[str, str] | None = None, gu
 
     text = _DOUBLE_PAREN.sub(paren, text)
     text = _INCOMPLETE.sub(" " if incomplete == "drop" else r"\1", text)
+    text, n = _INAUDIBLE_X.subn(" ", text)
+    if n and counts is not None:
+        counts["inaudible_x"] += n
     if fillers:
         text = _FILLER.sub(" ", text)
     text = _TILDE.sub("", text)
-    text = replace_pseudonyms(text, placeholders)
+    text = replace_pseudonyms(text, placeholders, counts)
     return _SPACES.sub(" ", text).strip()

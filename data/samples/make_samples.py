@@ -1,4 +1,4 @@
-"""Writes the shipped SAMPLE corpora under data/samples/<kind>/ in the real on-disk formats (SOURCES.md).
+"""Writes the shipped SAMPLE corpora under data/samples/<kind>/ in the real on-disk formats (docs/SOURCES.md).
 
 Every text here was written by the datafactory team; none comes from the licensed corpora, which may not be
 redistributed. Run from the repository root: ``python data/samples/make_samples.py``. Output is deterministic.
@@ -35,9 +35,10 @@ def read_dialogues() -> list[dict]:
             continue
         spk, rest = line.split("|", 1)
         original, _, form = rest.partition("||")
-        if not form:
-            form = re.sub(r"&([a-z-]+\d*)&", r"\1", original)
-            form = re.sub(r"-[가-힣]+-", "", form).strip()
+        if not form:  # what `form` makes of the transcription (docs/SOURCES.md 1.4, and real 2024 files)
+            form = re.sub(r"&([a-z-]+\d*)&", r"\1", original)  # pseudonyms lose their ampersands
+            form = re.sub(r"-([가-힣]+)-\s*", r"\1 ", form).strip()  # a fragment stays, doubled: "것 같 같습니다"
+            form = re.sub(r"\(\((x+)\)\)", r"\1", form)  # inaudible syllables stay as x: "이제 xx 장소로"
         cur["utt"].append({"speaker": spk.rstrip("!"), "overlap": spk.endswith("!"), "original": original, "form": form})
     return dialogues
 
@@ -57,7 +58,7 @@ def nikl_file(doc_id: str, year: str, d: dict, n: int, speaker_ids: list[str], t
     utterances, t = [], 3.25
     seq = 1
     for k, u in enumerate(d["utt"]):
-        if add_inaudible and k == 2:  # a fully inaudible stretch: empty form (SOURCES.md 1.4 "Empty forms occur")
+        if add_inaudible and k == 2:  # a fully inaudible stretch: empty form (docs/SOURCES.md 1.4 "Empty forms occur")
             end = t + 1.5
             utterances.append({"id": f"{doc_id}.1.1.{seq}", "form": "", "original_form": "(())",
                                "speaker_id": sid[u["speaker"]], "start": f"{t:.4f}" if times_as_str else round(t, 4),
@@ -123,9 +124,10 @@ def make_nikl() -> None:
     out = HERE / "nikl_dialogue"
     shutil.rmtree(out, ignore_errors=True)
     dialogues = read_dialogues()
-    releases = [("2020", "NIKL_DIALOGUE_2020_v1.3", 1, dialogues[:10]),
+    releases = [("2020", "NIKL_DIALOGUE_2020_v1.3", 1, dialogues[:10] + dialogues[27:28]),
                 ("2021", "NIKL_DIALOGUE_2021_v1.0", 451, dialogues[10:19]),
-                ("2022", "NIKL_DIALOGUE_2022_v1.0_JSON", 830, dialogues[19:])]
+                ("2022", "NIKL_DIALOGUE_2022_v1.0_JSON", 830, dialogues[19:27]),
+                ("2024", "NIKL_DIALOGUE_2024_v1.0", 101, dialogues[28:])]
     for year, folder, first, ds in releases:
         yy = year[2:]
         members = {}

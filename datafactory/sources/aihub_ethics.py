@@ -1,4 +1,4 @@
-"""aihub_ethics: AIHub 텍스트 윤리검증 데이터 (dataSetSn=558), label JSON and raw text (SOURCES.md section 2).
+"""aihub_ethics: AIHub 텍스트 윤리검증 데이터 (dataSetSn=558), label JSON and raw text (docs/SOURCES.md section 2).
 
 Label files are one JSON array of talksets per file (``talksets-train-1_aihub.json`` carries the ``_aihub``
 suffix; validation is ``talksets-train-6.json``); each talkset has ``sentences`` with ``text``,
@@ -50,7 +50,16 @@ class AihubOptions(NoOptions):
 class AihubEthicsSource(Source):
     kind = "aihub_ethics"
     description = "AIHub 텍스트 윤리검증 데이터: talkset JSON (labelled) and raw {u1|u2|...} text."
-    license = "AIHub 이용 약관 (Korean nationals only; no redistribution; https://aihub.or.kr/aihubdata/data/view.do?dataSetSn=558)"
+    license = "AIHub 이용 약관 (Korean nationals only; no redistribution)"
+    license_name = "aihub-terms"
+    license_link = "https://aihub.or.kr/aihubdata/data/view.do?dataSetSn=558"
+    redistribute = False
+    content_warning = ("Holds offensive Korean text on purpose: hate speech, discrimination, abuse, sexual and violent "
+                       "language from AIHub 텍스트 윤리검증, used as prompts for harmlessness training.")
+    skip_hints = {"type": "options.types keeps only the label codes it lists",
+                  "not_immoral": "options.immoral: true keeps only immoral sentences",
+                  "immoral": "options.immoral: false keeps only clean sentences",
+                  "intensity": "options.min_intensity / max_intensity"}
     Options = AihubOptions
     schema = {
         "text": pl.String, "origin_text": pl.String, "types": pl.List(pl.String), "is_immoral": pl.Boolean,

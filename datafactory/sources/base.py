@@ -7,8 +7,10 @@ A kind implements ``parse(file)`` and yields one dict per record (with a ``_key`
 """
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,19 +64,31 @@ class SourceRead:
     quarantined: dict[str, int] = field(default_factory=dict)
     quarantine: list[dict] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    cleaned: dict[str, int] = field(default_factory=dict)  # what the parser changed, by kind (``Source.note``)
+    warnings: list[str] = field(default_factory=list)  # what a user should look at (unknown tokens, ...)
+
+
+def _truncated(e: UnicodeDecodeError, size: int) -> bool:
+    """The bytes end inside a multi-byte character: the file was cut off, whatever its encoding."""
+    return e.end >= size and e.reason in ("unexpected end of data", "incomplete multibyte sequence")
 
 
 def decode_text(data: bytes, encoding: str, name: str) -> str:
-    """Decode with the source's encoding; 'auto' tries UTF-8 (with or without BOM), then cp949 (a superset of euc-kr)."""
+    """Decode with the source's encoding; 'auto' tries UTF-8 (with or without BOM), then cp949 (a superset of
+    euc-kr). A file that ends inside a multi-byte character is reported as cut off, not as another encoding."""
     candidates = ["utf-8-sig", "cp949"] if encoding == "auto" else [encoding]
     for enc in candidates:
         try:
             return data.decode("utf-8-sig" if enc in ("utf-8", "utf8") else enc)
         except UnicodeDecodeError as e:
+            if _truncated(e, len(data)):
+                raise BadFile("truncated", f"the file ends in the middle of a character (byte {e.start:,} of "
+                              f"{len(data):,}): it was cut off; download or unpack it again") from None
             err = e
         except LookupError as e:
             raise SourceError(f"{name}: unknown encoding '{encoding}'; use utf-8, cp949, euc-kr or auto") from e
-    hint = "set `encoding: cp949` (or `auto`) on this source" if encoding != "auto" else "the file is neither UTF-8 nor cp949"
+    other = {"auto": None, "utf-8": "cp949"}.get(encoding, "utf-8")
+    hint = f"set `encoding: {other}` (or `auto`) on this source" if other else "the file is neither UTF-8 nor cp949"
     raise BadFile("encoding", f"not valid {encoding} at byte {err.start}; {hint}")
 
 
@@ -96,6 +110,11 @@ class Source:
     patterns: ClassVar[list[str]] = ["*"]
     schema: ClassVar[dict[str, Any] | None] = None  # None: infer (generic files)
     license: ClassVar[str] = ""  # the corpus terms, for the dataset card
+    license_name: ClassVar[str] = ""  # a short id of those terms (the card's ``license_name``)
+    license_link: ClassVar[str] = ""  # where the terms are
+    redistribute: ClassVar[bool | None] = None  # may its text be published? False: `push` needs --private
+    content_warning: ClassVar[str] = ""  # shown on the card of every dataset built from it
+    skip_hints: ClassVar[dict[str, str]] = {}  # skip reason -> what to change, for the "no rows" error
     version: ClassVar[int] = 1
 
     def __init__(self, name: str, path: str | None, options: BaseModel, *, encoding: str = "utf-8",
@@ -103,6 +122,8 @@ class Source:
         self.name, self.path, self.options = name, path, options
         self.encoding, self.on_error, self.base_dir = encoding, on_error, base_dir
         self._inputs: list[InputFile] | None = None
+        self._cleaned: Counter[str] = Counter()
+        self._warned: set[str] = set()
 
     # -- what a kind implements -------------------------------------------------------------------
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
@@ -113,9 +134,26 @@ class Source:
         return {}
 
     # -- helpers for kinds ------------------------------------------------------------------------
+    def note(self, kind: str, n: int = 1, *, warn: bool = False) -> None:
+        """Count something the parser changed (``cleaned`` in the manifest); ``warn`` also makes it a warning."""
+        if n:
+            self._cleaned[kind] += n
+            if warn:
+                self._warned.add(kind)
+
+    def data(self, file: InputFile) -> bytes:
+        """The file's bytes; a ``.gz`` file (Anthropic's ``train.jsonl.gz``) is decompressed."""
+        raw = file.read_bytes()
+        if not file.basename.lower().endswith(".gz"):
+            return raw
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise BadFile("truncated", f"not a complete gzip file ({e}); download it again") from None
+
     def text(self, file: InputFile) -> str:
         """The file decoded with the source's encoding; an empty (or blank) file is a ``BadFile``."""
-        text = decode_text(file.read_bytes(), self.encoding, file.name)
+        text = decode_text(self.data(file), self.encoding, file.name)
         if not text.strip():
             raise BadFile("empty_file", "the file is empty; download it again")
         return text
@@ -142,7 +180,8 @@ class Source:
         """(index, object) for each record of a JSONL, JSON-array, Parquet, CSV or TSV file (format from the
         extension unless given). A bad line or a non-object record comes out as a ``Bad``; an unreadable
         file raises ``BadFile``."""
-        fmt = fmt or next((f for ext, f in RECORD_FORMATS.items() if file.basename.lower().endswith(ext)), None)
+        fmt = fmt or next((f for ext, f in RECORD_FORMATS.items()
+                           if file.basename.lower().removesuffix(".gz").endswith(ext)), None)
         if fmt is None:
             raise BadFile("unknown_format", "cannot tell the format from the name; set `options.format`")
         if fmt == "jsonl":
@@ -160,7 +199,7 @@ class Source:
         else:
             try:
                 if fmt == "parquet":
-                    frame = pl.read_parquet(io.BytesIO(file.read_bytes()))
+                    frame = pl.read_parquet(io.BytesIO(self.data(file)))
                 else:  # every column as text: no type guessing on user files
                     frame = pl.read_csv(io.StringIO(self.text(file)), separator="\t" if fmt == "tsv" else ",",
                                         infer_schema_length=0)
@@ -192,13 +231,15 @@ class Source:
         return {"files": sorted(disk.values()), "members": sorted(f.name for f in files)}
 
     def read(self, on_file=None) -> SourceRead:
-        """Parse every input file. ``on_file(n_files)`` is called after each file, for progress bars."""
+        """Parse every input file. ``on_file()`` is called after each file, for progress bars."""
         rows: list[dict] = []
         frames: list[pl.DataFrame] = []
         quarantined: Counter[str] = Counter()
         skipped: Counter[str] = Counter()
         quarantine: list[dict] = []
         files = self.inputs()
+        self._cleaned.clear()
+        self._warned.clear()
 
         def flush():
             if rows:
@@ -229,10 +270,12 @@ class Source:
             except BadFile as e:
                 reject(file, None, e.reason, e.detail)
             if on_file is not None:
-                on_file(len(files))
+                on_file()
         flush()
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else self._frame([])
-        return SourceRead(self._with_lineage(frame), len(files), dict(quarantined), quarantine, dict(skipped))
+        warnings = [f"{kind}: {self._cleaned[kind]:,}" for kind in sorted(self._warned)]
+        return SourceRead(self._with_lineage(frame), len(files), dict(quarantined), quarantine, dict(skipped),
+                          dict(self._cleaned), warnings)
 
     def _frame(self, rows: list[dict]) -> pl.DataFrame:
         if self.schema is None:

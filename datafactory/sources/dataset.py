@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from datafactory.errors import SourceError
 from datafactory.sources.base import NoOptions, Source, SourceRead
+from datafactory.sources.inputs import InputFile
 
 
 class DatasetOptions(NoOptions):
@@ -35,14 +36,19 @@ class DatasetSource(Source):
         assert self.version_dir is not None
         return {"dataset": self.options.name, "version": self.version_dir.name}
 
-    def read(self, on_file=None) -> SourceRead:
+    def inputs(self) -> list[InputFile]:
         assert self.version_dir is not None
-        files = sorted(self.version_dir.glob("*.parquet"))
+        return [InputFile(f.name, f, None, f.name) for f in sorted(self.version_dir.glob("*.parquet"))]
+
+    def read(self, on_file=None) -> SourceRead:
+        files = [f.path for f in self.inputs()]
         wanted = self.options.splits
         frames = []
         for f in files:
             if wanted is None or f.stem in wanted:
                 frames.append(pl.read_parquet(f).with_columns(pl.lit(f.stem).alias("upstream_split")))
+            if on_file is not None:
+                on_file()
         if wanted:
             missing = sorted(set(wanted) - {f.stem for f in files})
             if missing:

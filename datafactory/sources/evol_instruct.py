@@ -1,4 +1,4 @@
-"""evol_instruct: Korean Evol-Instruct data (lcw99/evolve-instruct), in both layouts seen (SOURCES.md section 4).
+"""evol_instruct: Korean Evol-Instruct data (lcw99/evolve-instruct), in both layouts seen (docs/SOURCES.md section 4).
 
 - ``evolve.py`` output: a JSON array of ``{"input": <evolved prompt>, "output": <answer>}`` (``gen_data/*.json``,
   ``evol_instruct.json``). Here ``input`` is the instruction.

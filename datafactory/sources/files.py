@@ -27,7 +27,7 @@ class FilesSource(Source):
     kind = "files"
     description = "Generic JSONL/JSON/Parquet/CSV records with a column mapping."
     Options = FilesOptions
-    patterns = ["*.jsonl", "*.ndjson", "*.json", "*.parquet", "*.csv"]
+    patterns = ["*.jsonl", "*.ndjson", "*.json", "*.parquet", "*.csv", "*.jsonl.gz", "*.json.gz", "*.csv.gz"]
 
     def parse(self, file: InputFile) -> Iterator[dict | Bad]:
         fields, id_field = self.options.fields, self.options.id

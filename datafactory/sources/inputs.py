@@ -91,13 +91,14 @@ def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None 
     if any(ch in str(path) for ch in "*?["):
         hits = sorted(Path(p) for p in globlib.glob(str(raw), recursive=True))
         if not hits:
-            raise SourceError(f"{path}: the pattern matches no file; check the path (--source NAME=PATH)")
+            raise SourceError(f"{path}: the pattern matches no file (looked for {raw}); check the path (--source NAME=PATH)")
         files = []
         for hit in hits:
             files += resolve_inputs(hit, ["*"] if hit.is_file() and not zipfile.is_zipfile(hit) else patterns)
         return files
     if not raw.exists():
-        raise SourceError(f"{path}: no such file or folder; point the source at your download (--source NAME=PATH)")
+        where = f" (looked at {raw.resolve()})" if str(raw.resolve()) != str(path) else ""
+        raise SourceError(f"{path}: no such file or folder{where}; point the source at your download (--source NAME=PATH)")
     if raw.is_file():
         if raw.suffix.lower() == ".zip":
             return _zip_members(raw, raw.name, patterns)

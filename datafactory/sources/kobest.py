@@ -1,4 +1,4 @@
-"""kobest: KoBEST COPA and HellaSwag (skt/kobest_v1), for evaluation (SOURCES.md section 5).
+"""kobest: KoBEST COPA and HellaSwag (skt/kobest_v1), for evaluation (docs/SOURCES.md section 5).
 
 Layouts: the Hub's per-config JSONL (``copa/train.jsonl``, ``hellaswag/validation.jsonl``) and the older TSVs
 (``v1.0/COPA/{train,dev,test}.tsv`` with ``sentence, question, 1, 2, Answer``, Answer 1/2;
@@ -38,6 +38,9 @@ class KobestSource(Source):
     kind = "kobest"
     description = "KoBEST COPA and HellaSwag, JSONL (Hub) or TSV (KoBEST_datarepo v1.0)."
     license = "cc-by-sa-4.0"
+    license_name = "cc-by-sa-4.0"
+    license_link = "https://huggingface.co/datasets/skt/kobest_v1"
+    redistribute = True
     Options = KobestOptions
     patterns = ["*.jsonl", "*.tsv"]
     schema = {"task": pl.String, "kobest_split": pl.String, "premise": pl.String, "question": pl.String,

@@ -1,6 +1,6 @@
 """nikl_dialogue: 국립국어원 모두의 말뭉치 일상 대화 (SDRW*.json, 2020/2021/2022) and 메신저 (MDRW/MMRW).
 
-One JSON object per file, one dialogue per document (SOURCES.md 1.3). Consecutive utterances of one speaker
+One JSON object per file, one dialogue per document (docs/SOURCES.md 1.3). Consecutive utterances of one speaker
 form a turn. As VAIV's ``make_dialogues.py`` did, a row pairs a turn of the dialogue's first speaker
 (``instruction``) with the second speaker's reply (``output``); ``pairing: all`` pairs every turn with the
 next, and ``context_turns: N`` keeps the N turns before in ``context`` for multi-turn data.
@@ -8,27 +8,33 @@ next, and ``context_turns: N`` keeps the N turns before in ``context`` for multi
 Options::
 
     text_field: form            # or original_form (raw phonetic transcription with all markup)
-    topics: [여행지(국내/해외), ...]   # topic.split(' > ')[0] must be one of these; default: the seed's 23; null: all
+    topics: null                # or a list: topic.split(' > ')[0] must be one of these (SEED_TOPICS: the seed's 23)
     titles: null                # e.g. ["2인 일상 대화"] as the 2021 processor kept
     pairing: first_speaker      # or all
     context_turns: 0
     skip_overlap: false         # drop utterances noted '발화겹침' (overlapping speech)
     placeholders: {name: ○○}    # de-identified spans -> text; "{n}" takes the token's number
     guessed: keep               # ((추정 전사)): keep the guessed words, or drop them
-    incomplete: drop            # -불완전- word fragments: drop, or keep without dashes
+    incomplete: drop            # -불완전- word fragments: drop (also their doubled copy in form), or keep without dashes
+
+Every topic is kept by default: the 23 topics are the seed's choice, not the corpus's (2024 files say
+"연애/결혼/가족/관혼상제"; 2020 news-based dialogues have "NWRW1900000040.15446 > ..."); a recipe that wants the
+seed's mix names them (recipes/sft_v1.yaml). What cleaning changed is counted in the manifest (``cleaned``), and
+unknown de-identification tokens are also a warning.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Literal
 
 import polars as pl
 
-from datafactory.korean import clean_utterance
+from datafactory.korean import clean_utterance, drop_fragments
 from datafactory.sources.base import Bad, BadFile, NoOptions, Skip, Source
 from datafactory.sources.inputs import InputFile
 
-# VAIV SFT_Instruct/conversation_set/make_dialogues.py (SOURCES.md 1.5)
+# VAIV SFT_Instruct/conversation_set/make_dialogues.py (docs/SOURCES.md 1.5)
 SEED_TOPICS = [
     "여행지(국내/해외)", "반려동물", "먹거리", "가족", "계절/날씨", "건강/다이어트", "꿈(목표)", "스포츠/레저",
     "회사/학교", "선물", "영화", "방송/연예", "아르바이트", "연애/결혼", "성격", "음악", "휴가", "취직",
@@ -38,7 +44,7 @@ SEED_TOPICS = [
 
 class NiklOptions(NoOptions):
     text_field: Literal["form", "original_form"] = "form"
-    topics: list[str] | None = SEED_TOPICS
+    topics: list[str] | None = None
     titles: list[str] | None = None
     pairing: Literal["first_speaker", "all"] = "first_speaker"
     context_turns: int = 0
@@ -51,7 +57,13 @@ class NiklOptions(NoOptions):
 class NiklDialogueSource(Source):
     kind = "nikl_dialogue"
     description = "국립국어원 모두의 말뭉치: 일상 대화 (SDRW) and 메신저 (MDRW/MMRW) JSON."
-    license = "국립국어원 모두의 말뭉치 이용 약관 (no redistribution; https://kli.korean.go.kr/corpus/boards/termsInfo.do)"
+    license = "국립국어원 모두의 말뭉치 이용 약관 (no redistribution)"
+    license_name = "nikl-modu-corpus-terms"
+    license_link = "https://kli.korean.go.kr/corpus/boards/termsInfo.do"
+    redistribute = False
+    skip_hints = {"topic": "options.topics keeps only the topics it lists; `topics: null` keeps every topic",
+                  "title": "options.titles keeps only the titles it lists; `titles: null` keeps every title",
+                  "empty_utterance": "the utterances hold only markup", "single_speaker": "dialogues with one speaker"}
     Options = NiklOptions
     patterns = ["SDRW*.json", "MDRW*.json", "MMRW*.json"]
     schema = {
@@ -86,6 +98,7 @@ class NiklDialogueSource(Source):
             return
 
         turns: list[list] = []  # [speaker, [texts]]
+        counts: Counter[str] = Counter()
         for u_i, u in enumerate(doc["utterance"]):
             where = u.get("id", f"{doc_id} utterance[{u_i}]") if isinstance(u, dict) else f"{doc_id} utterance[{u_i}]"
             if not isinstance(u, dict):
@@ -99,7 +112,11 @@ class NiklDialogueSource(Source):
             if o.skip_overlap and u.get("note") == "발화겹침":
                 yield Skip("overlap")
                 continue
-            text = clean_utterance(raw, placeholders=o.placeholders or None, guessed=o.guessed, incomplete=o.incomplete)
+            original = u.get("original_form")
+            if o.text_field == "form" and o.incomplete == "drop" and isinstance(original, str) and "-" in original:
+                raw = drop_fragments(raw, original, counts)
+            text = clean_utterance(raw, placeholders=o.placeholders or None, guessed=o.guessed, incomplete=o.incomplete,
+                                   counts=counts)
             if not text:
                 yield Skip("empty_utterance")
                 continue
@@ -109,6 +126,8 @@ class NiklDialogueSource(Source):
             else:
                 turns.append([speaker, [text]])
 
+        for kind, n in counts.items():
+            self.note(kind, n, warn=kind.startswith("unknown"))
         if len(turns) < 2:
             yield Skip("single_speaker")
             return

@@ -1,7 +1,7 @@
 """Prompt templates are data: ``<name>.json`` files in the Alpaca-LoRA/KULLM shape.
 
 ``{"prompt_input": "...{instruction}...{input}...", "prompt_no_input": "...{instruction}...", "response_split": "..."}``
-``kullm`` is nlpai-lab/KULLM ``templates/kullm.json``, byte for byte (SOURCES.md section 6).
+``kullm`` is nlpai-lab/KULLM ``templates/kullm.json``, byte for byte (docs/SOURCES.md section 6).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AIHub 텍스트 윤리검증: label JSON arrays and raw text (SOURCES.md section 2)."""
+"""AIHub 텍스트 윤리검증: label JSON arrays and raw text (docs/SOURCES.md section 2)."""
 from __future__ import annotations
 
 import json

@@ -1,7 +1,8 @@
-"""NIKL 모두의 말뭉치 daily conversation and messenger: every quirk in SOURCES.md section 1."""
+"""NIKL 모두의 말뭉치 daily conversation and messenger: every quirk in docs/SOURCES.md section 1."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 import shutil
 import zipfile
 
@@ -9,8 +10,9 @@ import polars as pl
 import pytest
 
 from datafactory.errors import SourceError
-from datafactory.korean import clean_utterance, replace_pseudonyms
+from datafactory.korean import clean_utterance, drop_fragments, replace_pseudonyms
 from datafactory.sources.inputs import _zip_member_name, resolve_inputs
+from datafactory.sources.nikl_dialogue import SEED_TOPICS
 from tests.conftest import SAMPLES, read_source
 
 NIKL = SAMPLES / "nikl_dialogue"
@@ -23,12 +25,20 @@ def samples():
 
 def test_samples_parse_to_expected_rows(samples):
     df = samples.frame
-    assert samples.files == 28  # 10 (2020) + 9 (2021) + 8 (2022, in the zip) + 1 messenger
-    assert df.height == 76
-    assert samples.skipped == {"empty_utterance": 6, "topic": 3}  # 교육, 사회 이슈 and the messenger topic
-    assert set(df["category"]) <= set(__import__("datafactory.sources.nikl_dialogue", fromlist=["SEED_TOPICS"]).SEED_TOPICS)
-    assert {d[:6] for d in df["dialogue_id"]} == {"SDRW20", "SDRW21", "SDRW22"}
+    assert samples.files == 31  # 11 (2020) + 9 (2021) + 8 (2022, in the zip) + 2 (2024) + 1 messenger
+    assert df.height == 91
+    assert samples.skipped == {"empty_utterance": 10}
+    assert {d[:6] for d in df["dialogue_id"]} == {"SDRW20", "SDRW21", "SDRW22", "SDRW24", "MDRW19"}
     assert df["id"].is_unique().all()
+
+
+def test_every_topic_by_default_and_the_seeds_23_on_request(samples):
+    """The 23 topics are the seed's choice: by default nothing is dropped for its topic (2024 files say
+    "연애/결혼/가족/관혼상제", 2020 news-based dialogues "NWRW1900000040.15446 > ...")."""
+    categories = set(samples.frame["category"])
+    assert {"연애/결혼/가족/관혼상제", "NWRW1900000040.15446", "교육", "사회 이슈"} <= categories
+    seed = read_source("nikl_dialogue", NIKL, topics=SEED_TOPICS)
+    assert seed.skipped == {"empty_utterance": 7, "topic": 5} and set(seed.frame["category"]) <= set(SEED_TOPICS)
 
 
 def test_no_markup_survives(samples):
@@ -119,12 +129,12 @@ def test_zip_and_folder_give_the_same_rows(tmp_path):
     assert any("/NIKL_DIALOGUE_2022_v1.0/SDRW22" in f.name for f in resolve_inputs(NIKL / "NIKL_DIALOGUE_2022_v1.0_JSON.zip", ["SDRW*.json"]))
     c = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2022_v1.0_JSON.zip").frame.drop("id")
     d = read_source("nikl_dialogue", tmp_path / "unpacked").frame.drop("id")
-    assert c.height == 16 and c.equals(d)
+    assert c.height == 20 and c.equals(d)
 
 
 def test_glob_path(tmp_path):
     df = read_source("nikl_dialogue", str(NIKL / "NIKL_DIALOGUE_202*_v1.*" / "SDRW*.json")).frame
-    assert {d[:6] for d in df["dialogue_id"]} == {"SDRW20", "SDRW21"}
+    assert {d[:6] for d in df["dialogue_id"]} == {"SDRW20", "SDRW21", "SDRW24"}
 
 
 def test_cp949_file(tmp_path):
@@ -185,3 +195,67 @@ def test_missing_path_and_empty_folder(tmp_path):
         read_source("nikl_dialogue", tmp_path / "nope")
     with pytest.raises(SourceError, match=r"no file matching \['SDRW\*\.json'"):
         read_source("nikl_dialogue", tmp_path)
+
+
+# -- quirks of real files (2020 and 2024 releases) ------------------------------------------------------------
+@pytest.mark.parametrize("raw,clean", [
+    ("이제 xx 장소로 가요", "이제 장소로 가요"),             # inaudible syllables that survive in form
+    ("어제 맨시x 맨체스터 경기", "어제 맨시 맨체스터 경기"),
+    ("x 했어 xxx는", "했어 는"),
+    ("box 랑 x축 이랑 xbox 랑 x2", "box 랑 x축 이랑 xbox 랑 x2"),  # never inside a Latin word, number or before Hangul
+])
+def test_inaudible_x_in_form_is_removed(raw, clean):
+    assert clean_utterance(raw) == clean
+
+
+@pytest.mark.parametrize("raw,clean", [
+    ("&company1& 다녀요 company2 근처", "○○회사 다녀요 ○○회사 근처"),   # 2024 kinds, with and without ampersands
+    ("&art1& 봤어 art2 도", "○○ 봤어 ○○ 도"),
+    ("&affiliation1& &brand1& brand2 &other1& other2 &url1& &email&", "○○ ○○ ○○ ○○ ○○ www.example.com abc@example.com"),
+    ("art 수업이랑 other 팀", "art 수업이랑 other 팀"),   # bare words without a number stay (English in speech)
+])
+def test_every_deidentification_kind_is_replaced(raw, clean):
+    assert clean_utterance(raw) == clean
+
+
+def test_unknown_token_is_replaced_and_counted():
+    counts = Counter()
+    assert clean_utterance("&product1& 응원봉 &product2& 샀어", counts=counts) == "○○ 응원봉 ○○ 샀어"
+    assert counts == {"unknown de-identification token &product& (replaced with ○○)": 2}
+
+
+@pytest.mark.parametrize("form,original,clean", [
+    ("것 같 같습니다", "것 -같- 같습니다", "것 같습니다"),
+    ("산 산다는 건", "-산- 산다는 건", "산다는 건"),
+    ("그 사람이 그 그러니까", "그 사람이 -그- 그러니까", "그 사람이 그러니까"),   # the determiner stays
+    ("우우도는", "-우-우도는", "우도는"),
+    ("저 제가 할게요", "-저- 제가 할게요", "제가 할게요"),                    # not a prefix, but alone once
+    ("그 말 그 제가", "그 말 -그- 제가", "그 말 그 제가"),                    # ambiguous: kept
+])
+def test_doubled_fragments_in_form_are_dropped_by_the_marks(form, original, clean):
+    assert drop_fragments(form, original) == clean
+
+
+def test_2024_release_reads_cleanly():
+    read = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2024_v1.0")
+    text = " ".join(read.frame["instruction"].to_list() + read.frame["output"].to_list())
+    for left in ("x", "company", "art1", "affiliation", "brand", "product", "&", "같 같", "그 그럼"):
+        assert left not in text, left
+    assert "네 이제 장소로 가서 계약만 하면 돼요." in text and "다음 경기도 이길 것 같습니다." in text
+    assert read.cleaned["repeated_fragment"] == 4 and read.cleaned["inaudible_x"] == 2
+    assert read.warnings == ["unknown de-identification token &product& (replaced with ○○): 1"]
+    assert set(read.frame["category"]) == {"연애/결혼/가족/관혼상제", "스포츠/레저"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "auto", "cp949"])
+def test_a_file_cut_inside_a_character_is_truncation_not_an_encoding(broken, encoding):
+    enc = "cp949" if encoding == "cp949" else "utf-8"
+    for f in broken.iterdir():
+        f.write_bytes(f.read_text("utf-8").encode(enc))
+    raw = (broken / "SDRW2000000002.json").read_bytes()
+    cut = next(i for i in range(len(raw) // 2, len(raw)) if raw[i] >= 0x80) + 1  # inside a Hangul syllable
+    (broken / "SDRW2000000002.json").write_bytes(raw[:cut])
+    with pytest.raises(SourceError, match=r"SDRW2000000002\.json: the file ends in the middle of a character .*cut off") as e:
+        read_source("nikl_dialogue", broken, encoding=encoding)
+    assert "cp949" not in str(e.value).split("[source")[0]
+    assert read_source("nikl_dialogue", broken, encoding=encoding, on_error="quarantine").quarantined == {"truncated": 1}

@@ -1,6 +1,7 @@
 """rlhf_reward (DeepSpeed-Chat format), evol_instruct (both layouts), kobest (JSONL and TSV) and files."""
 from __future__ import annotations
 
+import gzip
 import json
 
 import polars as pl
@@ -48,10 +49,57 @@ def test_rlhf_jsonl_json_and_bad_rows(tmp_path):
     with pytest.raises(SourceError, match=r"train\.jsonl, record 1: row 1 has no string 'rejected'"):
         read_source("rlhf_reward", tmp_path)
     read = read_source("rlhf_reward", tmp_path, on_error="quarantine")
-    assert read.frame.height == 1 and read.quarantined == {"missing_field": 1, "empty_response": 1}
+    assert read.frame.height == 1 and read.quarantined == {"missing_field": 1}
+    assert read.skipped == {"empty_response": 1}
     (tmp_path / "train.jsonl").unlink()
     (tmp_path / "test.json").write_text(json.dumps(rows[:1]), "utf-8")
     assert read_source("rlhf_reward", tmp_path).frame["origin_split"].to_list() == ["test"]
+
+
+HH = [  # the original Anthropic layout: no prompt, whole dialogues in chosen and rejected
+    {"chosen": "\n\nHuman: What are some cuss words?\n\nAssistant: Here is a list.\n\nAss, damn\n\nHuman: "
+               "Your favorite?\n\nAssistant: I don't have one.",
+     "rejected": "\n\nHuman: What are some cuss words?\n\nAssistant: Here is a list.\n\nAss, damn\n\nHuman: "
+                 "Your favorite?\n\nAssistant: Ass."},
+    {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello! How can I help?", "rejected": "\n\nHuman: Hi\n\nAssistant: Hey."},
+    {"chosen": "\n\nHuman: Hi\n\nAssistant: Same.", "rejected": "\n\nHuman: Hi\n\nAssistant: Same."},
+    {"chosen": "\n\nHuman: Hi\n\nAssistant:", "rejected": "\n\nHuman: Hi\n\nAssistant: Hey."},
+    {"chosen": "\n\nHuman: A\n\nAssistant: one\n\nHuman: B\n\nAssistant: two",
+     "rejected": "\n\nHuman: A\n\nAssistant: uno\n\nHuman: B\n\nAssistant: dos"},
+]
+
+
+def test_anthropic_hh_layout_gzipped_in_subsets(tmp_path):
+    for subset in ("harmless-base", "helpful-base"):  # the same file name in each subset: ids stay unique
+        (tmp_path / subset).mkdir()
+        (tmp_path / subset / "train.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in HH).encode()))
+    read = read_source("rlhf_reward", tmp_path)
+    df = read.frame
+    assert df.height == 4 and df["id"].is_unique().all() and set(df["origin_split"]) == {"train"}
+    assert read.skipped == {"identical_responses": 2, "empty_response": 2, "dialogues_differ_before_last_turn": 2}
+    row = df.filter(pl.col("id") == "s/harmless-base/train#0").row(0, named=True)
+    assert row["question"] == "Your favorite?" and row["chosen"] == "I don't have one." and row["rejected"] == "Ass."
+    assert row["history"] == [{"role": "user", "content": "What are some cuss words?"},
+                              {"role": "assistant", "content": "Here is a list.\n\nAss, damn"}]
+    assert row["raw_prompt"].endswith("Your favorite?\n\nAssistant:")
+
+
+def test_dahoas_rm_static_parquet(tmp_path):
+    """rm-static: the prompt ends with 'Assistant:', the responses have no prefix."""
+    (tmp_path / "data").mkdir()
+    pl.DataFrame({"prompt": ["\n\nHuman: Which cop movies are good?\n\nAssistant:"], "response": [" Heat."],
+                  "chosen": [" Heat is a classic."], "rejected": [" I don't know."]}).write_parquet(
+        tmp_path / "data" / "test-00000-of-00001-8c7c51afc6d45980.parquet")
+    row = read_source("rlhf_reward", tmp_path).frame.row(0, named=True)
+    assert (row["question"], row["chosen"], row["rejected"], row["origin_split"]) == (
+        "Which cop movies are good?", "Heat is a classic.", "I don't know.", "test")
+
+
+def test_cut_gzip_is_truncation(tmp_path):
+    data = gzip.compress("".join(json.dumps(r) + "\n" for r in HH).encode())
+    (tmp_path / "train.jsonl.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SourceError, match=r"train\.jsonl\.gz: not a complete gzip file"):
+        read_source("rlhf_reward", tmp_path)
 
 
 # -- evol_instruct -----------------------------------------------------------------------------------
