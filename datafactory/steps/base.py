@@ -33,11 +33,20 @@ class StepContext:
     work_dir: Path  # persistent per step version: where a resumable step keeps what it has done
     dropped: Counter = field(default_factory=Counter)
     info: dict[str, Any] = field(default_factory=dict)  # goes into the manifest (e.g. the template used)
-    progress: Any = None  # advance(total): a row-by-row step calls it per row done, for the progress bar
+    progress: Any = None  # advance(n=1): a row-by-row step calls it per row done, for the progress bar
+    salt: str = ""  # the step's purpose and position ("mix#0"): its row hashes are independent of other steps'
+    warnings: list[str] = field(default_factory=list)  # logged by the engine, kept in the manifest and the card
 
     def drop(self, reason: str, n: int) -> None:
         if n:
             self.dropped[reason] += int(n)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def rank(self, df: pl.DataFrame, seed: int | None = None) -> pl.Series:
+        """This step's hash rank of each row (see ``hash_rank``), salted with the step's purpose and position."""
+        return hash_rank(df, self.seed if seed is None else seed, self.salt)
 
 
 class Step:
@@ -69,9 +78,13 @@ def string_columns(df: pl.DataFrame) -> list[str]:
     return [c for c, t in df.schema.items() if t == pl.String and c not in LINEAGE]
 
 
-def hash_rank(df: pl.DataFrame, seed: int, key: str = "id") -> pl.Series:
-    """A number in [0, 1) per row from its id and the seed: sampling and splitting by it are deterministic,
-    independent of row order, and adding rows never moves an existing row to another split."""
+def hash_rank(df: pl.DataFrame, seed: int, salt: str, key: str = "id") -> pl.Series:
+    """A number in [0, 1) per row from its id, the seed and a salt: sampling and splitting by it are
+    deterministic, independent of row order, and adding rows never moves an existing row to another split.
+
+    The salt names the use (``mix#0``, ``split#0``). Without it, a ``mix`` that keeps the smallest hashes and a
+    ``split`` that sends the smallest hashes to ``train`` would agree, and nearly every kept row would land in
+    ``train``: each use of the hash must be independent of the others."""
     from datafactory.hashing import unit_hashes
 
-    return pl.Series("_rank", unit_hashes(df[key].cast(pl.String).to_list(), seed), dtype=pl.Float64)
+    return pl.Series("_rank", unit_hashes(df[key].cast(pl.String).to_list(), f"{seed}\x1e{salt}"), dtype=pl.Float64)

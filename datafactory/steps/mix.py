@@ -3,7 +3,8 @@
 ``{total: 1500, weights: {daily: 2, hate: 1}}`` keeps 1,000 daily-conversation and 500 hate-speech rows,
 each chosen by a stable hash of the row id. Rows of groups not named in ``weights`` are dropped as
 ``not_in_mix`` (limit the step with ``sources:`` to leave other sources alone). A group with too few rows
-is an error unless ``allow_short: true``, which then takes all it has.
+is an error unless ``allow_short: true``, which then takes all it has; each group that fell short is logged
+and recorded (``short`` in the step's manifest entry, and a warning on the card).
 """
 from __future__ import annotations
 
@@ -50,15 +51,20 @@ class Mix(Step):
         require_columns(df, [p.by])
         want = allocate(p.total, p.weights)
         group = pl.col(p.by).cast(pl.String)
-        parts = []
+        parts, short = [], {}
         for g, n in want.items():
             rows = df.filter(group == g)
-            if len(rows) < n and not p.allow_short:
-                have = {k: int((df[p.by].cast(pl.String) == k).sum()) for k in want}
-                raise StepError(f"group '{g}' has {len(rows)} rows but the mix wants {n} (wanted {want}, have {have}); "
-                                "lower `total`, add data, or set `allow_short: true`")
-            taken = take_by_hash(rows, n, ctx.seed)
+            if len(rows) < n:
+                if not p.allow_short:
+                    have = {k: int((df[p.by].cast(pl.String) == k).sum()) for k in want}
+                    raise StepError(f"group '{g}' has {len(rows)} rows but the mix wants {n} (wanted {want}, have {have}); "
+                                    "lower `total`, add data, or set `allow_short: true`")
+                short[g] = {"wanted": n, "have": len(rows)}
+                ctx.warn(f"mix: {p.by} '{g}' fell short: {len(rows):,} of the {n:,} rows wanted (allow_short)")
+            taken = take_by_hash(rows, n, ctx)
             ctx.drop("mix_surplus", len(rows) - len(taken))
             parts.append(taken)
         ctx.drop("not_in_mix", len(df.filter((~group.is_in(list(want))).fill_null(True))))
+        if short:
+            ctx.info["short"] = short
         return pl.concat(parts, how="vertical") if parts else df.clear()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 from pydantic import model_validator
 
-from datafactory.steps.base import Params, Step, StepContext, hash_rank
+from datafactory.steps.base import Params, Step, StepContext
 
 
 class SampleParams(Params):
@@ -24,11 +24,11 @@ class SampleParams(Params):
         return self
 
 
-def take_by_hash(df: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
-    """The ``n`` rows with the smallest hash rank, in their original order."""
+def take_by_hash(df: pl.DataFrame, n: int, ctx: StepContext, seed: int | None = None) -> pl.DataFrame:
+    """The ``n`` rows with the smallest hash rank (the step's, see ``StepContext.rank``), in their original order."""
     if n >= len(df):
         return df
-    ranked = df.with_columns(hash_rank(df, seed), pl.int_range(pl.len()).alias("_pos"))
+    ranked = df.with_columns(ctx.rank(df, seed), pl.int_range(pl.len()).alias("_pos"))
     return ranked.sort("_rank").head(n).sort("_pos").drop("_rank", "_pos")
 
 
@@ -39,6 +39,6 @@ class Sample(Step):
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         n = p.n if p.n is not None else round(len(df) * p.fraction)
-        out = take_by_hash(df, n, ctx.seed if p.seed is None else p.seed)
+        out = take_by_hash(df, n, ctx, p.seed)
         ctx.drop("sampled_out", len(df) - len(out))
         return out

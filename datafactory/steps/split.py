@@ -1,15 +1,24 @@
 """split: deterministic train/test (or any) split by a stable hash of the row id; adds a ``split`` column.
 
-Usually declared once as the recipe's top-level ``splits:``, which the engine runs as the last step.
-Fractions cut the hash space (a row's split depends on its id alone, so counts are close to, not exactly,
-the fractions); a count (``test: 40``) takes exactly that many rows first.
+Usually declared once as the recipe's top-level ``splits:`` (and ``stratify_by:``), which the engine runs as
+the last step. The hash is salted with the step's purpose, so it is independent of the hashes ``sample`` and
+``mix`` kept rows by: whatever they kept, each split gets its share of every source.
+
+- Fractions cut the hash space at fixed thresholds: a row's split depends on its id alone, so adding rows never
+  moves an existing row, and counts are close to, not exactly, the fractions.
+- A count (``test: 40``) takes exactly that many rows first.
+- ``stratify_by: source`` splits each group (each value of the column) on its own, in exact proportions, and
+  gives every split at least one row of each group that has enough rows. Users of the seed's mixes expect every
+  source in every split; the price is that adding rows to a group can move a few of its rows.
 """
 from __future__ import annotations
+
+from collections import defaultdict
 
 import polars as pl
 from pydantic import Field, field_validator
 
-from datafactory.steps.base import Params, Step, StepContext, hash_rank
+from datafactory.steps.base import Params, Step, StepContext, require_columns
 
 
 def check_splits(v: dict[str, float | int]) -> dict[str, float | int]:
@@ -26,26 +35,66 @@ def check_splits(v: dict[str, float | int]) -> dict[str, float | int]:
 
 class SplitParams(Params):
     splits: dict[str, float | int] = Field(min_length=1)
+    stratify_by: str | None = None  # a column, usually `source`: split each of its groups on its own
 
     _check = field_validator("splits")(classmethod(lambda cls, v: check_splits(v)))
+
+
+def _counts_and_fractions(splits: dict[str, float | int]) -> tuple[dict[str, int], dict[str, float]]:
+    return ({k: v for k, v in splits.items() if isinstance(v, int)},
+            {k: v for k, v in splits.items() if isinstance(v, float)})
 
 
 def assign_splits(ranks: list[float], splits: dict[str, float | int]) -> list[str]:
     """Counts take the rows with the smallest ranks; fractions cut the hash space at fixed thresholds, so a
     row's split depends on its id alone and adding rows never moves an existing row (counts excepted)."""
+    counts, fractions = _counts_and_fractions(splits)
     names: list[str] = [""] * len(ranks)
     order = sorted(range(len(ranks)), key=ranks.__getitem__)
     pos = 0
-    for name, count in ((k, v) for k, v in splits.items() if isinstance(v, int)):
+    for name, count in counts.items():
         for i in order[pos:pos + count]:
             names[i] = name
         pos += count
     bounds, acc = [], 0.0
-    for name, frac in ((k, v) for k, v in splits.items() if isinstance(v, float)):
+    for name, frac in fractions.items():
         acc += frac
         bounds.append((acc, name))
     for i in order[pos:]:
         names[i] = next((name for bound, name in bounds if ranks[i] < bound), bounds[-1][1])
+    return names
+
+
+def assign_stratified(ranks: list[float], groups: list, splits: dict[str, float | int]) -> list[str]:
+    """Each group is split on its own in exact proportions (largest remainder), its rows taken by rank. A count
+    is shared among the groups by their sizes. Every fraction split gets at least one row of a group that has
+    at least one row per split."""
+    from datafactory.steps.mix import allocate
+
+    if not ranks:
+        return []
+    counts, fractions = _counts_and_fractions(splits)
+    members: dict = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    sizes = {g: len(ix) for g, ix in members.items()}
+    shares = {name: allocate(min(count, len(ranks)), sizes) for name, count in counts.items()}
+    names: list[str] = [""] * len(ranks)
+    for g, ix in members.items():
+        ix.sort(key=ranks.__getitem__)
+        want = {name: shares[name][g] for name in counts}
+        rest = len(ix) - sum(want.values())
+        per = allocate(rest, fractions) if rest > 0 else {name: 0 for name in fractions}
+        if rest >= len(fractions):  # no fraction split left without this group
+            for empty in [k for k, n in per.items() if n == 0]:
+                per[max(per, key=per.__getitem__)] -= 1
+                per[empty] = 1
+        want.update(per)
+        pos = 0
+        for name, n in want.items():
+            for i in ix[pos:pos + n]:
+                names[i] = name
+            pos += n
     return names
 
 
@@ -54,5 +103,11 @@ class Split(Step):
     Params = SplitParams
 
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
-        names = assign_splits(hash_rank(df, ctx.seed).to_list(), self.params.splits)
+        p = self.params
+        ranks = ctx.rank(df).to_list()
+        if p.stratify_by is None:
+            names = assign_splits(ranks, p.splits)
+        else:
+            require_columns(df, [p.stratify_by])
+            names = assign_stratified(ranks, df[p.stratify_by].cast(pl.String).to_list(), p.splits)
         return df.with_columns(pl.Series("split", names, dtype=pl.String))

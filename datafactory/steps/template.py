@@ -64,10 +64,15 @@ class Template(Step):
         no_input = self.tpl["prompt_no_input"]
         require_columns(df, [cols.get(f, f) for f in fields_of(no_input)])
         expr = render(no_input, cols)
+        with_input = 0
         if "prompt_input" in self.tpl and p.input in df.columns:
             has_input = pl.col(p.input).cast(pl.String).fill_null("").str.len_chars() > 0
             expr = pl.when(has_input).then(render(self.tpl["prompt_input"], cols)).otherwise(expr)
-        ctx.info["template"] = {"name": p.template or "inline", "column": p.output, **self.tpl}
+            with_input = int(df.select(has_input.sum()).item())
+        # which variant the rows used, so the card shows the text the rows really hold
+        used = {"prompt_input": with_input, "prompt_no_input": df.height - with_input}
+        ctx.info["template"] = {"name": p.template or "inline", "column": p.output, **self.tpl,
+                                "used": {k: n for k, n in used.items() if n}}
         out = df.with_columns(expr.alias(p.output))
         if out[p.output].null_count():
             bad = out.filter(pl.col(p.output).is_null())["id"][0]
