@@ -1,36 +1,50 @@
 """Dataset cards in the Hugging Face format: YAML front matter + sections, rendered from the manifest.
 
 The front matter's ``configs`` point at the split files, so the pushed repo (and the local version folder)
-load with ``datasets.load_dataset``.
+load with ``datasets.load_dataset``; ``dataset_info`` gives the columns as ``datasets`` feature types and the
+split sizes; ``license: other`` comes with ``license_name`` and ``license_link`` (LICENSE.md beside the card).
+A PNG of the length distributions per split (``lengths.png``) sits beside the card and is linked from it.
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import yaml
+
+from datafactory.recipe import FORMATS
+from datafactory.terms import card_license
 
 SIZE_BOUNDS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                (10_000_000, "1M<n<10M")]
 
 TASKS = {"sft": ["text-generation"], "preference": ["text-generation", "text-classification"],
          "prompt": ["text-generation"], "text": ["text-generation"]}
-
-
-def local_load_line(name: str, version: str) -> str:
-    """The card's load call for the local folder; ``push`` swaps it for the Hub repo id."""
-    return f'load_dataset("parquet", data_dir="data/{name}/{version}")'
+LENGTH_PLOT = "lengths.png"
 
 
 def size_category(n: int) -> str:
     return next((label for bound, label in SIZE_BOUNDS if n < bound), "n>10M")
 
 
-def front_matter(manifest: dict) -> dict:
+def features(frames: dict[str, pl.DataFrame]):
+    """The columns as ``datasets.Features``, with the types the split files are written with."""
+    import pyarrow as pa
+    from datasets import Features
+
+    from datafactory.store import hub_arrow_type
+
+    first = next(iter(frames.values()))
+    schema = first.head(0).to_arrow().schema
+    return Features.from_arrow_schema(pa.schema([pa.field(f.name, hub_arrow_type(f.type)) for f in schema]))
+
+
+def front_matter(manifest: dict, frames: dict[str, pl.DataFrame], feats=None) -> dict:
     card = manifest["recipe"]["card"]
     meta = {
         "language": card["language"],
-        "license": card["license"],
+        **card_license(manifest),
         "task_categories": card["task_categories"] or TASKS[manifest["format"]],
         "size_categories": [size_category(manifest["rows"])],
         "pretty_name": card["pretty_name"] or manifest["name"],
@@ -38,6 +52,9 @@ def front_matter(manifest: dict) -> dict:
         "configs": [{"config_name": "default",
                      "data_files": [{"split": s, "path": f} for s, f in manifest["files"].items()]}],
     }
+    if feats is not None:
+        meta["dataset_info"] = {"features": feats._to_yaml_list(),
+                                "splits": [{"name": s, "num_examples": n} for s, n in manifest["splits"].items()]}
     return meta
 
 
@@ -67,43 +84,114 @@ def length_stats(frames: dict[str, pl.DataFrame]) -> list[list]:
     return rows
 
 
-def render_card(manifest: dict, frames: dict[str, pl.DataFrame]) -> str:
+def render_length_plot(manifest: dict, frames: dict[str, pl.DataFrame], folder: Path) -> list[str]:
+    """``lengths.png``: a histogram of characters per row of each text column of the format, one colour per
+    split. Returns the file names written (none for an empty dataset)."""
+    columns = [c for c in FORMATS[manifest["format"]] if frames and all(c in f.columns for f in frames.values())]
+    if not columns or not any(f.height for f in frames.values()):
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.2), squeeze=False)
+    for ax, col in zip(axes[0], columns):
+        for split, f in frames.items():
+            lengths = f[col].str.len_chars().drop_nulls().to_numpy()  # numpy: matplotlib is slow on lists
+            if len(lengths):  # densities, so a small test split is as visible as train
+                ax.hist(lengths, bins=40, density=True, histtype="step", linewidth=1.5, label=f"{split} ({len(lengths):,})")
+        ax.set_title(f"{col}: characters per row", fontsize=10)
+        ax.set_xlabel("characters")
+        ax.set_ylabel("share of rows (density)")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{manifest['name']}@{manifest['version']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(folder / LENGTH_PLOT, dpi=90)
+    plt.close(fig)
+    return [LENGTH_PLOT]
+
+
+def loading_section(name: str, version: str, repo: str | None = None) -> str:
+    """How to load the dataset: by name through datafactory locally; by Hub id (this version's tag) once pushed."""
+    if repo:
+        return ("## Loading\n\n```python\nfrom datasets import load_dataset\n"
+                f'ds = load_dataset("{repo}", revision="{version}")  # exactly this version (a tag); '
+                "without revision: the newest pushed\n```")
+    return ("## Loading\n\n```python\nimport datafactory\n"
+            f'ds = datafactory.load("{name}@{version}")            # DatasetDict; split="train" for one split\n\n'
+            f'from datasets import load_dataset\nds = load_dataset("parquet", data_dir="data/{name}/{version}")\n```')
+
+
+def _params(params: dict) -> str:
+    """A step's parameters as set (unset and empty ones left out, at every depth), as compact JSON."""
+    def given(v):
+        if isinstance(v, dict):
+            return {k: given(x) for k, x in v.items() if x not in (None, [], {}, False)}
+        return v
+
+    return json.dumps(given(params), ensure_ascii=False)
+
+
+def template_section(t: dict) -> str:
+    used = t.get("used") or {"prompt_no_input" if not t.get("prompt_input") else "prompt_input": None}
+    parts = [f"## Prompt template\n\n`{t['name']}`, rendered into `{t['column']}`."]
+    for variant, n in used.items():
+        rows = f" ({n:,} rows)" if n is not None else ""
+        what = {"prompt_input": "rows with an input", "prompt_no_input": "rows without an input"}.get(variant, variant)
+        parts.append(f"`{variant}`, for {what}{rows}:\n\n```text\n{t[variant]}\n```")
+    return "\n\n".join(parts)
+
+
+def render_card(manifest: dict, frames: dict[str, pl.DataFrame], repo: str | None = None) -> str:
     name, version = manifest["name"], manifest["version"]
-    meta = yaml.safe_dump(front_matter(manifest), allow_unicode=True, sort_keys=False)
+    feats = features(frames) if frames else None
+    meta = yaml.safe_dump(front_matter(manifest, frames, feats), allow_unicode=True, sort_keys=False)
     recipe = manifest["recipe"]
+    terms = manifest.get("terms", {})
     out = [f"---\n{meta}---", f"# {recipe['card']['pretty_name'] or name}"]
+    for w in terms.get("content_warnings", []):
+        out.append(f"> **Content warning.** {w}")
     if recipe["description"]:
         out.append(recipe["description"].strip())
     out.append(f"Built by datafactory from the recipe `{name}` "
                f"(`{manifest['recipe_file']}`), version `{version}`, on {manifest['created_at'][:10]}. "
                f"Format: `{manifest['format']}` (TRL dataset type). {manifest['rows']:,} rows.")
-    out.append("## Loading\n\n```python\nimport datafactory\nds = datafactory.load(\"" + f"{name}@{version}" +
-               "\")            # DatasetDict; split=\"train\" for one split\n\n"
-               f"from datasets import load_dataset\nds = {local_load_line(name, version)}  # or the Hub repo id after "
-               "`datafactory push`\n```")
-    out.append("## Sources and licences\n\n" + _table(
-        ["source", "kind", "rows", "skipped (reason: records)", "quarantined", "licence"],
+    out.append(loading_section(name, version, repo))
+    licence = ("## Sources and licences\n\n" + _table(
+        ["source", "kind", "rows", "skipped (reason: records)", "quarantined", "licence", "redistribution"],
         [[n, s["kind"], f"{s.get('rows', 0):,}", ", ".join(f"{k}: {v:,}" for k, v in (s.get("skipped") or {}).items()) or "-",
-          sum((s.get("quarantined") or {}).values()), s.get("license") or "see source"]
-         for n, s in manifest["sources"].items()]))
+          sum((s.get("quarantined") or {}).values()), s.get("license") or "see source",
+          {True: "allowed", False: "not allowed", None: "not stated"}[s.get("redistribute")]]
+         for n, s in manifest["sources"].items()]) + "\n\nThe terms of each source: [LICENSE.md](LICENSE.md).")
+    if terms.get("restrictions"):
+        licence += (" Sources whose terms forbid redistribution: "
+                    + ", ".join(f"`{r['source']}`" for r in terms["restrictions"]) + ".")
+    out.append(licence)
     if manifest["upstream"]:
         out.append("Built from: " + ", ".join(f"`{u['dataset']}@{u['version']}`" for u in manifest["upstream"].values()))
     out.append("## Build steps\n\n" + _table(
-        ["#", "step", "rows in", "rows out", "dropped (reason: rows)"],
-        [[i, s["key"], f"{s['rows_in']:,}", f"{s['rows_out']:,}",
-          ", ".join(f"{k}: {v:,}" for k, v in s["dropped"].items()) or "-"] for i, s in enumerate(manifest["steps"])]))
+        ["#", "step", "parameters", "rows in", "rows out", "dropped (reason: rows)"],
+        [[i, s["key"], _params(s["params"]) + (f" (sources: {', '.join(s['sources'])})" if s.get("sources") else ""),
+          f"{s['rows_in']:,}", f"{s['rows_out']:,}", ", ".join(f"{k}: {v:,}" for k, v in s["dropped"].items()) or "-"]
+         for i, s in enumerate(manifest["steps"])]))
+    if manifest.get("warnings"):
+        out.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in manifest["warnings"]))
     out.append("## Splits\n\n" + _table(["split", "rows", "file"],
                                          [[s, f"{n:,}", manifest["files"][s]] for s, n in manifest["splits"].items()]))
-    out.append("## Columns\n\n" + _table(["column", "type"], [[c, t] for c, t in manifest["schema"].items()]) +
-               "\n\nEvery row carries `id` (`<source>/<record key>`, unique and stable) and `source` (the recipe "
-               "source it came from), so any row can be traced to its original record.")
+    if feats is not None:
+        out.append("## Columns\n\n" + _table(["column", "feature type (datasets)"],
+                                             [[c, f"`{feats[c]!r}`"] for c in feats]) +
+                   "\n\nEvery row carries `id` (`<source>/<record key>`, unique and stable) and `source` (the recipe "
+                   "source it came from), so any row can be traced to its original record.")
     stats = length_stats(frames)
     if stats:
-        out.append("## Length statistics (characters)\n\n" + _table(["column", "min", "mean", "median", "max"], stats))
+        section = "## Length statistics (characters)\n\n" + _table(["column", "min", "mean", "median", "max"], stats)
+        if LENGTH_PLOT in manifest.get("plots", []):
+            section += f"\n\n![Length distributions per split]({LENGTH_PLOT})"
+        out.append(section)
     if manifest.get("template"):
-        t = manifest["template"]
-        out.append(f"## Prompt template\n\n`{t['name']}`, rendered into `{t['column']}`:\n\n```text\n"
-                   f"{t.get('prompt_input') or t['prompt_no_input']}\n```")
+        out.append(template_section(manifest["template"]))
     first = next(iter(frames.values()), None)
     if first is not None and first.height:
         examples = "\n\n".join("```json\n" + json.dumps({k: _cell(v) for k, v in row.items()}, ensure_ascii=False, indent=2)
