@@ -3,17 +3,22 @@
     import datafactory
     ds = datafactory.load("sft_v1", split="train")     # latest version
     dd = datafactory.load("sft_v1@3f2a9c1b7d0e")       # a pinned version, every split (DatasetDict)
+
+The store is found by one rule (``datafactory.project``): ``DATAFACTORY_DATA``, else ``data/`` in the nearest
+folder above the current one (or above the running script) that holds ``recipes/`` or a ``.datafactory`` file.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 __version__ = "0.1.0"
 
 
-def default_data_dir() -> Path:
-    return Path(os.environ.get("DATAFACTORY_DATA", "data"))
+def default_data_dir(*, required: bool = True, script: bool = True) -> Path:
+    """The store by the rule above; an error naming where it looked when there is none (``required``)."""
+    from datafactory.project import data_dir
+
+    return data_dir(required=required, script=script)
 
 
 def load(ref: str, split: str | None = None, *, data_dir: str | Path | None = None):

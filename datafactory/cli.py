@@ -1,6 +1,8 @@
 """The ``datafactory`` command line (typer + rich). Logs go to stderr; results to stdout.
 
-A user mistake prints one line, ``error: ...``, and exits 1; never a traceback.
+A user mistake prints one line, ``error: ...``, and exits 1; a usage mistake gets the usage line and exits 2;
+Ctrl-C says what is cached and exits 130; never a traceback. Global options (``--data``, ``--recipes``,
+``--quiet``) may come before or after the command.
 """
 from __future__ import annotations
 
@@ -15,33 +17,70 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from datafactory import default_data_dir
+import datafactory
 from datafactory.errors import DataFactoryError
+from datafactory.store import DEFAULT_KEEP
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
-                  help="Build versioned Korean RLHF datasets from declarative recipes, and load them by name.")
+                  help="Build versioned Korean RLHF datasets from declarative recipes, and load them by name. "
+                       "Global options may also come after the command.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
+GLOBAL_VALUE_OPTIONS = ("--data", "--recipes")
+GLOBAL_FLAGS = ("--quiet", "-q")
+
 
 class State:
-    data: Path = default_data_dir()
-    recipes: Path = Path("recipes")
+    data: Path | None = None  # None: found by the project rule (datafactory.project)
+    recipes: Path | None = None
     quiet: bool = False
 
 
 state = State()
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"datafactory {datafactory.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(
-    data: Annotated[Optional[Path], typer.Option("--data", help="The dataset store (default: $DATAFACTORY_DATA or ./data).")] = None,
-    recipes: Annotated[Optional[Path], typer.Option("--recipes", help="The recipe folder (default: $DATAFACTORY_RECIPES or ./recipes).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="The dataset store (default: $DATAFACTORY_DATA, else data/ of the project: the nearest folder above holding recipes/).")] = None,
+    recipes: Annotated[Optional[Path], typer.Option("--recipes", help="The recipe folder (default: $DATAFACTORY_RECIPES, else recipes/ of the project).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; results only.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ):
-    state.data = data or default_data_dir()
-    state.recipes = recipes or Path(os.environ.get("DATAFACTORY_RECIPES", "recipes"))
-    state.quiet = quiet
+    state.data, state.recipes, state.quiet = data, recipes, quiet
+
+
+def _data() -> Path:
+    return state.data if state.data is not None else datafactory.default_data_dir(required=False, script=False)
+
+
+def _recipes() -> Path:
+    from datafactory.project import recipes_dir
+
+    return state.recipes if state.recipes is not None else recipes_dir(script=False)
+
+
+def _recipe_name(name: str) -> str:
+    """``recipes/sft_v1.yaml`` (a path) works like ``sft_v1``: its folder becomes the recipe folder, and the
+    store is found from there unless --data says otherwise."""
+    if not name.endswith((".yaml", ".yml")) and "/" not in name:
+        return name
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise DataFactoryError(f"{name}: no such recipe file (looked at {path.resolve()})")
+    from datafactory.project import find_root
+
+    state.recipes = path.resolve().parent
+    if state.data is None and not os.environ.get("DATAFACTORY_DATA"):
+        root = find_root(state.recipes)
+        state.data = (root if root is not None else state.recipes.parent) / "data"
+    return path.stem
 
 
 def _log(msg: str) -> None:
@@ -60,42 +99,52 @@ def _overrides(items: list[str] | None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _progress(description: str):
-    """A transient rich progress bar on stderr; nothing with --quiet or when stderr is not a terminal."""
+def _progress(description: str, total: int | None = None):
+    """A transient rich progress bar on stderr (done/total: files to read, rows to process); nothing with
+    --quiet or when stderr is not a terminal. A step that reports no progress jumps to its total when done."""
     if state.quiet or not err.is_terminal:
-        yield lambda total=None: None
+        yield lambda n=1: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
-        task = bar.add_task(description, total=None)
+        task = bar.add_task(description, total=total)
 
-        def advance(total=None):
-            bar.update(task, advance=1, total=total)
+        def advance(n=1):
+            bar.update(task, advance=n)
 
         yield advance
+        if total is not None:
+            bar.update(task, completed=total)
 
 
 def _factory(sources: list[str] | None = None):
     from datafactory.engine import Factory
 
-    return Factory(state.data, state.recipes, overrides=_overrides(sources), log=_log, progress=_progress)
+    return Factory(_data(), _recipes(), overrides=_overrides(sources), log=_log, progress=_progress)
 
 
 def _store():
     from datafactory.store import Store
 
-    return Store(state.data)
+    return Store(_data())
 
 
 SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", "-s", help="NAME=PATH: read the recipe's source NAME from PATH (your download: zip, folder or glob).")]
 
 
 @app.command()
-def build(name: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.yaml).")], source: SourceOpt = None):
+def build(name: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.yaml), or the path of a recipe file.")],
+          source: SourceOpt = None):
     """Build a recipe (and what it depends on) into a versioned dataset. Prints NAME@VERSION last."""
-    result = _factory(source).build(name)
+    name = _recipe_name(name)
+    factory = _factory(source)
+    try:
+        result = factory.build(name)
+    except KeyboardInterrupt:
+        err.print(f"interrupted; {factory.interrupted()}, run the same command to resume", markup=False, highlight=False)
+        raise typer.Exit(130) from None
     for up in result.upstream:
         _log(f"upstream {up.ref}: {'built' if up.built else 'up to date'}")
     if result.built:
@@ -107,8 +156,9 @@ def build(name: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.ya
 
 
 @app.command()
-def plan(name: str, source: SourceOpt = None):
+def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a recipe file.")], source: SourceOpt = None):
     """Show what `build NAME` would run and what is cached, without running anything."""
+    name = _recipe_name(name)
     factory = _factory(source)
     p = factory.plan(name)
 
@@ -134,24 +184,24 @@ def plan(name: str, source: SourceOpt = None):
 @app.command("list")
 def list_():
     """Built datasets (latest version, rows, format) and recipes not built yet."""
-    from datafactory.store import Store
-
-    store = Store(state.data)
-    table = Table("dataset", "latest", "versions", "rows", "format", "built at")
+    store = _store()
+    table = Table("dataset", "latest", "versions", "pinned", "rows", "format", "built at")
     built = store.datasets()
     for name in built:
         v = store.latest(name) or store.versions(name)[-1]
         m = store.manifest(name, v)
-        table.add_row(name, v, str(len(store.versions(name))), f"{m['rows']:,}", m["format"], m["created_at"][:19])
+        table.add_row(name, v, str(len(store.versions(name))), str(len(store.pins(name))), f"{m['rows']:,}",
+                      m["format"], m["created_at"][:19])
     out.print(table)
-    pending = sorted(p.stem for p in state.recipes.glob("*.yaml") if p.stem not in built) if state.recipes.is_dir() else []
+    recipes = _recipes()
+    pending = sorted(p.stem for p in recipes.glob("*.yaml") if p.stem not in built) if recipes.is_dir() else []
     if pending:
         out.print("not built yet: " + ", ".join(pending), markup=False)
 
 
 @app.command()
 def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
-         rows: Annotated[int, typer.Option(help="Sample rows to print per split.")] = 3,
+         rows: Annotated[int, typer.Option(min=0, help="Sample rows to print per split.")] = 3,
          as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False):
     """Summarise a built version: steps with row counts, splits, sources and sample rows."""
     import polars as pl
@@ -163,6 +213,10 @@ def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
         print(json.dumps(m, ensure_ascii=False, indent=2))
         return
     out.print(f"{name}@{version}  format={m['format']}  rows={m['rows']:,}  built {m['created_at'][:19]}", markup=False)
+    for pin in store.pins(name).get(version, []):
+        out.print(f"pinned: {pin['note'] or '(no note)'} ({pin['at']})", markup=False)
+    for w in m.get("warnings", []):
+        out.print(f"warning: {w}", markup=False)
     steps = Table("step", "rows in", "rows out", "dropped", "cached", title="steps")
     for s in m["steps"]:
         steps.add_row(s["key"], f"{s['rows_in']:,}", f"{s['rows_out']:,}",
@@ -214,36 +268,58 @@ def card(ref: str):
 @app.command()
 def push(ref: str,
          repo: Annotated[str, typer.Option("--repo", help="The Hub dataset repo, ORG/NAME.")],
-         private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
-         dry_run: Annotated[Optional[Path], typer.Option("--dry-run", help="Write exactly what would be uploaded to DIR instead.")] = None):
-    """Push a built version (split files, manifest, card) to the Hugging Face Hub. Token: HF_TOKEN or `hf auth login`."""
+         private: Annotated[bool, typer.Option("--private", help="Push to a private repo (created private; an existing public repo is refused).")] = False,
+         allow_restricted: Annotated[bool, typer.Option("--allow-restricted", help="Publish even though a source's terms forbid redistribution: you state that you have the right to.")] = False,
+         dry_run: Annotated[Optional[Path], typer.Option("--dry-run", help="Write exactly what would be uploaded to DIR (new or empty) instead.")] = None):
+    """Push a built version (split files, manifest, card, LICENSE.md, plots) to the Hugging Face Hub, tagged with
+    its version id. Repos are public unless --private; datasets from sources that forbid redistribution (NIKL,
+    AIHub) need --private. Token: HF_TOKEN or `hf auth login`."""
     from datafactory.hub import push as run_push
 
-    result = run_push(_store(), ref, repo, private=private, dry_run=dry_run)
+    result = run_push(_store(), ref, repo, private=private, allow_restricted=allow_restricted, dry_run=dry_run, log=_log)
     if result["dry_run"]:
         _log(f"dry run: {len(result['files'])} files for {repo} written to {dry_run}")
         for f in result["files"]:
             print(f)
+    elif not result["pushed"]:
+        _log(f"{result['ref']} is on {repo} already (tag {result['ref'].split('@')[1]}); nothing to do")
+        print(result["url"])
     else:
-        _log(f"pushed {result['ref']} to {repo}")
+        _log(f"pushed {result['ref']} to {repo}, tagged {result['ref'].split('@')[1]}")
         print(result.get("url") or repo)
 
 
 @app.command()
-def gc(keep: Annotated[int, typer.Option(help="Versions to keep per dataset (the latest always stays).")] = 1,
-       dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed.")] = False):
-    """Remove old versions, left-over staging folders and unused cache entries."""
+def gc(keep: Annotated[int, typer.Option(min=0, help="Newest versions to keep per dataset; the latest and pinned versions always stay.")] = DEFAULT_KEEP,
+       dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; write nothing.")] = False):
+    """Remove old versions (not pinned ones), left-over staging folders and unused cache entries."""
     removed = _store().gc(keep=keep, dry_run=dry_run)
     for p in removed:
         print(p)
     _log(f"{'would remove' if dry_run else 'removed'} {len(removed)} paths")
 
 
+@app.command()
+def pin(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION (NAME: the latest version).")],
+        note: Annotated[str, typer.Option(help="Why: e.g. the model trained on it.")] = ""):
+    """Keep a version through every `gc` (the trainers pin what they train on). Prints NAME@VERSION."""
+    name, version = _store().pin(ref, note)
+    print(f"{name}@{version}")
+
+
+@app.command()
+def unpin(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
+          note: Annotated[Optional[str], typer.Option(help="Remove only the pin with this note.")] = None):
+    """Let `gc` remove a pinned version again."""
+    n = _store().unpin(ref, note)
+    _log(f"removed {n} pin{'s' if n != 1 else ''} of {ref}")
+
+
 @app.command("source")
 def source_cmd(
     kind: Annotated[str, typer.Argument(help="Source kind: nikl_dialogue, aihub_ethics, rlhf_reward, evol_instruct, kobest, files.")],
     path: Annotated[str, typer.Argument(help="Your download: a zip, a folder or a glob.")],
-    head: Annotated[int, typer.Option("--head", "-n", help="Records to print.")] = 3,
+    head: Annotated[int, typer.Option("--head", "-n", min=0, help="Records to print.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary and records as JSON lines.")] = False,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="KEY=VALUE source option (VALUE is YAML), e.g. -o topics=null.")] = None,
     encoding: Annotated[str, typer.Option(help="utf-8, cp949, euc-kr or auto.")] = "utf-8",
@@ -260,19 +336,41 @@ def source_cmd(
         return
     s = report["summary"]
     out.print(f"{s['kind']} {s['path']}: {s['records']:,} records from {s['files']:,} files", markup=False)
-    for what in ("skipped", "quarantined"):
+    for what in ("skipped", "quarantined", "cleaned"):
         for reason, n in s[what].items():
             out.print(f"  {what} {reason}: {n:,}", markup=False)
+    for w in s["warnings"]:
+        out.print(f"  warning: {w}", markup=False)
     for q in report["quarantine"][:5]:
         out.print(f"  ! {q['file']} record {q['record']}: {q['detail']}", markup=False)
     for row in report["head"]:
         print(json.dumps(row, ensure_ascii=False, default=str))
 
 
-def main() -> None:
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move the global options to the front, so `datafactory build sft_v1 --data DIR` works as typed."""
+    front, rest, i = [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest += args[i:]
+            break
+        if a in GLOBAL_VALUE_OPTIONS and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        if a.split("=", 1)[0] in GLOBAL_VALUE_OPTIONS or a in GLOBAL_FLAGS:
+            front.append(a)
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
+def main(argv: list[str] | None = None) -> None:
     """Usage mistakes are typer's (usage line, exit 2); our own errors print one line and exit 1."""
     try:
-        app()
+        app(args=hoist_global_options(sys.argv[1:] if argv is None else argv), prog_name="datafactory")
     except DataFactoryError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(1)

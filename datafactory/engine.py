@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 
 import datafactory
-from datafactory.errors import DataFactoryError, RecipeError, StoreError
+from datafactory.errors import DataFactoryError, RecipeError, SourceError, StoreError
 from datafactory.hashing import VERSION_LEN, FingerprintCache, digest
 from datafactory.recipe import FORMATS, Recipe, StepSpec, load_recipe, recipe_path
 from datafactory.sources import SOURCES
@@ -35,14 +35,14 @@ from datafactory.sources.dataset import DatasetSource
 from datafactory.steps import STEPS
 from datafactory.steps.base import LINEAGE, Step, StepContext
 from datafactory.steps.split import SplitParams
-from datafactory.store import Store, write_atomic
+from datafactory.store import Store, write_atomic, write_split
 
 FORMAT_VERSION = 1  # bump when the layout of what the engine writes changes
 
 
 @contextlib.contextmanager
-def _no_progress(description: str):
-    yield lambda total=None: None
+def _no_progress(description: str, total: int | None = None):
+    yield lambda n=1: None
 
 
 @functools.lru_cache(maxsize=None)
@@ -61,6 +61,7 @@ class StepPlan:
     key: str
     code: str
     cached: bool
+    salt: str  # the step's purpose and position among steps of its kind ("mix#0"): see StepContext.rank
 
 
 @dataclass
@@ -100,8 +101,8 @@ class Factory:
 
     def __init__(self, data_dir: Path, recipes_dir: Path, *, overrides: dict[str, str] | None = None,
                  log: Callable[[str], None] | None = None, progress=None):
-        """``log`` receives one line per event; ``progress(description)`` returns a context manager yielding
-        ``advance(total)``, called once per unit of work (the CLI gives a rich progress bar)."""
+        """``log`` receives one line per event; ``progress(description, total)`` returns a context manager
+        yielding ``advance(n=1)``, called as units of work (files, rows) are done (the CLI shows a bar)."""
         self.store = Store(Path(data_dir))
         self.recipes_dir = Path(recipes_dir)
         self.overrides = overrides or {}
@@ -109,6 +110,7 @@ class Factory:
         self.progress = progress or _no_progress
         self.fingerprints = FingerprintCache(self.store.cache / "fingerprints.json")
         self._plans: dict[str, Plan] = {}
+        self.running: Plan | None = None  # the plan being built, for `interrupted()` after a Ctrl-C
 
     # -- planning ------------------------------------------------------------------------------------
     def recipe(self, name: str, top: bool = True) -> Recipe:
@@ -122,7 +124,7 @@ class Factory:
         if name in self._plans:
             return self._plans[name]
         recipe = self.recipe(name, top=not _stack)
-        base_dir = self.recipes_dir.resolve().parent  # recipe paths are relative to the project root
+        base_dir = self.project_root
 
         upstream: dict[str, Plan | None] = {}
         upstream_versions: dict[str, str] = {}
@@ -155,9 +157,10 @@ class Factory:
             if any(s.name == "split" for s in specs):
                 raise RecipeError(str(recipe.file), "splits", "the recipe has both `splits:` and a `split` step",
                                   "keep one of them")
-            specs.append(StepSpec("split", SplitParams(splits=recipe.splits), None, "splits"))
+            specs.append(StepSpec("split", SplitParams(splits=recipe.splits, stratify_by=recipe.stratify_by), None, "splits"))
         key = digest("sources", [(n, p.key) for n, p in sources.items()])
         steps: list[StepPlan] = []
+        seen: dict[str, int] = {}
         for spec in specs:
             cls = STEPS[spec.name]
             try:
@@ -165,14 +168,21 @@ class Factory:
             except DataFactoryError as e:
                 raise RecipeError(str(recipe.file), spec.key, str(e)) from None
             code = code_version(cls)
-            key = digest("step", key, spec.canonical(), code, step.identity(), recipe.seed)
+            salt = f"{spec.name}#{seen.get(spec.name, 0)}"
+            seen[spec.name] = seen.get(spec.name, 0) + 1
+            key = digest("step", key, spec.canonical(), code, step.identity(), recipe.seed, salt)
             cached = self.store.cache_path("steps", key, ".parquet").exists()
-            steps.append(StepPlan(spec, step, key, code, cached))
+            steps.append(StepPlan(spec, step, key, code, cached, salt))
 
         version = digest(FORMAT_VERSION, key, recipe.canonical(with_paths=False), upstream_versions)[:VERSION_LEN]
         plan = Plan(recipe, version, sources, steps, upstream, upstream_versions, self.store.has(name, version))
         self._plans[name] = plan
         return plan
+
+    @property
+    def project_root(self) -> Path:
+        """The folder above ``recipes/``: relative source paths start here."""
+        return self.recipes_dir.resolve().parent
 
     # -- building ------------------------------------------------------------------------------------
     def build(self, name: str) -> BuildResult:
@@ -182,9 +192,21 @@ class Factory:
             if self.store.has(name, plan.version):
                 self.store.set_latest(name, plan.version)
                 return BuildResult(name, plan.version, False, self.store.manifest(name, plan.version), ups)
+            self.running = plan
             manifest = self._run(plan)
+            self.running = None
         self._plans.pop(name, None)  # caches changed: a later plan() must look again
         return BuildResult(name, plan.version, True, manifest, ups)
+
+    def interrupted(self) -> str:
+        """What a build stopped by Ctrl-C leaves behind, in words: the cache entries it can resume from."""
+        plan = self.running
+        if plan is None:
+            return "nothing was being built"
+        steps = sum(self.store.cache_path("steps", sp.key, ".parquet").exists() for sp in plan.steps)
+        sources = sum(self.store.cache_path("sources", sp.key, ".parquet").exists() for sp in plan.sources.values())
+        return (f"{plan.recipe.name}@{plan.version}: {steps} of {len(plan.steps)} steps and {sources} of "
+                f"{len(plan.sources)} sources are cached")
 
     def _run(self, plan: Plan) -> dict:
         recipe = plan.recipe
@@ -204,6 +226,8 @@ class Factory:
         template = None
         for rec in records:
             template = rec.get("info", {}).get("template", template)
+            for w in rec.get("warnings", []):
+                self.log(f"  warning: {w} (cached)")
         for sp in plan.steps[start + 1:]:
             frame, rec = self._run_step(recipe, sp, frame)
             template = rec["info"].get("template", template)
@@ -211,6 +235,20 @@ class Factory:
 
         frame = self._finish(recipe, frame)
         return self._publish(plan, frame, records, source_stats, template)
+
+    def _check_not_empty(self, plan: Plan, name: str, stats: dict) -> None:
+        """A source that yields no rows fails the build, saying why, unless the recipe allows it."""
+        spec = plan.recipe.sources[name]
+        if stats["rows"] or spec.allow_empty:
+            return
+        src = plan.sources[name].source
+        hints = getattr(src, "skip_hints", {})
+        why = [f"{n:,} skipped by {reason}" + (f" ({hints[reason]})" if reason in hints else "")
+               for reason, n in sorted((stats.get("skipped") or {}).items(), key=lambda kv: -kv[1])]
+        why += [f"{n:,} quarantined as {reason}" for reason, n in (stats.get("quarantined") or {}).items()]
+        raise SourceError(f"{plan.recipe.file}: sources.{name}: no rows from {stats.get('files', 0):,} files ({src.kind})"
+                          + (": " + "; ".join(why) if why else "") + "; fix the options or the path, or set "
+                          "`allow_empty: true` on the source if that is expected")
 
     def _read_sources(self, plan: Plan) -> tuple[pl.DataFrame, dict]:
         frames, stats = [], {}
@@ -220,15 +258,19 @@ class Factory:
                 frames.append(pl.read_parquet(path))
                 stats[name] = self._load_stats("sources", sp.key)
                 self.log(f"  source {name}: {stats[name]['rows']:,} rows (cached)")
+                for w in stats[name].get("warnings", []):
+                    self.log(f"  warning: source {name}: {w} (cached)")
+                self._check_not_empty(plan, name, stats[name])
                 continue
             t0 = time.perf_counter()
             try:
-                with self.progress(f"reading {name}") as advance:
+                with self.progress(f"reading {name}", len(sp.source.inputs())) as advance:
                     read = sp.source.read(on_file=advance)
             except DataFactoryError as e:
                 raise type(e)(f"{plan.recipe.file}: sources.{name}: {e}") from None
             stats[name] = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
-                           "skipped": read.skipped, "seconds": round(time.perf_counter() - t0, 3)}
+                           "skipped": read.skipped, "cleaned": read.cleaned, "warnings": read.warnings,
+                           "seconds": round(time.perf_counter() - t0, 3)}
             if read.quarantine:
                 qpath = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
                 write_atomic(qpath, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in read.quarantine))
@@ -237,12 +279,15 @@ class Factory:
             skips = ", ".join(f"{k} {v:,}" for k, v in read.skipped.items())
             self.log(f"  source {name}: {read.frame.height:,} rows from {read.files} files"
                      + (f", {q:,} quarantined" if q else "") + (f" (skipped: {skips})" if skips else ""))
+            for w in read.warnings:
+                self.log(f"  warning: source {name}: {w}")
+            self._check_not_empty(plan, name, stats[name])
             frames.append(read.frame)
         return pl.concat(frames, how="diagonal_relaxed"), stats
 
     def _run_step(self, recipe: Recipe, sp: StepPlan, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
         spec = sp.spec
-        ctx = StepContext(seed=recipe.seed, work_dir=self.store.work_dir(sp.key))
+        ctx = StepContext(seed=recipe.seed, work_dir=self.store.work_dir(sp.key), salt=sp.salt)
         t0 = time.perf_counter()
         rows_in = frame.height
         if spec.sources is not None:
@@ -251,7 +296,7 @@ class Factory:
         else:
             subset, rest = frame, None
         try:
-            with self.progress(spec.key) as advance:
+            with self.progress(spec.key, subset.height) as advance:
                 ctx.progress = advance
                 out = sp.step.apply(subset, ctx)
         except (DataFactoryError, pl.exceptions.PolarsError) as e:
@@ -269,10 +314,12 @@ class Factory:
         rec = {"key": spec.key, "step": spec.name, "params": spec.params.model_dump(mode="json"),
                "sources": spec.sources, "code_version": sp.code, "cache_key": sp.key, "rows_in": rows_in,
                "rows_out": out.height, "dropped": dropped, "seconds": round(time.perf_counter() - t0, 3),
-               "info": ctx.info}
+               "info": ctx.info, "warnings": ctx.warnings}
         self._save("steps", sp.key, out, rec)
         drops = ", ".join(f"{k} {v:,}" for k, v in dropped.items())
         self.log(f"  {spec.key}: {rows_in:,} -> {out.height:,} rows" + (f" (dropped: {drops})" if drops else ""))
+        for w in ctx.warnings:
+            self.log(f"  warning: {w}")
         return out, {**rec, "cached": False}
 
     def _finish(self, recipe: Recipe, frame: pl.DataFrame) -> pl.DataFrame:
@@ -299,23 +346,81 @@ class Factory:
         rest = [c for c in frame.columns if c not in (*LINEAGE, *needed)]
         return frame.select(*LINEAGE, *needed, *rest)
 
+    def _rel(self, path: str | Path | None) -> str | None:
+        """A path as the manifest keeps it: relative to the project root when inside it."""
+        if path is None:
+            return None
+        p = Path(path).expanduser()
+        if p.is_absolute():
+            try:
+                return p.resolve().relative_to(self.project_root).as_posix()
+            except ValueError:
+                return str(p)
+        return p.as_posix()
+
+    def _split_warnings(self, recipe: Recipe, frame: pl.DataFrame) -> list[str]:
+        """A declared split left empty, or a source missing from a split it should have rows in: the cause,
+        in words, and what to do."""
+        if not recipe.splits or "split" not in frame.columns:
+            return []
+        n = frame.height
+        counts = frame.group_by("source", "split").len()
+        have = {(r["source"], r["split"]): r["len"] for r in counts.to_dicts()}
+        by_source = frame.group_by("source").len()
+        taken = sum(v for v in recipe.splits.values() if isinstance(v, int))
+        share = {k: (v / n if isinstance(v, int) else v * max(n - taken, 0) / n) for k, v in recipe.splits.items()}
+        out = []
+        for split in recipe.splits:
+            if not any(s == split for _, s in have):
+                expected = n * share[split]
+                out.append(f"split '{split}' received no rows: {n:,} rows give about {expected:.1f} expected; "
+                           + ("a hash split of so few rows can leave a split empty; give it a count (e.g. "
+                              f"{split}: 20) or set `stratify_by: source`" if expected < 5 else
+                              "the rows reaching the split are not independent of their ids; set `stratify_by: source`"))
+                continue
+            for r in by_source.to_dicts():
+                expected = r["len"] * share[split]
+                if expected >= 5 and not have.get((r["source"], split)):
+                    out.append(f"source '{r['source']}' has none of its {r['len']:,} rows in split '{split}' "
+                               f"(about {expected:.0f} expected); set `stratify_by: source` to give every source "
+                               "its share of each split")
+        return out
+
+    def _terms(self, plan: Plan) -> tuple[dict[str, dict], dict]:
+        """Each source's terms (for the manifest) and the dataset's (restrictions, warnings), upstream included."""
+        from datafactory.terms import collect, source_terms
+
+        recipe, own, per, upstream = plan.recipe, {}, {}, {}
+        for n, sp in plan.sources.items():
+            if isinstance(sp.source, DatasetSource):
+                ref = f"{recipe.source_options[n].name}@{plan.upstream_versions[n]}"
+                upstream[n] = (ref, self.store.manifest(*ref.split("@")))
+                per[n] = {"license": f"the terms of {ref} (see its LICENSE.md)", "license_name": "", "license_link": "",
+                          "redistribute": not upstream[n][1].get("terms", {}).get("restrictions"), "content_warning": ""}
+            else:
+                own[n] = per[n] = source_terms(sp.source, recipe.sources[n])
+        return per, collect(own, upstream)
+
     def _publish(self, plan: Plan, frame: pl.DataFrame, records: list[dict], source_stats: dict,
                  template: dict | None) -> dict:
-        from datafactory.card import render_card
+        from datafactory.card import render_card, render_length_plot
+        from datafactory.terms import render_license
 
         recipe = plan.recipe
         staging = self.store.staging(recipe.name)
         try:
             split_names = frame["split"].unique(maintain_order=True).to_list() if "split" in frame.columns else ["train"]
             order = list(recipe.splits or {}) or split_names
-            for empty in [x for x in order if x not in split_names]:
-                self.log(f"  warning: split '{empty}' received no rows ({frame.height:,} rows in all); "
-                         "give it a count (e.g. test: 20) or a larger fraction")
+            warnings = [w for r in records for w in r.get("warnings", [])]
+            warnings += [f"source {n}: {w}" for n, st in source_stats.items() for w in st.get("warnings", [])]
+            for w in self._split_warnings(recipe, frame):
+                self.log(f"  warning: {w}")
+                warnings.append(w)
             files, sizes, parts = {}, {}, {}
             for s in sorted(split_names, key=lambda x: order.index(x) if x in order else len(order)):
                 part = frame.filter(pl.col("split") == s).drop("split") if "split" in frame.columns else frame
                 files[s], sizes[s], parts[s] = f"{s}.parquet", part.height, part
-                part.write_parquet(staging / files[s])
+                write_split(part, staging / files[s])
             body = frame.drop("split") if "split" in frame.columns else frame
             quarantine = {}
             for name, sp in plan.sources.items():
@@ -324,6 +429,10 @@ class Factory:
                     (staging / "quarantine").mkdir(exist_ok=True)
                     shutil.copy(q, staging / "quarantine" / f"{name}.jsonl")
                     quarantine[name] = f"quarantine/{name}.jsonl"
+            canonical = recipe.canonical()
+            for s in canonical["sources"].values():
+                s["path"] = self._rel(s["path"])
+            per_source, terms = self._terms(plan)
             manifest = {
                 "name": recipe.name,
                 "version": plan.version,
@@ -332,25 +441,29 @@ class Factory:
                 "format_version": FORMAT_VERSION,
                 "format": recipe.output.format,
                 "template": template,
-                "recipe_file": str(recipe.file),
-                "recipe": recipe.canonical(),
+                "recipe_file": self._rel(recipe.file),
+                "recipe": canonical,
                 "sources": {
-                    n: {"kind": sp.source.kind, "path": sp.source.path, "license": recipe.sources[n].license
-                        or sp.source.license, "fingerprint": sp.fingerprint, "code_version": code_version(type(sp.source)),
+                    n: {"kind": sp.source.kind, "path": self._rel(sp.source.path), **per_source[n],
+                        "fingerprint": sp.fingerprint, "code_version": code_version(type(sp.source)),
                         "cache_key": sp.key, **source_stats.get(n, {})}
                     for n, sp in plan.sources.items()},
                 "upstream": {n: {"dataset": recipe.source_options[n].name, "version": v}
                              for n, v in plan.upstream_versions.items()},
+                "terms": terms,
                 "steps": records,
                 "schema": {c: str(t) for c, t in body.schema.items()},
                 "rows": body.height,
                 "splits": sizes,
                 "files": files,
                 "quarantine": quarantine,
+                "warnings": warnings,
                 "cache_keys": [sp.key for sp in plan.sources.values()] + [sp.key for sp in plan.steps],
                 "llm_usage": {},
             }
+            manifest["plots"] = render_length_plot(manifest, parts, staging)
             write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
+            write_atomic(staging / "LICENSE.md", render_license(manifest))
             write_atomic(staging / "README.md", render_card(manifest, parts))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

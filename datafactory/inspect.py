@@ -7,6 +7,7 @@ import yaml
 from pydantic import ValidationError
 
 from datafactory.errors import DataFactoryError, did_you_mean
+from datafactory.recipe import check_encoding
 from datafactory.sources import SOURCES
 
 
@@ -16,7 +17,10 @@ def parse_options(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise DataFactoryError(f"--option '{item}': write it as KEY=VALUE")
-        options[key] = yaml.safe_load(value)
+        try:
+            options[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise DataFactoryError(f"--option '{item}': the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return options
 
 
@@ -28,6 +32,10 @@ def inspect_source(kind: str, path: str, options: list[str], *, encoding: str = 
         raise DataFactoryError(f"unknown source kind '{kind}'; " + (hint or f"known kinds: {', '.join(known)}"))
     if on_error not in ("fail", "quarantine"):
         raise DataFactoryError(f"--on-error '{on_error}': use fail or quarantine")
+    try:
+        encoding = check_encoding(encoding)
+    except ValueError as e:
+        raise DataFactoryError(f"--encoding: {e}") from None
     cls = SOURCES[kind]
     try:
         opts = cls.Options.model_validate(parse_options(options))
@@ -39,7 +47,8 @@ def inspect_source(kind: str, path: str, options: list[str], *, encoding: str = 
     rows = read.frame.drop("source").head(head).to_dicts()
     return {
         "summary": {"kind": kind, "path": path, "files": read.files, "records": read.frame.height,
-                    "skipped": read.skipped, "quarantined": read.quarantined},
+                    "skipped": read.skipped, "quarantined": read.quarantined, "cleaned": read.cleaned,
+                    "warnings": read.warnings},
         "head": rows,
         "quarantine": read.quarantine,
     }

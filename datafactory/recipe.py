@@ -7,7 +7,7 @@ Shape (every key is checked; an unknown one names its path and the closest known
     card: {pretty_name, language, license, task_categories, tags}
     sources:
       daily: {kind: nikl_dialogue, path: data/samples/nikl_dialogue, options: {...},
-              encoding: utf-8, on_error: fail, license: ...}
+              encoding: utf-8, on_error: fail, license: ..., redistribute: false, allow_empty: false}
       prompts: {kind: dataset, options: {name: sft_v1}}     # another built dataset: recipes form a graph
     steps:                            # ordered; each item is {step_name: {params}} or a bare step name
       - normalize: {columns: [instruction, output]}
@@ -15,6 +15,7 @@ Shape (every key is checked; an unknown one names its path and the closest known
       - dedup
     output: {format: sft}             # sft | preference | prompt | text (TRL dataset types)
     splits: {train: 0.95, test: 0.05} # fractions, or counts (test: 40) with fractions sharing the rest
+    stratify_by: source               # optional: split each source on its own, in exact proportions
     seed: 42
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from datafactory.errors import RecipeError, did_you_mean
 from datafactory.sources import SOURCES
@@ -36,7 +37,7 @@ from datafactory.steps.split import check_splits
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED_NAMES = {"samples"}
 
-# The columns each output format must hold (TRL dataset types, see SOURCES.md section 7).
+# The columns each output format must hold (TRL dataset types, see docs/SOURCES.md section 7).
 FORMATS: dict[str, tuple[str, ...]] = {
     "sft": ("prompt", "completion"),
     "preference": ("prompt", "chosen", "rejected"),
@@ -49,10 +50,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ENCODINGS = ("utf-8", "cp949", "euc-kr", "auto")
+_ENCODING_ALIASES = {"utf8": "utf-8", "utf-8-sig": "utf-8", "euckr": "euc-kr", "ms949": "cp949", "uhc": "cp949"}
+
+
+def check_encoding(v: str) -> str:
+    """One of ENCODINGS (case and common aliases forgiven): any other codec would decode Korean text into
+    mojibake, or into nothing, without an error."""
+    name = str(v).strip().lower().replace("_", "-")
+    name = _ENCODING_ALIASES.get(name, name)
+    if name not in ENCODINGS:
+        raise ValueError(f"encoding '{v}' is not supported; use one of {', '.join(ENCODINGS)} "
+                         "(auto tries UTF-8, then cp949)")
+    return name
+
+
 class CardSpec(_Strict):
     pretty_name: str | None = None
     language: list[str] = ["ko"]
     license: str = "other"
+    license_name: str | None = None  # with license: other (the HF card spec); default: from the sources
+    license_link: str | None = None  # default: LICENSE.md beside the card, listing every source's terms
     task_categories: list[str] = []
     tags: list[str] = []
 
@@ -64,6 +82,10 @@ class SourceSpec(_Strict):
     encoding: str = "utf-8"
     on_error: Literal["fail", "quarantine"] = "fail"
     license: str | None = None
+    redistribute: bool | None = None  # may its text be published? default: what the kind's terms say
+    allow_empty: bool = False  # a source that yields no rows fails the build unless this is set
+
+    _encoding = field_validator("encoding")(classmethod(lambda cls, v: check_encoding(v)))
 
 
 class OutputSpec(_Strict):
@@ -78,12 +100,19 @@ class RecipeFile(_Strict):
     steps: list[Any] = []
     output: OutputSpec
     splits: dict[str, float | int] | None = None
+    stratify_by: str | None = None
     seed: int = 42
 
     @field_validator("splits")
     @classmethod
     def _check_splits(cls, v):
         return v if v is None else check_splits(v)
+
+    @model_validator(mode="after")
+    def _stratify_needs_splits(self):
+        if self.stratify_by is not None and self.splits is None:
+            raise ValueError("stratify_by needs splits (e.g. splits: {train: 0.9, test: 0.1})")
+        return self
 
 
 @dataclass
@@ -111,6 +140,7 @@ class Recipe:
     steps: list[StepSpec]
     output: OutputSpec
     splits: dict[str, float | int] | None
+    stratify_by: str | None
     seed: int
     overrides: dict[str, str] = field(default_factory=dict)
 
@@ -135,6 +165,7 @@ class Recipe:
             "steps": [s.canonical() for s in self.steps],
             "output": self.output.model_dump(mode="json"),
             "splits": self.splits,
+            "stratify_by": self.stratify_by,
             "seed": self.seed,
         }
 
@@ -262,7 +293,7 @@ def load_recipe(path: Path, overrides: dict[str, str] | None = None) -> Recipe:
     names = set(top.sources)
     steps = [_parse_step(file, i, item, names) for i, item in enumerate(top.steps)]
     return Recipe(top.name, path, top.description, top.card, top.sources, source_options, steps, top.output,
-                  top.splits, top.seed, overrides)
+                  top.splits, top.stratify_by, top.seed, overrides)
 
 
 def recipe_path(recipes_dir: Path, name: str) -> Path:
@@ -271,5 +302,8 @@ def recipe_path(recipes_dir: Path, name: str) -> Path:
         known = sorted(p.stem for p in recipes_dir.glob("*.yaml")) if recipes_dir.is_dir() else []
         hint = did_you_mean(name, known)
         raise RecipeError(str(path), "", f"no recipe named '{name}' in {recipes_dir}",
-                          hint or (f"recipes: {', '.join(known)}" if known else "use --recipes DIR"))
+                          hint or (f"recipes: {', '.join(known)}" if known else
+                                   f"there is no recipe folder at {recipes_dir.resolve()}; run inside your project "
+                                   "(a folder holding recipes/) or use --recipes DIR" if not recipes_dir.is_dir()
+                                   else "use --recipes DIR"))
     return path

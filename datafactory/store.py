@@ -5,6 +5,7 @@ Layout::
     data/<name>/<version>/train.parquet, test.parquet, manifest.json, README.md (the card)
     data/<name>/<version>/quarantine/<source>.jsonl     (records a source skipped; never pushed)
     data/<name>/latest                                  (text: the newest version id)
+    data/<name>/pins.json                               (versions `gc` must keep: pinned by hand or by a trainer)
     data/.cache/sources/<key>.*, data/.cache/steps/<key>.*    (step-level cache, gc removes unused)
     data/.cache/work/<key>/                             (what resumable steps have done; gc keeps it)
 
@@ -19,6 +20,7 @@ import shutil
 import time
 import uuid
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -26,6 +28,33 @@ from filelock import FileLock, Timeout
 from datafactory.errors import StoreError, did_you_mean
 
 STAGING_PREFIX = ".tmp-"
+DEFAULT_KEEP = 3  # versions of each dataset `gc` keeps besides the pinned ones
+
+
+def hub_arrow_type(t):
+    """Arrow's 32-bit-offset types for polars' 64-bit ones (large_string -> string, large_list -> list), so
+    `datasets` sees the plain ``Value('string')`` / ``List(...)`` features users expect."""
+    import pyarrow as pa
+
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_large_list(t) or pa.types.is_list(t) or pa.types.is_list_view(t):
+        return pa.list_(hub_arrow_type(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, hub_arrow_type(f.type), f.nullable) for f in t])
+    return t
+
+
+def write_split(frame, path: Path) -> None:
+    """One split file: parquet with the plain Arrow types (``hub_arrow_type``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = frame.to_arrow()
+    table = table.cast(pa.schema([pa.field(f.name, hub_arrow_type(f.type), f.nullable) for f in table.schema]))
+    pq.write_table(table, path)
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -65,10 +94,7 @@ class Store:
             write_atomic(self.dataset_dir(name) / "latest", version + "\n")
 
     def datasets(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and self.versions(p.name))
+        return [n for n in self._dataset_dirs() if self.versions(n)]
 
     def versions(self, name: str) -> list[str]:
         """Built versions, oldest first."""
@@ -78,6 +104,52 @@ class Store:
         found = [(self.manifest(name, p.name).get("created_at", ""), p.name) for p in d.iterdir()
                  if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").exists()]
         return [v for _, v in sorted(found)]
+
+    def _dataset_dirs(self) -> list[str]:
+        """Folders that hold a dataset (a version, a `latest` pointer or a build's staging folder); the store
+        root may hold other folders (the shipped ``samples/``), which nothing here touches."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".") and (
+            (p / "latest").exists() or any(c.is_dir() and ((c / "manifest.json").exists() or c.name.startswith(STAGING_PREFIX))
+                                          for c in p.iterdir())))
+
+    # -- pins ---------------------------------------------------------------------------------------
+    def pins(self, name: str) -> dict[str, list[dict]]:
+        """version -> who pinned it (``note``, ``at``). ``gc`` never removes a pinned version."""
+        try:
+            return json.loads((self.dataset_dir(name) / "pins.json").read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError as e:
+            raise StoreError(f"{self.dataset_dir(name) / 'pins.json'}: unreadable ({e}); fix or delete it") from None
+
+    def pin(self, ref: str, note: str = "") -> tuple[str, str]:
+        """Keep ``name@version`` through every ``gc`` (a model was trained on it). Pinning twice with the
+        same note is a no-op."""
+        name, version = self.resolve(ref)
+        with FileLock(str(self.dataset_dir(name) / ".pins.lock")):
+            pins = self.pins(name)
+            entries = pins.setdefault(version, [])
+            if not any(e.get("note") == note for e in entries):
+                entries.append({"note": note, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                write_atomic(self.dataset_dir(name) / "pins.json", json.dumps(pins, ensure_ascii=False, indent=2))
+        return name, version
+
+    def unpin(self, ref: str, note: str | None = None) -> int:
+        """Remove the pins of ``name@version`` (only those with ``note`` when given); returns how many."""
+        name, version = self.resolve(ref)
+        with FileLock(str(self.dataset_dir(name) / ".pins.lock")):
+            pins = self.pins(name)
+            before = pins.get(version, [])
+            after = [e for e in before if note is not None and e.get("note") != note]
+            if after:
+                pins[version] = after
+            else:
+                pins.pop(version, None)
+            if len(after) != len(before):
+                write_atomic(self.dataset_dir(name) / "pins.json", json.dumps(pins, ensure_ascii=False, indent=2))
+        return len(before) - len(after)
 
     def manifest(self, name: str, version: str) -> dict:
         path = self.version_dir(name, version) / "manifest.json"
@@ -142,42 +214,45 @@ class Store:
         return self.cache / "work" / key
 
     # -- gc -----------------------------------------------------------------------------------------
-    def gc(self, keep: int = 1, dry_run: bool = False) -> list[Path]:
-        """Remove all but the ``keep`` newest versions of each dataset (the latest always stays), staging
-        folders left by killed builds, and cache entries no kept version refers to. Work folders of
-        resumable steps are kept: they may hold paid work.
+    def gc(self, keep: int = DEFAULT_KEEP, dry_run: bool = False) -> list[Path]:
+        """Remove all but the ``keep`` newest versions of each dataset (the latest and every pinned version
+        always stay), staging folders left by killed builds, and cache entries no kept version refers to.
+        Work folders of resumable steps are kept: they may hold paid work.
 
         Each dataset is cleaned under its build lock; a dataset being built is left alone, and then the
-        cache is not swept either (the running build's entries are in no manifest yet)."""
+        cache is not swept either (the running build's entries are in no manifest yet). ``dry_run`` writes
+        nothing anywhere, not even a lock file."""
         started = time.time()
         removed: list[Path] = []
         kept_keys: set[str] = set()
         busy = False
-        names = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-            if self.root.is_dir() else []
-        for name in names:
-            lock = FileLock(str(self.dataset_dir(name) / ".lock"))
+        for name in self._dataset_dirs():
+            path = self.dataset_dir(name) / ".lock"
+            lock = FileLock(str(path)) if path.exists() or not dry_run else None
             try:
-                lock.acquire(timeout=0)
+                if lock is not None:
+                    lock.acquire(timeout=0)
             except Timeout:
                 busy = True
                 continue
             try:
                 versions = self.versions(name)
                 keep_set = set(versions[-keep:]) if keep > 0 else set()
+                keep_set |= set(self.pins(name)) & set(versions)
                 latest = self.latest(name)
                 if latest:
                     keep_set.add(latest)
                 old = [self.version_dir(name, v) for v in versions if v not in keep_set]
                 for v in keep_set:
                     kept_keys.update(self.manifest(name, v).get("cache_keys", []))
-                doomed = old + list(self.dataset_dir(name).glob(f"{STAGING_PREFIX}*"))
+                doomed = old + sorted(self.dataset_dir(name).glob(f"{STAGING_PREFIX}*"))
                 if not dry_run:
                     for p in doomed:
                         shutil.rmtree(p, ignore_errors=True)
                 removed += doomed
             finally:
-                lock.release()
+                if lock is not None:
+                    lock.release()
         if not busy:
             for kind in ("sources", "steps"):
                 d = self.cache / kind

@@ -43,6 +43,14 @@ def project(tmp_path: Path) -> Project:
     return Project(tmp_path)
 
 
+@pytest.fixture
+def built(project):
+    """A project with the test SFT recipe built once from 50 question/answer rows: (project, BuildResult)."""
+    project.jsonl("qa.jsonl", qa_rows(50))
+    project.recipe("sft", sft_recipe())
+    return project, project.factory().build("sft")
+
+
 def qa_rows(n: int, start: int = 0) -> list[dict]:
     return [{"qid": f"q{i}", "question": f"질문 {i}번은 무엇인가요?", "answer": f"{i}번 답변입니다.",
              "kind": "daily" if i % 3 else "hate"} for i in range(start, start + n)]

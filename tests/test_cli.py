@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
+import datafactory
 from tests.conftest import qa_rows, sft_recipe
 
 pytestmark = pytest.mark.slow
@@ -51,8 +53,9 @@ def test_plan_list_show_card_diff_gc(cli_project, tmp_path):
     assert sum(s["added"] for s in d["splits"].values()) == 5
     assert "added" in cli(cli_project, "diff", ref, ref2).stdout
     up = cli(cli_project, "push", "sft", "--repo", "org/ko", "--dry-run", str(tmp_path / "up")).stdout.split()
-    assert sorted(p.rsplit("/", 1)[1] for p in up) == ["README.md", "manifest.json", "test.parquet", "train.parquet"]
-    assert str(cli_project.data / "sft" / ref.split("@")[1]) in cli(cli_project, "gc").stdout
+    assert sorted(p.rsplit("/", 1)[1] for p in up) == ["LICENSE.md", "README.md", "lengths.png", "manifest.json",
+                                                       "test.parquet", "train.parquet"]
+    assert str(cli_project.data / "sft" / ref.split("@")[1]) in cli(cli_project, "gc", "--keep", "1").stdout
 
 
 def test_user_errors_are_one_line_without_traceback(cli_project):
@@ -80,3 +83,107 @@ def test_source_override_from_the_command_line(cli_project, tmp_path):
     mine.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in qa_rows(12)), "utf-8")
     ref = cli(cli_project, "-q", "build", "sft", "--source", f"qa={mine}").stdout.strip()
     assert json.loads(cli(cli_project, "show", ref, "--json").stdout)["rows"] == 12
+
+
+# -- no dead ends for a new user ---------------------------------------------------------------------------------
+def run(args, cwd, env=None, check=True):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAFACTORY_")} | (env or {})
+    proc = subprocess.run([sys.executable, "-m", "datafactory", *args], capture_output=True, text=True, cwd=cwd, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_global_options_work_after_the_command(cli_project, tmp_path):
+    other = tmp_path / "elsewhere"
+    proc = run(["build", "sft", "--data", str(other), "--recipes", str(cli_project.recipes), "-q"], cwd=tmp_path)
+    assert proc.stdout.startswith("sft@") and proc.stderr == "" and (other / "sft" / "latest").exists()
+    listed = run(["list", f"--data={other}"], cwd=tmp_path).stdout
+    assert proc.stdout.strip().split("@")[1] in listed
+
+
+def test_version_and_bad_option_values(cli_project):
+    assert run(["--version"], cwd=cli_project.root).stdout.strip() == f"datafactory {datafactory.__version__}"
+    for args in (["show", "sft", "--rows", "-1"], ["gc", "--keep", "-2"]):
+        proc = run(args, cwd=cli_project.root, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and "greater than or equal to 0" in proc.stderr
+
+
+def test_the_store_is_found_from_anywhere_in_the_project(cli_project, tmp_path_factory):
+    """From a sub-folder, the CLI and `datafactory.load` use <root>/data; a script inside the project run from
+    elsewhere (a trainer) finds it too; outside any project the error says where it looked."""
+    sub = cli_project.root / "notebooks" / "deep"
+    sub.mkdir(parents=True)
+    ref = run(["-q", "build", "sft"], cwd=sub).stdout.strip()
+    assert (cli_project.data / "sft" / ref.split("@")[1]).is_dir()
+    code = "import datafactory; print(datafactory.load('sft', split='train').num_rows)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAFACTORY_")}
+    here = subprocess.run([sys.executable, "-c", code], cwd=sub, capture_output=True, text=True, env=env)
+    assert here.returncode == 0 and int(here.stdout) > 0, here.stderr
+    script = cli_project.root / "trainers" / "count.py"
+    script.parent.mkdir()
+    script.write_text(code, "utf-8")
+    away = tmp_path_factory.mktemp("away")  # outside the project
+    launched = subprocess.run([sys.executable, str(script)], cwd=away, capture_output=True, text=True, env=env)
+    assert launched.returncode == 0 and int(launched.stdout) > 0, launched.stderr
+    lost = subprocess.run([sys.executable, "-c", code], cwd=away, capture_output=True, text=True, env=env)
+    assert "no datafactory project found" in lost.stderr and str(away.resolve()) in lost.stderr
+
+
+def test_build_takes_a_recipe_path(cli_project, tmp_path):
+    proc = run(["-q", "build", "recipes/sft.yaml"], cwd=cli_project.root)
+    assert proc.stdout.startswith("sft@") and (cli_project.data / "sft" / "latest").exists()
+    assert run(["plan", str(cli_project.recipes / "sft.yaml")], cwd=tmp_path).stdout.startswith("sft@")
+    bad = run(["build", "recipes/nope.yaml"], cwd=cli_project.root, check=False)
+    assert bad.returncode == 1 and str(cli_project.root / "recipes" / "nope.yaml") in bad.stderr
+
+
+def test_missing_relative_source_path_names_the_absolute_path(cli_project):
+    cli_project.recipe("sft", sft_recipe(sources={"qa": {"kind": "files", "path": "inputs/gone.jsonl"}}))
+    proc = cli(cli_project, "build", "sft", check=False)
+    assert proc.returncode == 1 and str(cli_project.root / "inputs" / "gone.jsonl") in proc.stderr
+
+
+def test_ctrl_c_says_what_is_cached_and_exits_130(cli_project, monkeypatch, capsys):
+    from datafactory import cli as cli_module
+    from datafactory.engine import Factory
+
+    real = Factory._run_step
+    ran = []
+
+    def interrupted_after_two(self, recipe, sp, frame):
+        if len(ran) == 2:
+            raise KeyboardInterrupt
+        ran.append(sp.spec.key)
+        return real(self, recipe, sp, frame)
+
+    monkeypatch.setattr(Factory, "_run_step", interrupted_after_two)
+    with pytest.raises(SystemExit) as e:
+        cli_module.main(["--data", str(cli_project.data), "--recipes", str(cli_project.recipes), "build", "sft"])
+    assert e.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted; sft@" in err and ": 2 of 5 steps and 1 of 1 sources are cached, run the same command to resume" in err
+    assert "Traceback" not in err
+
+
+def test_gc_keeps_pins_and_the_newest_few_and_dry_run_writes_nothing(cli_project):
+    refs = []
+    for n in (10, 11, 12, 13, 14):
+        cli_project.jsonl("qa.jsonl", qa_rows(n))
+        refs.append(cli(cli_project, "-q", "build", "sft").stdout.strip())
+    assert cli(cli_project, "pin", refs[0], "--note", "models/sft-1").stdout.strip() == refs[0]
+    samples = cli_project.data / "samples"
+    samples.mkdir()
+    (samples / "corpus.json").write_text("{}", "utf-8")
+    before = sorted((p, p.stat().st_mtime_ns) for p in cli_project.data.rglob("*"))
+    dry = cli(cli_project, "gc", "--dry-run").stdout.split()
+    assert sorted((p, p.stat().st_mtime_ns) for p in cli_project.data.rglob("*")) == before  # not even a lock file
+    assert str(cli_project.data / "sft" / refs[1].split("@")[1]) in dry
+    cli(cli_project, "gc")
+    kept = sorted(p.name for p in (cli_project.data / "sft").iterdir() if p.is_dir())
+    assert kept == sorted(r.split("@")[1] for r in (refs[0], *refs[2:]))  # the pin and the newest 3
+    assert (samples / "corpus.json").exists() and not (samples / ".lock").exists()
+    assert "pinned: models/sft-1" in cli(cli_project, "show", refs[0]).stdout
+    cli(cli_project, "unpin", refs[0])
+    cli(cli_project, "gc")
+    assert not (cli_project.data / "sft" / refs[0].split("@")[1]).exists()

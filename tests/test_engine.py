@@ -1,9 +1,8 @@
-"""End to end through the engine: versions, the step cache, the recipe graph, locking, bad input, load, card, push."""
+"""End to end through the engine: versions, the step cache, the recipe graph, locking, bad input, load, card, gc."""
 from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from pathlib import Path
 
 import datasets
@@ -14,15 +13,7 @@ import yaml
 import datafactory
 from datafactory.diff import diff
 from datafactory.errors import DataFactoryError, RecipeError, SourceError
-from datafactory.hub import push
 from tests.conftest import qa_rows, sft_recipe
-
-
-@pytest.fixture
-def built(project):
-    project.jsonl("qa.jsonl", qa_rows(50))
-    project.recipe("sft", sft_recipe())
-    return project, project.factory().build("sft")
 
 
 def test_build_twice_is_a_noop_with_the_same_version(built):
@@ -36,7 +27,8 @@ def test_build_twice_is_a_noop_with_the_same_version(built):
 def test_layout_manifest_and_lineage(built):
     project, res = built
     vdir = project.data / "sft" / res.version
-    assert sorted(p.name for p in vdir.iterdir()) == ["README.md", "manifest.json", "test.parquet", "train.parquet"]
+    assert sorted(p.name for p in vdir.iterdir()) == ["LICENSE.md", "README.md", "lengths.png", "manifest.json",
+                                                      "test.parquet", "train.parquet"]
     assert (project.data / "sft" / "latest").read_text().strip() == res.version
     m = json.loads((vdir / "manifest.json").read_text())
     assert sum(m["splits"].values()) == 50 and 30 <= m["splits"]["train"] <= 48
@@ -203,52 +195,6 @@ def test_card_front_matter_and_plain_datasets_loading(built):
     assert set(plain) == {"train", "test"} and plain["train"].num_rows == res.manifest["splits"]["train"]
 
 
-def test_push_dry_run_writes_exactly_the_upload(built, tmp_path, monkeypatch):
-    project, res = built
-    monkeypatch.setenv("HF_TOKEN", "hf_secret_never_written")
-    out = push(datafactory.store.Store(project.data), "sft", "org/ko-sft", dry_run=tmp_path / "up")
-    names = sorted(p.name for p in (tmp_path / "up").iterdir())
-    assert names == ["README.md", "manifest.json", "test.parquet", "train.parquet"] and out["dry_run"]
-    assert 'load_dataset("org/ko-sft")' in (tmp_path / "up" / "README.md").read_text()
-    for p in (tmp_path / "up").iterdir():
-        assert b"hf_secret" not in p.read_bytes()
-
-
-def test_push_calls_the_hub_with_the_assembled_folder(built, monkeypatch):
-    project, res = built
-    calls = {}
-
-    class FakeApi:
-        def __init__(self, token):
-            calls["token"] = token
-
-        def create_repo(self, repo, **kw):
-            calls["create"] = (repo, kw)
-
-        def upload_folder(self, **kw):
-            calls["files"] = sorted(os.listdir(kw["folder_path"]))
-            calls["upload"] = kw
-            return type("Info", (), {"oid": "abc", "commit_url": "https://hub/commit/abc"})()
-
-    import huggingface_hub
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    monkeypatch.setenv("HF_TOKEN", "hf_x")
-    out = push(datafactory.store.Store(project.data), "sft", "org/ko-sft", private=True)
-    assert calls["token"] == "hf_x" and calls["create"] == ("org/ko-sft", {"repo_type": "dataset", "private": True, "exist_ok": True})
-    assert calls["files"] == ["README.md", "manifest.json", "test.parquet", "train.parquet"]
-    assert calls["upload"]["commit_message"] == f"datafactory: sft@{res.version}" and out["commit"] == "abc"
-
-
-def test_push_without_token_is_a_clear_error(built, monkeypatch):
-    project, _ = built
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(project.root / "no-hf-home"))
-    import huggingface_hub
-    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
-    with pytest.raises(DataFactoryError, match="no Hugging Face token"):
-        push(datafactory.store.Store(project.data), "sft", "org/x")
-
-
 def test_diff_counts_rows_schema_and_recipe(built):
     project, first = built
     project.jsonl("qa.jsonl", [r if r["qid"] != "q1" else {**r, "answer": "바뀐 답변"} for r in qa_rows(55)][2:])
@@ -276,7 +222,7 @@ def test_gc_keeps_latest_and_its_cache(built):
     second = project.factory().build("sft")
     (project.data / "sft" / ".tmp-deadbeef").mkdir()
     store = datafactory.store.Store(project.data)
-    removed = store.gc()
+    removed = store.gc(keep=1)
     assert project.data / "sft" / first.version in removed
     assert store.versions("sft") == [second.version]
     assert not (project.data / "sft" / ".tmp-deadbeef").exists()
@@ -294,10 +240,10 @@ def test_gc_leaves_a_dataset_being_built_alone(built):
     cache_files = sorted((project.data / ".cache").rglob("*.parquet"))
     from filelock import FileLock
     with FileLock(str(project.data / "sft" / ".lock")):  # another process is building sft
-        removed = store.gc()
+        removed = store.gc(keep=1)
     assert removed == [] and sorted((project.data / ".cache").rglob("*.parquet")) == cache_files
     assert first.version in store.versions("sft")
-    dry = store.gc(dry_run=True)
+    dry = store.gc(keep=1, dry_run=True)
     assert project.data / "sft" / first.version in dry and first.version in store.versions("sft")
 
 
@@ -308,3 +254,64 @@ def test_empty_declared_split_is_reported(project):
     res = project.factory(log=logs.append).build("sft")
     assert res.manifest["splits"] == {"train": 3}
     assert any("split 'test' received no rows" in line for line in logs)
+
+
+# -- nothing silently empty -------------------------------------------------------------------------------------
+def test_a_source_with_no_rows_fails_with_the_reasons(project):
+    from tests.conftest import SAMPLES
+
+    project.recipe("talk", sft_recipe(sources={"daily": {"kind": "nikl_dialogue", "path": str(SAMPLES / "nikl_dialogue"),
+                                                         "options": {"topics": ["우주여행"]}}}))
+    with pytest.raises(SourceError) as e:
+        project.factory().build("talk")
+    msg = str(e.value)
+    assert "talk.yaml: sources.daily: no rows from 31 files (nikl_dialogue): 31 skipped by topic (options.topics" in msg
+    assert "`topics: null` keeps every topic" in msg and "allow_empty: true" in msg
+    assert not (project.data / "talk" / "latest").exists()
+
+
+def test_allow_empty_lets_one_source_be_empty(project):
+    project.jsonl("qa.jsonl", qa_rows(10))
+    (project.root / "inputs" / "talksets-train-1.json").write_text("[]", "utf-8")  # a release with no talksets
+    body = sft_recipe()
+    body["sources"]["hate"] = {"kind": "aihub_ethics", "path": "inputs"}
+    project.recipe("sft", body)
+    with pytest.raises(SourceError, match=r"sources\.hate: no rows from 1 files \(aihub_ethics\); fix the options"):
+        project.factory().build("sft")
+    body["sources"]["hate"]["allow_empty"] = True
+    project.recipe("sft", body)
+    res = project.factory().build("sft")
+    assert res.manifest["sources"]["hate"]["rows"] == 0 and res.manifest["rows"] == 10
+
+
+def test_mix_allow_short_is_logged_recorded_and_on_the_card(project):
+    project.jsonl("qa.jsonl", qa_rows(30))
+    body = sft_recipe()
+    body["steps"].insert(2, {"mix": {"total": 40, "weights": {"qa": 1}, "allow_short": True}})
+    project.recipe("sft", body)
+    logs = []
+    res = project.factory(log=logs.append).build("sft")
+    step = res.manifest["steps"][2]
+    assert step["info"]["short"] == {"qa": {"wanted": 40, "have": 30}}
+    warning = "mix: source 'qa' fell short: 30 of the 40 rows wanted (allow_short)"
+    assert step["warnings"] == [warning] and warning in res.manifest["warnings"]
+    assert any(warning in line for line in logs)
+    assert f"- {warning}" in (project.data / "sft" / res.version / "README.md").read_text()
+
+
+def test_progress_bars_get_totals(project):
+    project.jsonl("qa.jsonl", qa_rows(20))
+    project.recipe("sft", sft_recipe())
+    seen = []
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def progress(description, total=None):
+        done = []
+        yield lambda n=1: done.append(n)
+        seen.append((description, total, sum(done)))
+
+    project.factory(progress=progress).build("sft")
+    assert seen[0] == ("reading qa", 1, 1)  # files
+    assert all(total == 20 for _, total, _ in seen[1:])  # rows into each step

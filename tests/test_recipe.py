@@ -94,3 +94,20 @@ def test_bare_step_name_and_source_override(project):
 def test_bad_sql_expression_fails_at_load(project):
     with pytest.raises(RecipeError, match=r"steps\[0\]\.filter: expr 'lenght\(output\) >' does not parse"):
         load(project, sft_recipe(steps=[{"filter": {"expr": "lenght(output) >"}}]))
+
+
+@pytest.mark.parametrize("given,canonical", [("UTF8", "utf-8"), ("cp949", "cp949"), ("EUC-KR", "euc-kr"), ("auto", "auto")])
+def test_supported_encodings_and_their_spellings(project, given, canonical):
+    body = sft_recipe()
+    body["sources"]["qa"]["encoding"] = given
+    assert load(project, body).sources["qa"].encoding == canonical
+
+
+@pytest.mark.parametrize("encoding", ["latin1", "utf-16", "ascii", "cp1252"])
+def test_other_encodings_are_a_recipe_error(project, encoding):
+    """latin1 decodes any bytes: Korean text came out as mojibake or as no rows, without an error."""
+    body = sft_recipe()
+    body["sources"]["qa"]["encoding"] = encoding
+    with pytest.raises(RecipeError, match=rf"sources\.qa\.encoding: encoding '{encoding}' is not supported; use one of "
+                                          r"utf-8, cp949, euc-kr, auto"):
+        load(project, body)
