@@ -98,7 +98,8 @@ def replace_pseudonyms(text: str, placeholders: dict[str, str] | None = None, co
             counts[f"unknown de-identification token &{m.group(1)}& (replaced with {UNKNOWN_PLACEHOLDER})"] += 1
         return UNKNOWN_PLACEHOLDER
 
-    return _AMP_ANY.sub(unknown, pattern.sub(sub, text))
+    text = pattern.sub(sub, text)
+    return _AMP_ANY.sub(unknown, text) if "&" in text else text
 
 
 def drop_fragments(form: str, original_form: str, counts: Counter | None = None) -> str:
@@ -133,9 +134,10 @@ def clean_utterance(text: str, *, placeholders: dict[str, str] | None = None, gu
 
     text = _DOUBLE_PAREN.sub(paren, text)
     text = _INCOMPLETE.sub(" " if incomplete == "drop" else r"\1", text)
-    text, n = _INAUDIBLE_X.subn(" ", text)
-    if n and counts is not None:
-        counts["inaudible_x"] += n
+    if "x" in text:
+        text, n = _INAUDIBLE_X.subn(" ", text)
+        if n and counts is not None:
+            counts["inaudible_x"] += n
     if fillers:
         text = _FILLER.sub(" ", text)
     text = _TILDE.sub("", text)
