@@ -14,7 +14,7 @@ import polars as pl
 import yaml
 
 from datafactory.recipe import FORMATS
-from datafactory.terms import card_license
+from datafactory.terms import REDISTRIBUTION, card_license
 
 SIZE_BOUNDS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                (10_000_000, "1M<n<10M")]
@@ -162,7 +162,7 @@ def render_card(manifest: dict, frames: dict[str, pl.DataFrame], repo: str | Non
         ["source", "kind", "rows", "skipped (reason: records)", "quarantined", "licence", "redistribution"],
         [[n, s["kind"], f"{s.get('rows', 0):,}", ", ".join(f"{k}: {v:,}" for k, v in (s.get("skipped") or {}).items()) or "-",
           sum((s.get("quarantined") or {}).values()), s.get("license") or "see source",
-          {True: "allowed", False: "not allowed", None: "not stated"}[s.get("redistribute")]]
+          REDISTRIBUTION[s.get("redistribute")]]
          for n, s in manifest["sources"].items()]) + "\n\nThe terms of each source: [LICENSE.md](LICENSE.md).")
     if terms.get("restrictions"):
         licence += (" Sources whose terms forbid redistribution: "

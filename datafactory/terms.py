@@ -12,6 +12,7 @@ from datafactory.recipe import SourceSpec
 from datafactory.sources.base import Source
 
 MIXED_LICENSE_NAME = "datafactory-source-terms"
+REDISTRIBUTION = {True: "allowed", False: "not allowed", None: "not stated"}  # a source's `redistribute`, in words
 
 
 def source_terms(source: Source, spec: SourceSpec) -> dict:
@@ -63,7 +64,8 @@ def render_license(manifest: dict) -> str:
              "This dataset was built by datafactory from the sources below. Its rows are derived from their text, "
              "so each source's terms apply to the rows that came from it (the `source` column says which).", ""]
     for name, s in manifest["sources"].items():
-        allowed = {True: "allowed", False: "**not allowed**", None: "not stated: check the terms"}[s.get("redistribute")]
+        allowed = REDISTRIBUTION[s.get("redistribute")]
+        allowed = {"not allowed": "**not allowed**", "not stated": "not stated: check the terms"}.get(allowed, allowed)
         link = f" <{s['license_link']}>" if s.get("license_link") else ""
         lines.append(f"- `{name}` ({s['kind']}): {s.get('license') or 'see the source'}{link}. Redistribution: {allowed}.")
     for r in terms.get("restrictions", []):
