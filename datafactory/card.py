@@ -133,6 +133,26 @@ def _params(params: dict) -> str:
     return json.dumps(given(params), ensure_ascii=False)
 
 
+def llm_section(usage: dict) -> str:
+    """Per LLM step: the models behind its roles, requests, answers from the store, calls made, failures,
+    tokens and cost; the row's ``llm_calls`` name the stored requests and answers."""
+    rows = []
+    for key, u in usage["steps"].items():
+        failed = ", ".join(f"{k}: {v:,}" for k, v in (u.get("failed") or {}).items()) or "-"
+        rows.append([key, ", ".join(f"{r}: {m}" for r, m in u.get("roles", {}).items()), f"{u['requests']:,}",
+                     f"{u['cache_hits']:,}", f"{u['calls']:,}", failed, f"{u['input_tokens']:,} / {u['output_tokens']:,}",
+                     f"${u['cost_usd']:.4f}"])
+    t = usage["total"]
+    text = ("## LLM calls\n\n" + _table(["step", "roles (model)", "requests", "from the store", "calls", "failed",
+                                          "tokens in / out", "cost"], rows) +
+            f"\n\nTotal: {t.get('calls', 0):,} calls, ${t.get('cost_usd', 0):.4f}. A row's `llm_calls` lists the keys of "
+            "the requests that made it (stored with their answers in the data folder's response store).")
+    if t.get("possibly_billed_twice"):
+        text += (f" {t['possibly_billed_twice']:,} requests were sent again after a build died with them in flight: "
+                 "they may have been billed twice.")
+    return text
+
+
 def template_section(t: dict) -> str:
     used = t.get("used") or {"prompt_no_input" if not t.get("prompt_input") else "prompt_input": None}
     parts = [f"## Prompt template\n\n`{t['name']}`, rendered into `{t['column']}`."]
@@ -175,6 +195,8 @@ def render_card(manifest: dict, frames: dict[str, pl.DataFrame], repo: str | Non
         [[i, s["key"], _params(s["params"]) + (f" (sources: {', '.join(s['sources'])})" if s.get("sources") else ""),
           f"{s['rows_in']:,}", f"{s['rows_out']:,}", ", ".join(f"{k}: {v:,}" for k, v in s["dropped"].items()) or "-"]
          for i, s in enumerate(manifest["steps"])]))
+    if manifest.get("llm_usage"):
+        out.append(llm_section(manifest["llm_usage"]))
     if manifest.get("warnings"):
         out.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in manifest["warnings"]))
     out.append("## Splits\n\n" + _table(["split", "rows", "file"],
@@ -194,7 +216,8 @@ def render_card(manifest: dict, frames: dict[str, pl.DataFrame], repo: str | Non
         out.append(template_section(manifest["template"]))
     first = next(iter(frames.values()), None)
     if first is not None and first.height:
-        examples = "\n\n".join("```json\n" + json.dumps({k: _cell(v) for k, v in row.items()}, ensure_ascii=False, indent=2)
+        examples = "\n\n".join("```json\n" + json.dumps({k: _cell(v) for k, v in row.items() if k != "llm_calls"},
+                                                      ensure_ascii=False, indent=2)
                                + "\n```" for row in first.head(3).to_dicts())
         out.append(f"## Examples ({next(iter(frames))})\n\n{examples}")
     return "\n\n".join(out) + "\n"

@@ -103,7 +103,7 @@ def _progress(description: str, total: int | None = None):
     """A transient rich progress bar on stderr (done/total: files to read, rows to process); nothing with
     --quiet or when stderr is not a terminal. A step that reports no progress jumps to its total when done."""
     if state.quiet or not err.is_terminal:
-        yield lambda n=1: None
+        yield lambda n=1, **kw: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -111,18 +111,20 @@ def _progress(description: str, total: int | None = None):
                   console=err, transient=True) as bar:
         task = bar.add_task(description, total=total)
 
-        def advance(n=1):
-            bar.update(task, advance=n)
+        def advance(n=1, total=None, info=None):
+            bar.update(task, advance=n, **({"total": total} if total is not None else {}),
+                       **({"description": f"{description}  {info}"} if info else {}))
 
         yield advance
         if total is not None:
             bar.update(task, completed=total)
 
 
-def _factory(sources: list[str] | None = None):
+def _factory(sources: list[str] | None = None, llm: str | None = None, max_cost: float | None = None):
     from datafactory.engine import Factory
 
-    return Factory(_data(), _recipes(), overrides=_overrides(sources), log=_log, progress=_progress)
+    return Factory(_data(), _recipes(), overrides=_overrides(sources), log=_log, progress=_progress, llm=llm,
+                   max_cost=max_cost)
 
 
 def _store():
@@ -132,15 +134,23 @@ def _store():
 
 
 SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", "-s", help="NAME=PATH: read the recipe's source NAME from PATH (your download: zip, folder or glob).")]
+LlmOpt = Annotated[Optional[str], typer.Option("--llm", help="LLM profile: profiles/NAME.yaml or a path (default: $DATAFACTORY_LLM, else `default`: the offline sample answers).")]
 
 
 @app.command()
 def build(name: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.yaml), or the path of a recipe file.")],
-          source: SourceOpt = None):
+          source: SourceOpt = None, llm: LlmOpt = None,
+          max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0, help="USD this build may pay LLM endpoints: refused before any call if the estimate is over it; stops cleanly at it (what was paid is kept).")] = None):
     """Build a recipe (and what it depends on) into a versioned dataset. Prints NAME@VERSION last."""
     name = _recipe_name(name)
-    factory = _factory(source)
+    factory = _factory(source, llm, max_cost)
     try:
+        if max_cost is not None:
+            est = _estimate_total(factory.estimate(name))
+            if est["cost_usd"] > max_cost:
+                raise DataFactoryError(f"the estimated cost of building {name} is ${est['cost_usd']:.4f} for "
+                                       f"{est['calls']:,} calls, over --max-cost ${max_cost:.4f}; nothing was called "
+                                       f"(see `datafactory plan {name}`)")
         result = factory.build(name)
     except KeyboardInterrupt:
         err.print(f"interrupted; {factory.interrupted()}, run the same command to resume", markup=False, highlight=False)
@@ -155,11 +165,21 @@ def build(name: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.ya
     print(result.ref)
 
 
+def _estimate_total(estimate: dict) -> dict:
+    total = {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    for u in estimate.values():
+        for k in total:
+            total[k] += u.get("estimated", {}).get(k, 0)
+    return total
+
+
 @app.command()
-def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a recipe file.")], source: SourceOpt = None):
-    """Show what `build NAME` would run and what is cached, without running anything."""
+def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a recipe file.")], source: SourceOpt = None,
+         llm: LlmOpt = None):
+    """Show what `build NAME` would run and what is cached, and, for LLM steps, the calls not in the store with
+    their estimated tokens and cost, without calling anything."""
     name = _recipe_name(name)
-    factory = _factory(source)
+    factory = _factory(source, llm)
     p = factory.plan(name)
 
     def show(p, indent=""):
@@ -179,6 +199,25 @@ def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a
             out.print(f"{indent}  {s.spec.key}: {'cached' if i <= last_cached else 'run'}", markup=False)
 
     show(p)
+
+    def has_llm(p) -> bool:
+        return any(sp.step.roles() for sp in p.steps) or any(has_llm(u) for u in p.upstream.values() if u is not None)
+
+    if p.built or not has_llm(p):
+        return
+    estimate = factory.estimate(name)
+    out.print("LLM calls (estimated; nothing is called):", markup=False)
+    for key, u in estimate.items():
+        if key == "incomplete":
+            out.print(f"  note: {u['reason']}", markup=False)
+            continue
+        e = u.get("estimated", {})
+        out.print(f"  {key}: {u['requests']:,} requests, {u['cache_hits']:,} in the store, {e.get('calls', 0):,} to call: "
+                  f"~{e.get('input_tokens', 0):,} input + ~{e.get('output_tokens', 0):,} output tokens, "
+                  f"~${e.get('cost_usd', 0):.4f}", markup=False)
+    t = _estimate_total(estimate)
+    out.print(f"  total: {t['calls']:,} calls, ~{t['input_tokens']:,} input + ~{t['output_tokens']:,} output tokens, "
+              f"~${t['cost_usd']:.4f}", markup=False)
 
 
 @app.command("list")

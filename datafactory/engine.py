@@ -42,15 +42,27 @@ FORMAT_VERSION = 1  # bump when the layout of what the engine writes changes
 
 @contextlib.contextmanager
 def _no_progress(description: str, total: int | None = None):
-    yield lambda n=1: None
+    yield lambda n=1, **kw: None
+
+
+def llm_usage(records: list[dict]) -> dict:
+    """The manifest's LLM accounting: each LLM step's usage (as built, or from the cache entry) and the totals."""
+    steps = {r["key"]: r["llm"] for r in records if "llm" in r}
+    total: dict = {}
+    for u in steps.values():
+        for k in ("requests", "cache_hits", "calls", "possibly_billed_twice", "input_tokens", "output_tokens", "cost_usd"):
+            total[k] = round(total.get(k, 0) + u.get(k, 0), 6)
+        for k in ("failed", "retries"):
+            for reason, n in u.get(k, {}).items():
+                total.setdefault(k, {})[reason] = total.get(k, {}).get(reason, 0) + n
+    return {"steps": steps, "total": total} if steps else {}
 
 
 @functools.lru_cache(maxsize=None)
 def code_version(cls: type) -> str:
-    """The class's declared version plus the source of its module and of its base module."""
-    mod = inspect.getmodule(cls)
-    base_mod = inspect.getmodule(cls.__mro__[-2]) if len(cls.__mro__) > 1 else None
-    texts = [inspect.getsource(m) for m in (mod, base_mod) if m is not None]
+    """The class's declared version plus the source of every module its class hierarchy comes from."""
+    mods = dict.fromkeys(inspect.getmodule(c) for c in cls.__mro__ if c is not object)
+    texts = [inspect.getsource(m) for m in mods if m is not None]
     return digest(getattr(cls, "version", 1), texts)[:VERSION_LEN]
 
 
@@ -100,9 +112,12 @@ class Factory:
     """Plans and builds recipes from ``recipes_dir`` into the store at ``data_dir``."""
 
     def __init__(self, data_dir: Path, recipes_dir: Path, *, overrides: dict[str, str] | None = None,
-                 log: Callable[[str], None] | None = None, progress=None):
+                 log: Callable[[str], None] | None = None, progress=None, llm: str | None = None,
+                 max_cost: float | None = None):
         """``log`` receives one line per event; ``progress(description, total)`` returns a context manager
-        yielding ``advance(n=1)``, called as units of work (files, rows) are done (the CLI shows a bar)."""
+        yielding ``advance(n=1, total=None, info=None)``, called as units of work (files, rows, LLM requests) are
+        done (the CLI shows a bar). ``llm`` names the LLM profile (``profiles/NAME.yaml`` or a path; default
+        ``$DATAFACTORY_LLM`` or ``default``); ``max_cost`` caps what this build may pay the LLM endpoints (USD)."""
         self.store = Store(Path(data_dir))
         self.recipes_dir = Path(recipes_dir)
         self.overrides = overrides or {}
@@ -111,6 +126,8 @@ class Factory:
         self.fingerprints = FingerprintCache(self.store.cache / "fingerprints.json")
         self._plans: dict[str, Plan] = {}
         self.running: Plan | None = None  # the plan being built, for `interrupted()` after a Ctrl-C
+        self.llm_name, self.max_cost = llm, max_cost
+        self._profile = self._responses = self._client = None
 
     # -- planning ------------------------------------------------------------------------------------
     def recipe(self, name: str, top: bool = True) -> Recipe:
@@ -164,13 +181,18 @@ class Factory:
         for spec in specs:
             cls = STEPS[spec.name]
             try:
-                step = cls(spec.params)
+                step = cls(spec.params, base_dir)
+                identity = step.identity()
+                roles = step.roles()
+                if roles:  # the model behind each role (never its key or URL) is part of what the step makes
+                    identity = {**identity, "roles": {r: self.profile.identity(r, f"{recipe.file}: {spec.key}")
+                                                      for r in roles}}
             except DataFactoryError as e:
                 raise RecipeError(str(recipe.file), spec.key, str(e)) from None
             code = code_version(cls)
             salt = f"{spec.name}#{seen.get(spec.name, 0)}"
             seen[spec.name] = seen.get(spec.name, 0) + 1
-            key = digest("step", key, spec.canonical(), code, step.identity(), recipe.seed, salt)
+            key = digest("step", key, spec.canonical(), code, identity, recipe.seed, salt)
             cached = self.store.cache_path("steps", key, ".parquet").exists()
             steps.append(StepPlan(spec, step, key, code, cached, salt))
 
@@ -183,6 +205,33 @@ class Factory:
     def project_root(self) -> Path:
         """The folder above ``recipes/``: relative source paths start here."""
         return self.recipes_dir.resolve().parent
+
+    # -- the LLM layer, loaded only when a recipe has an LLM step ------------------------------------------
+    @property
+    def profile(self):
+        from datafactory.llm.profiles import load_profile
+
+        if self._profile is None:
+            self._profile = load_profile(self.llm_name, self.project_root / "profiles")
+        return self._profile
+
+    @property
+    def responses(self):
+        """The response store of this data folder: every LLM answer paid for, shared by all recipes."""
+        from datafactory.llm.store import ResponseStore
+
+        if self._responses is None:
+            self._responses = ResponseStore(self.store.root / ".llm" / "responses.sqlite3")
+        return self._responses
+
+    def llm_client(self, dry_run: bool = False):
+        from datafactory.llm.client import Budget, LLMClient
+
+        if dry_run:
+            return LLMClient(self.profile, self.responses, dry_run=True, log=self.log)
+        if self._client is None:
+            self._client = LLMClient(self.profile, self.responses, budget=Budget(self.max_cost), log=self.log)
+        return self._client
 
     # -- building ------------------------------------------------------------------------------------
     def build(self, name: str) -> BuildResult:
@@ -208,9 +257,12 @@ class Factory:
         return (f"{plan.recipe.name}@{plan.version}: {steps} of {len(plan.steps)} steps and {sources} of "
                 f"{len(plan.sources)} sources are cached")
 
-    def _run(self, plan: Plan) -> dict:
+    def _run(self, plan: Plan, dry_run: bool = False) -> dict | list[dict]:
+        """Run the steps not cached, from the last cached one. A dry run (cost estimate) asks no LLM, saves
+        no step and publishes nothing: it returns the step records, with each LLM step's estimate."""
         recipe = plan.recipe
-        self.log(f"building {recipe.name}@{plan.version}")
+        if not dry_run:
+            self.log(f"building {recipe.name}@{plan.version}")
         start = len(plan.steps) - 1
         while start >= 0 and not plan.steps[start].cached:
             start -= 1
@@ -227,14 +279,40 @@ class Factory:
         for rec in records:
             template = rec.get("info", {}).get("template", template)
             for w in rec.get("warnings", []):
-                self.log(f"  warning: {w} (cached)")
+                if not dry_run:
+                    self.log(f"  warning: {w} (cached)")
         for sp in plan.steps[start + 1:]:
-            frame, rec = self._run_step(recipe, sp, frame)
+            frame, rec = self._run_step(recipe, sp, frame, dry_run)
             template = rec["info"].get("template", template)
             records.append(rec)
-
+        if dry_run:
+            return records
         frame = self._finish(recipe, frame)
         return self._publish(plan, frame, records, source_stats, template)
+
+    def estimate(self, name: str) -> dict[str, dict]:
+        """What building ``name`` would ask the LLM endpoints, without asking: per LLM step (its key), the
+        requests, those already in the store, and the estimated calls, tokens and cost of the rest. Upstream
+        recipes that are not built are estimated first (and built when they have no LLM step: that costs nothing)."""
+        plan = self.plan(name)
+        out: dict[str, dict] = {}
+        for up in plan.upstream.values():
+            if up is not None and not up.built:
+                if any(sp.step.roles() for sp in up.steps):
+                    out.update({f"{up.recipe.name}: {k}": v for k, v in self.estimate(up.recipe.name).items()})
+                    out["incomplete"] = {"reason": f"the upstream {up.recipe.name} is not built, so the steps after "
+                                                   "it cannot be estimated yet"}
+                    return out
+                self.build(up.recipe.name)
+        if plan.upstream:
+            self._plans.pop(name, None)
+            plan = self.plan(name)
+        if plan.built:
+            return out
+        for rec in self._run(plan, dry_run=True):
+            if "llm" in rec:
+                out[rec["key"]] = rec["llm"]
+        return out
 
     def _check_not_empty(self, plan: Plan, name: str, stats: dict) -> None:
         """A source that yields no rows fails the build, saying why, unless the recipe allows it."""
@@ -285,7 +363,8 @@ class Factory:
             frames.append(read.frame)
         return pl.concat(frames, how="diagonal_relaxed"), stats
 
-    def _run_step(self, recipe: Recipe, sp: StepPlan, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+    def _run_step(self, recipe: Recipe, sp: StepPlan, frame: pl.DataFrame,
+                  dry_run: bool = False) -> tuple[pl.DataFrame, dict]:
         spec = sp.spec
         ctx = StepContext(seed=recipe.seed, work_dir=self.store.work_dir(sp.key), salt=sp.salt)
         t0 = time.perf_counter()
@@ -295,11 +374,16 @@ class Factory:
             subset, rest = frame.filter(inside), frame.filter(~inside)
         else:
             subset, rest = frame, None
+        asks_llm = bool(sp.step.roles())
         try:
-            with self.progress(spec.key, subset.height) as advance:
+            with (self.progress(spec.key, subset.height) if not dry_run else _no_progress(spec.key)) as advance:
                 ctx.progress = advance
+                if asks_llm:
+                    ctx.llm = self.llm_client(dry_run).for_step(f"{recipe.file}: {spec.key}", advance)
                 out = sp.step.apply(subset, ctx)
         except (DataFactoryError, pl.exceptions.PolarsError) as e:
+            if asks_llm and not dry_run:  # what was paid before the error is in the store; say so
+                self._log_llm(spec.key, ctx.llm.usage)
             msg = str(e).splitlines()[0] if isinstance(e, pl.exceptions.PolarsError) else str(e)
             raise RecipeError(str(recipe.file), spec.key, msg) from None
         missing = [c for c in LINEAGE if c not in out.columns]
@@ -315,12 +399,27 @@ class Factory:
                "sources": spec.sources, "code_version": sp.code, "cache_key": sp.key, "rows_in": rows_in,
                "rows_out": out.height, "dropped": dropped, "seconds": round(time.perf_counter() - t0, 3),
                "info": ctx.info, "warnings": ctx.warnings}
+        if asks_llm:
+            rec["llm"] = ctx.llm.usage.to_json()
+        if dry_run:
+            return out, rec
         self._save("steps", sp.key, out, rec)
+        if asks_llm:
+            self._log_llm(spec.key, ctx.llm.usage)
         drops = ", ".join(f"{k} {v:,}" for k, v in dropped.items())
         self.log(f"  {spec.key}: {rows_in:,} -> {out.height:,} rows" + (f" (dropped: {drops})" if drops else ""))
         for w in ctx.warnings:
             self.log(f"  warning: {w}")
         return out, {**rec, "cached": False}
+
+    def _log_llm(self, key: str, usage) -> None:
+        u = usage
+        failed = ", ".join(f"{k} {v:,}" for k, v in u.failed.items())
+        self.log(f"  {key}: {u.requests:,} LLM requests: {u.cache_hits:,} from the store, {u.calls:,} calls, "
+                 f"{u.input_tokens + u.output_tokens:,} tokens, ${u.cost:.4f}"
+                 + (f", failed: {failed}" if failed else "")
+                 + (f", {u.possibly_billed_twice} possibly billed twice (in flight when a run died)"
+                    if u.possibly_billed_twice else ""))
 
     def _finish(self, recipe: Recipe, frame: pl.DataFrame) -> pl.DataFrame:
         fmt = recipe.output.format
@@ -459,7 +558,7 @@ class Factory:
                 "quarantine": quarantine,
                 "warnings": warnings,
                 "cache_keys": [sp.key for sp in plan.sources.values()] + [sp.key for sp in plan.steps],
-                "llm_usage": {},
+                "llm_usage": llm_usage(records),
             }
             manifest["plots"] = render_length_plot(manifest, parts, staging)
             write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))

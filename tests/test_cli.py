@@ -151,11 +151,11 @@ def test_ctrl_c_says_what_is_cached_and_exits_130(cli_project, monkeypatch, caps
     real = Factory._run_step
     ran = []
 
-    def interrupted_after_two(self, recipe, sp, frame):
+    def interrupted_after_two(self, recipe, sp, frame, *args):
         if len(ran) == 2:
             raise KeyboardInterrupt
         ran.append(sp.spec.key)
-        return real(self, recipe, sp, frame)
+        return real(self, recipe, sp, frame, *args)
 
     monkeypatch.setattr(Factory, "_run_step", interrupted_after_two)
     with pytest.raises(SystemExit) as e:

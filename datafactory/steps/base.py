@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from datafactory.errors import DataFactoryError
 
 LINEAGE = ("id", "source")  # every row carries these; steps may not remove or rename them
+BOOKKEEPING = (*LINEAGE, "split", "llm_calls")  # kept by `select`, ignored by `dedup`: not the row's content
 
 
 class StepError(DataFactoryError):
@@ -35,6 +36,7 @@ class StepContext:
     info: dict[str, Any] = field(default_factory=dict)  # goes into the manifest (e.g. the template used)
     progress: Any = None  # advance(n=1): a row-by-row step calls it per row done, for the progress bar
     salt: str = ""  # the step's purpose and position ("mix#0"): its row hashes are independent of other steps'
+    llm: Any = None  # an LLM step's view of the LLM layer (datafactory.llm.client.StepLLM), from the engine
     warnings: list[str] = field(default_factory=list)  # logged by the engine, kept in the manifest and the card
 
     def drop(self, reason: str, n: int) -> None:
@@ -54,12 +56,17 @@ class Step:
     Params: ClassVar[type[Params]] = Params
     version: ClassVar[int] = 1  # bump for a change of behaviour; the module's source hash is counted too
 
-    def __init__(self, params: BaseModel):
+    def __init__(self, params: BaseModel, base_dir: Path | None = None):
         self.params = params
+        self.base_dir = base_dir  # the project root: relative paths in parameters start here
 
     def identity(self) -> dict:
-        """What besides the parameters and code enters the version id (a template's text, later a model)."""
+        """What besides the parameters and code enters the version id (a template's text, a prompt)."""
         return {}
+
+    def roles(self) -> list[str]:
+        """The LLM roles the step asks (the engine adds each role's model identity to the step key)."""
+        return []
 
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         raise NotImplementedError

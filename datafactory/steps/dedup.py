@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from datafactory.steps.base import LINEAGE, Params, Step, StepContext, require_columns
+from datafactory.steps.base import BOOKKEEPING, Params, Step, StepContext, require_columns
 
 
 class DedupParams(Params):
-    columns: list[str] | None = None  # default: every column except id, source and split
+    columns: list[str] | None = None  # default: every column except id, source, split and llm_calls
     ignore_space_and_case: bool = False
 
 
@@ -19,7 +19,7 @@ class Dedup(Step):
     Params = DedupParams
 
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
-        cols = self.params.columns or [c for c in df.columns if c not in (*LINEAGE, "split")]
+        cols = self.params.columns or [c for c in df.columns if c not in BOOKKEEPING]
         require_columns(df, cols)
         keys = []
         for c in cols:

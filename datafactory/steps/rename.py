@@ -1,4 +1,5 @@
-"""rename: rename columns, ``{columns: {output: completion}}``. ``id`` and ``source`` cannot be renamed."""
+"""rename: rename columns, ``{columns: {output: completion}}``. ``id`` and ``source`` cannot be renamed; a column
+that exists already is an error unless it holds only nulls (another source's column, under ``sources:``)."""
 from __future__ import annotations
 
 import polars as pl
@@ -21,6 +22,8 @@ class Rename(Step):
         if any(c in LINEAGE for c in [*mapping, *mapping.values()]):
             raise StepError("id and source carry lineage and cannot be renamed or overwritten")
         clash = [new for old, new in mapping.items() if new in df.columns and new not in mapping]
-        if clash:
-            raise StepError(f"column '{clash[0]}' exists already; drop it with `select` first")
-        return df.rename(mapping)
+        # an all-null column (another source's, in a step limited by `sources:`) is simply replaced
+        empty = [c for c in clash if df[c].null_count() == df.height]
+        if len(empty) < len(clash):
+            raise StepError(f"column '{[c for c in clash if c not in empty][0]}' exists already; drop it with `select` first")
+        return df.drop(empty).rename(mapping)

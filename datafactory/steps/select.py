@@ -1,10 +1,10 @@
-"""select: keep only the named columns (``id``, ``source`` and ``split`` are always kept)."""
+"""select: keep only the named columns (``id``, ``source``, ``split`` and ``llm_calls`` are always kept)."""
 from __future__ import annotations
 
 import polars as pl
 from pydantic import Field
 
-from datafactory.steps.base import LINEAGE, Params, Step, StepContext, require_columns
+from datafactory.steps.base import BOOKKEEPING, Params, Step, StepContext, require_columns
 
 
 class SelectParams(Params):
@@ -17,5 +17,5 @@ class Select(Step):
 
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         require_columns(df, self.params.columns)
-        keep = [c for c in (*LINEAGE, "split") if c in df.columns and c not in self.params.columns]
+        keep = [c for c in BOOKKEEPING if c in df.columns and c not in self.params.columns]
         return df.select(*keep, *self.params.columns)

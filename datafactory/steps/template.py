@@ -50,10 +50,10 @@ class Template(Step):
     name = "template"
     Params = TemplateParams
 
-    def __init__(self, params):
-        super().__init__(params)
+    def __init__(self, params, base_dir=None):
+        super().__init__(params, base_dir)
         p = self.params
-        self.tpl = load_template(p.template) if p.template else {"prompt_no_input": p.text}
+        self.tpl = load_template(p.template, base_dir) if p.template else {"prompt_no_input": p.text}
 
     def identity(self) -> dict:
         return {"template": self.tpl}

@@ -1,0 +1,276 @@
+"""The LLM client the engine hands a step (``ctx.llm``): a batch of requests in, one answer or failure each out,
+nothing paid twice.
+
+For each request, by key: an answer in the store is a cache hit (free); a stored permanent failure is returned
+as that failure (not asked again); anything else is sent. Sending is async, bounded by each endpoint's
+concurrency and its RPM/TPM limiter, and journaled in the store (in flight before, the answer as it arrives).
+Transient errors are retried with exponential backoff and jitter, up to the role's ``max_attempts``; a 429 pauses
+every worker of the endpoint for its Retry-After. Identical requests in one batch are sent once.
+
+A build's budget (``--max-cost``) is checked before each call against what this build paid plus what is in
+flight (its upper bound); when the next call would pass it, no new call is made, the calls in flight finish and
+are kept, and the build stops with ``BudgetReached``. A dry run (``datafactory plan``) makes no call: it counts what
+is in the store and estimates the rest (prompt tokens counted exactly, answers from the mean of stored answers
+of the same model, else the profile's ``expected_output_tokens``, else ``max_tokens``).
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from datafactory.errors import DataFactoryError
+from datafactory.llm.cost import Price, count_messages, lookup_price
+from datafactory.llm.limiter import Limiter
+from datafactory.llm.profiles import Profile, RoleSpec
+from datafactory.llm.providers import Permanent, Transient, make_provider
+from datafactory.llm.store import ResponseStore
+from datafactory.llm.types import Answer, Failure, Request, Resolved
+
+DEFAULT_MAX_TOKENS = 1024  # reserved per answer when neither the step nor the profile says
+
+
+class BudgetReached(DataFactoryError):
+    pass
+
+
+@dataclass
+class Budget:
+    cap: float | None = None
+    spent: float = 0.0
+    reserved: float = 0.0
+
+    def allows(self, estimate: float) -> bool:
+        return self.cap is None or self.spent + self.reserved + estimate <= self.cap + 1e-12
+
+
+@dataclass
+class Usage:
+    """What one step did with the LLM layer; goes into the manifest and the card."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    calls: int = 0  # answered now
+    failed: Counter = field(default_factory=Counter)  # permanent failures by reason (stored, or stored before)
+    retries: Counter = field(default_factory=Counter)  # transient failures by reason, retried
+    possibly_billed_twice: int = 0  # sent again after a run died with them in flight
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    estimated: dict = field(default_factory=dict)  # a dry run: calls, input/output tokens and cost not yet paid
+    roles: dict = field(default_factory=dict)  # role -> model identity
+
+    def to_json(self) -> dict:
+        out = {"requests": self.requests, "cache_hits": self.cache_hits, "calls": self.calls,
+               "failed": dict(self.failed), "retries": dict(self.retries),
+               "possibly_billed_twice": self.possibly_billed_twice, "input_tokens": self.input_tokens,
+               "output_tokens": self.output_tokens, "cost_usd": round(self.cost, 6), "roles": self.roles}
+        if self.estimated:
+            out["estimated"] = self.estimated
+        return out
+
+
+class LLMClient:
+    """One per build: the profile, the store, the budget. ``for_step`` gives a step its view (``ctx.llm``)."""
+
+    def __init__(self, profile: Profile, store: ResponseStore, *, budget: Budget | None = None, dry_run: bool = False,
+                 log=None, seed: int = 0):
+        self.profile, self.store, self.dry_run = profile, store, dry_run
+        self.budget = budget or Budget()
+        self.log = log or (lambda msg: None)
+        self.rng = random.Random(seed)
+        self._prices: dict[str, Price] = {}
+
+    def for_step(self, where: str, progress=None) -> "StepLLM":
+        return StepLLM(self, where, progress)
+
+    def price(self, role: str, spec: RoleSpec) -> Price:
+        if role not in self._prices:
+            if spec.provider in ("demo", "replay"):
+                self._prices[role] = Price(0.0, 0.0, spec.provider)
+            else:
+                self._prices[role] = lookup_price(spec.model, spec.price_provider, override=spec.price)
+        return self._prices[role]
+
+
+class StepLLM:
+    def __init__(self, client: LLMClient, where: str, progress=None):
+        self.client, self.where = client, where
+        self.progress = progress or (lambda n=1, **kw: None)
+        self.usage = Usage()
+
+    # -- what a step calls ----------------------------------------------------------------------------------
+    def supports_logprobs(self, role: str) -> bool:
+        spec = self.client.profile.role(role, self.where)
+        return spec.logprobs if spec.provider != "replay" else True
+
+    def complete(self, requests: list[Request]) -> list[Answer | Failure]:
+        c = self.client
+        resolved = [c.profile.resolve(r, self.where) for r in requests]
+        for r in resolved:
+            spec = c.profile.role(r.request.role, self.where)
+            self.usage.roles[r.request.role] = r.model
+            c.price(r.request.role, spec)  # an unknown price fails here, before any call
+        unique: dict[str, Resolved] = {}
+        for r in resolved:
+            unique.setdefault(r.key, r)
+        self.usage.requests += len(resolved)
+        results: dict[str, Answer | Failure] = {}
+        for key, st in c.store.statuses(unique).items():
+            if st == "done":
+                results[key] = Answer.from_json(c.store.get(key)["answer"], key)
+                self.usage.cache_hits += 1
+            elif st == "failed":
+                got = c.store.get(key)
+                results[key] = Failure(got["reason"], (got["answer"] or {}).get("detail", ""), key)
+                self.usage.failed[got["reason"]] += 1
+        hits = len(results)
+        if hits:
+            self.progress(hits, info=self._info())
+        todo = [r for k, r in unique.items() if k not in results]
+        if todo and c.dry_run:
+            for r in todo:
+                results[r.key] = self._estimate(r)
+        elif todo:
+            replay = [r for r in todo if c.profile.role(r.request.role).provider == "replay"]
+            if replay:
+                r = replay[0]
+                row = r.request.meta.get("row", "?")
+                last = (r.request.messages[-1].get("content") or "")[:80] if r.request.messages else ""
+                raise DataFactoryError(f"{self.where}: the replay profile has no stored answer for row '{row}' "
+                                       f"(role {r.request.role}, {r.model}; {len(replay)} such requests), e.g. \"{last}\"; "
+                                       "import the store that answered it (datafactory llm import) or use a live profile")
+            asyncio.run(self._send_all(todo, results))
+        return [results[r.key] for r in resolved]
+
+    def _info(self) -> str:
+        u = self.usage
+        return (f"hits {u.cache_hits} · calls {u.calls} · {(u.input_tokens + u.output_tokens) / 1000:.1f}k tok · "
+                f"${u.cost:.4f}")
+
+    # -- a dry run ----------------------------------------------------------------------------------------
+    def _estimate(self, r: Resolved) -> Answer:
+        c = self.client
+        spec = c.profile.role(r.request.role)
+        from datafactory.llm.cost import encoding_name
+
+        enc = encoding_name(spec.model or "", spec.tokenizer)
+        inp = count_messages(r.request.messages, enc)
+        max_tokens = r.params.get("max_tokens")
+        mean = c.store.mean_output_tokens(r.kind, r.model, max_tokens)
+        per = mean if mean is not None else (spec.expected_output_tokens or max_tokens or DEFAULT_MAX_TOKENS)
+        if max_tokens:
+            per = min(per, max_tokens)
+        out = int(round(per)) * r.n
+        cost = c.price(r.request.role, spec).cost(inp, out)
+        e = self.usage.estimated
+        e["calls"] = e.get("calls", 0) + 1
+        e["input_tokens"] = e.get("input_tokens", 0) + inp
+        e["output_tokens"] = e.get("output_tokens", 0) + out
+        e["cost_usd"] = round(e.get("cost_usd", 0.0) + cost, 6)
+        text = "3" if (max_tokens or 99) <= 5 else "…" * max(1, int(per))  # parses as a score or as text
+        top = [[{"token": "3", "logprob": 0.0}]] * r.n if r.params.get("logprobs") else None
+        return Answer([text] * r.n, {"input_tokens": inp, "output_tokens": out}, cost, r.model, top, ["length"] * r.n,
+                      r.key, cached=False)
+
+    # -- sending --------------------------------------------------------------------------------------------
+    async def _send_all(self, todo: list[Resolved], results: dict) -> None:
+        c = self.client
+        providers, limiters, gates = {}, {}, {}
+        stop: list[BaseException] = []
+        for r in todo:
+            role = r.request.role
+            spec = c.profile.role(role)
+            if role not in providers:
+                providers[role] = make_provider(role, spec, c.profile)
+            endpoint = (spec.provider, spec.base_url, spec.api_key_env)
+            if endpoint not in limiters:
+                limiters[endpoint] = Limiter(spec.rpm, spec.tpm)
+                gates[endpoint] = asyncio.Semaphore(spec.concurrency)
+
+        async def one(r: Resolved) -> None:
+            role = r.request.role
+            spec = c.profile.role(role)
+            endpoint = (spec.provider, spec.base_url, spec.api_key_env)
+            limiter, gate, provider = limiters[endpoint], gates[endpoint], providers[role]
+            price = c.price(role, spec)
+            prompt_tokens = count_messages(r.request.messages, provider.encoding)
+            answer_tokens = (r.params.get("max_tokens") or spec.expected_output_tokens or DEFAULT_MAX_TOKENS) * r.n
+            reserve = prompt_tokens + answer_tokens  # what the server counts against the TPM limit
+            estimate = price.cost(prompt_tokens, answer_tokens)  # the most this call can cost
+            last = ""
+            async with gate:
+                for attempt in range(spec.max_attempts):
+                    if stop:
+                        return
+                    if not c.budget.allows(estimate):
+                        stop.append(BudgetReached(
+                            f"{self.where}: the budget of ${c.budget.cap:.4f} is reached (${c.budget.spent:.4f} paid by "
+                            "this build); every answer paid so far is kept; raise --max-cost and build again to go on"))
+                        return
+                    await limiter.reserve(reserve)
+                    c.budget.reserved += estimate
+                    if c.store.mark_inflight(r.key, r.kind, r.model, _stored_request(r)):
+                        self.usage.possibly_billed_twice += 1
+                    try:
+                        answer, headers = await provider.complete(r)
+                    except Transient as t:
+                        c.budget.reserved -= estimate
+                        limiter.reconcile(reserve, 0)
+                        c.store.attempt(r.key, t.reason, t.detail)
+                        self.usage.retries[t.reason] += 1
+                        last = f"{t.reason}: {t.detail}"
+                        wait = t.retry_after if t.retry_after is not None and t.retry_after >= 0 else \
+                            min(60.0, 0.5 * 2 ** attempt) * (0.5 + c.rng.random())
+                        if t.reason == "rate_limited":
+                            limiter.pause(wait)
+                        await asyncio.sleep(wait)
+                        continue
+                    except Permanent as p:
+                        c.budget.reserved -= estimate
+                        limiter.reconcile(reserve, 0)
+                        c.store.failed(r.key, p.reason, p.detail)
+                        self.usage.failed[p.reason] += 1
+                        results[r.key] = Failure(p.reason, p.detail, r.key)
+                        self.progress(1, info=self._info())
+                        return
+                    except BaseException as e:
+                        c.budget.reserved -= estimate
+                        stop.append(e)
+                        return
+                    c.budget.reserved -= estimate
+                    used = answer.usage.get("input_tokens", 0) + answer.usage.get("output_tokens", 0)
+                    limiter.reconcile(reserve, used)
+                    limiter.observe(headers)
+                    answer.cost = price.cost(answer.usage.get("input_tokens", 0), answer.usage.get("output_tokens", 0))
+                    answer.key = r.key
+                    c.store.done(r.key, answer.to_json(), answer.usage.get("input_tokens", 0),
+                                 answer.usage.get("output_tokens", 0), answer.cost)
+                    c.budget.spent += answer.cost
+                    self.usage.calls += 1
+                    self.usage.input_tokens += answer.usage.get("input_tokens", 0)
+                    self.usage.output_tokens += answer.usage.get("output_tokens", 0)
+                    self.usage.cost += answer.cost
+                    results[r.key] = answer
+                    self.progress(1, info=self._info())
+                    return
+                c.store.abandon(r.key, last)
+                stop.append(DataFactoryError(
+                    f"{self.where}: a request to role '{role}' still failed after {spec.max_attempts} attempts (last: "
+                    f"{last}); every answer received is kept; build again to retry, or raise max_attempts in the profile"))
+
+        try:
+            await asyncio.gather(*(one(r) for r in todo))
+        finally:
+            for p in providers.values():
+                await p.aclose()
+        if stop:
+            raise stop[0]
+
+
+def _stored_request(r: Resolved) -> dict:
+    """What the store keeps of a request: enough to trace and replay it, never a credential."""
+    return {"role": r.request.role, "messages": r.request.messages, "params": r.params, "n": r.n,
+            "meta": {k: v for k, v in r.request.meta.items() if k in ("task", "row", "criterion", "step")}}
+

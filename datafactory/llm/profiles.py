@@ -1,0 +1,160 @@
+"""Profiles: which model plays which role. Recipes name roles (``teacher``, ``judge``, ``translator``, ``sft``),
+never models; ``--llm NAME`` picks ``profiles/NAME.yaml`` (or a path; default ``$DATAFACTORY_LLM``, else
+``default``). ::
+
+    roles:
+      teacher:
+        provider: openai                 # openai (any OpenAI-compatible base_url: OpenAI, vLLM, Ollama) | demo | replay
+        model: gpt-4o-mini
+        base_url: https://api.openai.com/v1
+        api_key_env: OPENAI_API_KEY      # the *name* of the variable; the key never enters a file
+        params: {temperature: 0.7, max_tokens: 512}
+        rpm: 500                         # limits of the endpoint (shared by roles on the same base_url and key)
+        tpm: 200000
+        concurrency: 16
+      judge: {provider: openai, model: gpt-4o, params: {temperature: 0}, logprobs: true}
+      sft:   {provider: openai, model: sft_v1, base_url: http://127.0.0.1:8000/v1, price: {input_per_mtok: 0, output_per_mtok: 0}}
+
+The version id of an LLM step hashes each role's identity: provider kind, model identity (``model_id`` when two
+endpoints serve different weights under one name, else ``model``) and sampling parameters; never the base URL's
+credentials or the key. ``replay`` answers from the response store only (``replay_of: openai`` keeps the keys of the
+answers it replays); ``demo`` answers from sample answers we wrote (``answers:`` a folder of JSONL files), for the
+offline build of the shipped recipes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from datafactory.errors import DataFactoryError, RecipeError, did_you_mean
+from datafactory.hashing import digest, file_digest
+from datafactory.llm.types import SAMPLING_PARAMS, Request, Resolved, request_key
+
+DEFAULT_PROFILE = "default"
+PROVIDERS = ("openai", "demo", "replay")
+
+
+class RoleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: Literal["openai", "demo", "replay"]
+    model: str = ""
+    model_id: str | None = None
+    replay_of: Literal["openai", "demo"] = "openai"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    params: dict[str, Any] = {}
+    rpm: float | None = Field(default=None, gt=0)
+    tpm: float | None = Field(default=None, gt=0)
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    timeout: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    price: dict[str, float] | None = None
+    price_provider: str = "openai"
+    tokenizer: Literal["o200k_base", "cl100k_base"] | None = None
+    logprobs: bool = True  # the endpoint returns top_logprobs (o1/o3/gpt-5 and old Ollama do not)
+    supports_n: bool = True  # Ollama ignores n: then n answers are n calls with distinct seeds
+    expected_output_tokens: int | None = Field(default=None, ge=1)  # for the cost estimate before any answer exists
+    answers: str | None = None  # demo: the folder of sample answers
+
+    @model_validator(mode="after")
+    def _check(self):
+        bad = [k for k in self.params if k not in SAMPLING_PARAMS]
+        if bad:
+            hint = did_you_mean(bad[0], SAMPLING_PARAMS)
+            raise ValueError(f"params.{bad[0]} is not a sampling parameter" + (f"; {hint}" if hint else
+                             f" (known: {', '.join(SAMPLING_PARAMS)})"))
+        if self.provider in ("openai", "replay") and not self.model:
+            raise ValueError(f"provider {self.provider} needs `model`")
+        if self.provider == "demo" and not self.answers:
+            raise ValueError("provider demo needs `answers:` (a folder of sample answers)")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """What the answers depend on, for the request key: replay keeps the kind it replays."""
+        return self.replay_of if self.provider == "replay" else self.provider
+
+    @property
+    def identity_model(self) -> str:
+        return self.model_id or self.model or "datafactory-sample-answers"
+
+
+class ProfileFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    roles: dict[str, RoleSpec] = Field(min_length=1)
+
+
+class Profile:
+    def __init__(self, name: str, path: Path, roles: dict[str, RoleSpec], base_dir: Path):
+        self.name, self.path, self.roles, self.base_dir = name, path, roles, base_dir
+        self._answers_digest: dict[str, str] = {}
+
+    def role(self, role: str, where: str = "") -> RoleSpec:
+        if role not in self.roles:
+            hint = did_you_mean(role, self.roles)
+            raise DataFactoryError(f"{where + ': ' if where else ''}the LLM profile '{self.name}' ({self.path}) has no role "
+                                   f"'{role}'" + (f"; {hint}" if hint else f" (roles: {', '.join(self.roles)})")
+                                   + "; add it to the profile or pick another with --llm")
+        return self.roles[role]
+
+    def answers_dir(self, spec: RoleSpec) -> Path:
+        p = Path(spec.answers).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    def identity(self, role: str, where: str = "") -> dict:
+        """What of a role enters the version id: its kind, model identity and sampling parameters."""
+        spec = self.role(role, where)
+        out = {"kind": spec.kind, "model": spec.identity_model, "params": dict(sorted(spec.params.items()))}
+        if spec.provider == "demo":  # new sample answers make new data
+            out["answers"] = self._demo_digest(spec)
+        return out
+
+    def _demo_digest(self, spec: RoleSpec) -> str:
+        folder = self.answers_dir(spec)
+        if str(folder) not in self._answers_digest:
+            files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+            if not files:
+                raise DataFactoryError(f"{self.path}: the demo answers folder {folder} holds no *.jsonl file")
+            self._answers_digest[str(folder)] = digest([file_digest(f) for f in files])
+        return self._answers_digest[str(folder)]
+
+    def resolve(self, request: Request, where: str = "") -> Resolved:
+        spec = self.role(request.role, where)
+        params = {**spec.params, **request.params}
+        return Resolved(request, spec.kind, spec.identity_model, params,
+                        request_key(spec.kind, spec.identity_model, request.messages, params, request.n))
+
+
+def profile_path(name: str, profiles_dir: Path) -> Path:
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return Path(name).expanduser()
+    return profiles_dir / f"{name}.yaml"
+
+
+def load_profile(name: str | None, profiles_dir: Path) -> Profile:
+    """``name`` (or ``$DATAFACTORY_LLM``, else ``default``): a profile name in ``profiles_dir`` or a path."""
+    name = name or os.environ.get("DATAFACTORY_LLM") or DEFAULT_PROFILE
+    path = profile_path(name, profiles_dir)
+    if not path.exists():
+        known = sorted(p.stem for p in profiles_dir.glob("*.yaml")) if profiles_dir.is_dir() else []
+        hint = did_you_mean(name, known)
+        raise DataFactoryError(f"no LLM profile '{name}' (looked for {path.resolve()}); "
+                               + (hint if hint else f"profiles: {', '.join(known)}" if known else
+                                  "create profiles/default.yaml (see profiles/openai.yaml in the datafactory repo)"))
+    file = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text("utf-8"))
+    except yaml.YAMLError as e:
+        raise RecipeError(file, "", f"not valid YAML ({str(e).splitlines()[0]})") from None
+    try:
+        top = ProfileFile.model_validate(raw if isinstance(raw, dict) else {})
+    except ValidationError as err:
+        e = err.errors()[0]
+        key = ".".join(str(x) for x in e["loc"])
+        raise RecipeError(file, key, e["msg"].removeprefix("Value error, ")) from None
+    return Profile(path.stem, path, top.roles, path.resolve().parent.parent)

@@ -1,0 +1,162 @@
+"""A local OpenAI-compatible chat-completions server for the tests, run as a subprocess so it outlives a killed
+client. Standard library only (plus the factory's own token counter for realistic usage numbers).
+
+    python tests/llm/fake_openai.py --port-file P --log L [--latency 0.05] [--rpm 3000] [--fail-rate 0.3]
+                                    [--faults 429,500,truncated,timeout] [--timeout-sleep 3] [--no-logprobs] [--seed 1]
+
+Every response is one JSON line in ``--log``: ``{"key", "status", "fault", "t"}``, where ``key`` is the sha256 of
+the request body, so a test can count how often a request was answered. Answers are deterministic in the
+request: "[가짜 답변] <the last user message>"; a request with ``max_tokens <= 5`` is a judge call and gets a digit,
+with a first-token distribution in ``top_logprobs`` when asked. Faults are drawn per request and attempt from
+``--seed``: 429 (with ``retry-after-ms``), 500, a body cut in the middle, or a stall past the client's timeout.
+Past ``--rpm`` requests in any 60 s window the answer is a 429 too, with ``x-ratelimit-*`` headers.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from datafactory.llm.cost import count_messages, count_text  # noqa: E402
+
+ARGS = None
+LOCK = threading.Lock()
+WINDOW: collections.deque = collections.deque()
+SEEN: collections.Counter = collections.Counter()
+LOG = None
+
+
+def answer_text(body: dict) -> str:
+    user = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
+    return "[가짜 답변] " + (user[-1] if user else "")[:200]
+
+
+def judge_distribution(key: str) -> list[dict]:
+    score = int(key[:8], 16) % 5 + 1
+    weights = {k: 0.7 if k == score else 0.1 if abs(k - score) == 1 else 0.025 for k in range(1, 6)}
+    total = sum(weights.values())
+    return [{"token": str(k), "logprob": math.log(w / total), "bytes": [48 + k]} for k, w in
+            sorted(weights.items(), key=lambda kv: -kv[1])]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, status: int, payload: bytes, headers: dict | None = None, cut: bool = False):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        self.end_headers()
+        self.wfile.write(payload[: len(payload) // 2] if cut else payload)
+        if cut:
+            self.close_connection = True
+
+    def _log(self, key: str, status: int, fault: str = ""):
+        with LOCK:
+            LOG.write(json.dumps({"key": key, "status": status, "fault": fault, "t": time.time()}) + "\n")
+            LOG.flush()
+
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.loads(raw)
+        key = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        time.sleep(ARGS.latency)
+        now = time.time()
+        with LOCK:
+            while WINDOW and WINDOW[0] < now - 60:
+                WINDOW.popleft()
+            limited = ARGS.rpm and len(WINDOW) >= ARGS.rpm
+            if not limited:
+                WINDOW.append(now)
+            remaining = max(0, ARGS.rpm - len(WINDOW)) if ARGS.rpm else 10**6
+            attempt = SEEN[key]
+            SEEN[key] += 1
+        limits = {"x-ratelimit-limit-requests": ARGS.rpm or 10**6, "x-ratelimit-remaining-requests": remaining}
+        if limited:
+            wait_ms = int(max(1.0, (WINDOW[0] + 60 - now) * 1000)) if WINDOW else 1000
+            self._log(key, 429, "rpm")
+            return self._send(429, json.dumps({"error": {"message": "Rate limit reached", "type": "requests",
+                                                         "code": "rate_limit_exceeded"}}).encode(),
+                              {**limits, "retry-after-ms": wait_ms})
+        rng = random.Random(f"{ARGS.seed}:{key}:{attempt}")
+        if rng.random() < ARGS.fail_rate:
+            fault = rng.choice(ARGS.faults)
+            if fault == "429":
+                self._log(key, 429, fault)
+                return self._send(429, b'{"error": {"message": "slow down", "code": "rate_limit_exceeded"}}',
+                                  {**limits, "retry-after-ms": 50})
+            if fault == "500":
+                self._log(key, 500, fault)
+                return self._send(500, b'{"error": {"message": "internal error", "type": "server_error"}}')
+            if fault == "timeout":
+                time.sleep(ARGS.timeout_sleep)  # the client gave up; the server still completes (and would bill)
+            if fault == "400":
+                self._log(key, 400, fault)
+                return self._send(400, json.dumps({"error": {"message": "This request violates our content policy.",
+                                                             "code": "content_policy_violation"}}).encode())
+        else:
+            fault = ""
+        n = body.get("n") or 1
+        judge = (body.get("max_tokens") or 99) <= 5
+        choices = []
+        for i in range(n):
+            if judge:
+                dist = judge_distribution(hashlib.sha256(f"{key}:{i}".encode()).hexdigest())
+                text = dist[0]["token"]
+                logprobs = {"content": [{"token": text, "logprob": dist[0]["logprob"], "bytes": dist[0]["bytes"],
+                                         "top_logprobs": dist[: body.get("top_logprobs") or 0]}]} \
+                    if body.get("logprobs") and ARGS.logprobs else None
+            else:
+                text, logprobs = answer_text(body) + (f" ({i + 1})" if n > 1 else ""), None
+            choices.append({"index": i, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
+                            "finish_reason": "stop"})
+        usage = {"prompt_tokens": count_messages(body.get("messages", []), "o200k_base"),
+                 "completion_tokens": sum(count_text(c["message"]["content"], "o200k_base") for c in choices)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        payload = json.dumps({"id": f"chatcmpl-{key[:12]}", "object": "chat.completion", "created": int(now),
+                              "model": body.get("model"), "choices": choices, "usage": usage}, ensure_ascii=False).encode()
+        cut = fault == "truncated"
+        self._log(key, 200 if not cut else 299, fault)  # 299: a cut body, which the client cannot read
+        self._send(200, payload, limits, cut=cut)
+
+
+def main():
+    global ARGS, LOG
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--rpm", type=int, default=0)
+    ap.add_argument("--fail-rate", type=float, default=0.0)
+    ap.add_argument("--faults", default="429,500,truncated")
+    ap.add_argument("--timeout-sleep", type=float, default=3.0)
+    ap.add_argument("--no-logprobs", dest="logprobs", action="store_false")
+    ap.add_argument("--seed", default="1")
+    ARGS = ap.parse_args()
+    ARGS.faults = [f for f in ARGS.faults.split(",") if f]
+    LOG = open(ARGS.log, "a", encoding="utf-8")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    tmp = ARGS.port_file + ".tmp"
+    Path(tmp).write_text(str(server.server_address[1]))
+    os.replace(tmp, ARGS.port_file)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
