@@ -1,0 +1,162 @@
+"""LLM steps in real builds against the fake server: kill -9 drills, 30% failing calls, the cost estimate, the
+budget, replay from a copied store, and no secret anywhere."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from tests.llm.conftest import API_KEY, write_profile
+
+pytestmark = pytest.mark.slow
+
+RECIPE = {
+    "name": "prefs",
+    "description": "teacher and sft answers, judged and paired",
+    "sources": {"q": {"kind": "files", "path": "inputs/q.jsonl",
+                      "options": {"id": "qid", "fields": {"instruction": "question"}}}},
+    "steps": [
+        {"template": {}},
+        {"respond": {"roles": ["teacher", "sft"], "per_role": {"sft": {"input": "prompt", "prompt": "plain"}}}},
+        {"judge": {"data_type": "conversation"}},
+        {"pair": {"by": "score"}},
+        {"select": {"columns": ["prompt", "chosen", "rejected", "instruction"]}},
+    ],
+    "output": {"format": "preference"},
+    "splits": {"train": 0.8, "test": 0.2},
+}
+
+
+def make_project(root: Path, base_url: str, n: int = 20, **role) -> Path:
+    (root / "recipes").mkdir(parents=True)
+    (root / "inputs").mkdir()
+    (root / "recipes" / "prefs.yaml").write_text(yaml.safe_dump(RECIPE, allow_unicode=True), "utf-8")
+    (root / "inputs" / "q.jsonl").write_text("".join(
+        json.dumps({"qid": f"q{i}", "question": f"{i}번째 질문입니다. 주말에 뭐 하면 좋을까요?"}, ensure_ascii=False) + "\n"
+        for i in range(n)), "utf-8")
+    write_profile(root / "profiles" / "live.yaml", base_url, **role)
+    return root
+
+
+def df(root: Path, *args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "datafactory", *args, "--llm", "live"], cwd=root, capture_output=True,
+                          text=True, env={**os.environ, "DF_TEST_KEY": API_KEY, **(env or {})}, **kw)
+
+
+def dataset(root: Path) -> pl.DataFrame:
+    version = (root / "data" / "prefs" / "latest").read_text().strip()
+    return pl.concat([pl.read_parquet(p) for p in sorted((root / "data" / "prefs" / version).glob("*.parquet"))])
+
+
+def test_kill_9_drill_pays_nothing_twice_but_what_was_in_flight(tmp_path, fake_server):
+    """kill -9 the build at random moments of its LLM steps, eleven times, then let it finish: every request the
+    server answered more than once was in flight at a kill, and the data equals an uninterrupted build's."""
+    server = fake_server(latency=0.03)
+    root = make_project(tmp_path / "p", server.base_url, n=24, concurrency=4)
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(11):
+        before = len(server.entries())
+        proc = subprocess.Popen([sys.executable, "-m", "datafactory", "-q", "build", "prefs", "--llm", "live"], cwd=root,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "DF_TEST_KEY": API_KEY})
+        target = before + rng.randint(1, 25)
+        while proc.poll() is None and len(server.entries()) < target:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        else:
+            break
+    assert kills >= 10
+    done = df(root, "-q", "build", "prefs")
+    assert done.returncode == 0, done.stderr
+    twice = sum(n - 1 for n in server.answered().values() if n > 1)
+    db = sqlite3.connect(root / "data" / ".llm" / "responses.sqlite3")
+    resent = db.execute("SELECT COALESCE(SUM(resent_after_crash), 0) FROM responses").fetchone()[0]
+    assert twice <= resent <= kills * 4  # only what was in flight at a kill, at most the concurrency each time
+    assert db.execute("SELECT COUNT(*) FROM responses WHERE status != 'done'").fetchone()[0] == 0
+    # the same data as a build that was never interrupted (answers depend only on the request)
+    clean_server = fake_server(latency=0.0)
+    clean = make_project(tmp_path / "clean", clean_server.base_url, n=24, concurrency=4)
+    assert df(clean, "-q", "build", "prefs").returncode == 0
+    assert dataset(root).sort("id").equals(dataset(clean).sort("id"))
+    assert len(clean_server.answered()) == len(server.answered())
+
+
+def test_with_30_percent_of_calls_failing_every_row_is_built(tmp_path, fake_server):
+    server = fake_server(fail_rate=0.3, faults="429,500,truncated")
+    root = make_project(tmp_path / "p", server.base_url, n=12)
+    proc = df(root, "build", "prefs")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads(next((root / "data" / "prefs").glob("*/manifest.json")).read_text())
+    total = m["llm_usage"]["total"]
+    assert total["calls"] == 12 * 2 + 24 * 6 and sum(total["retries"].values()) > 10 and not total.get("failed")
+    assert m["steps"][1]["rows_out"] == 24 and m["steps"][2]["rows_out"] == 24  # no answer or score lost
+
+
+def test_plan_estimate_is_within_15_percent_and_calls_nothing(tmp_path, fake_server):
+    server = fake_server()
+    root = make_project(tmp_path / "p", server.base_url, n=20)
+    plan = df(root, "plan", "prefs")
+    assert plan.returncode == 0, plan.stderr
+    assert server.entries() == [] and "40 to call" in plan.stdout and "240 to call" in plan.stdout
+    total_line = next(x for x in plan.stdout.splitlines() if x.strip().startswith("total:"))
+    est_in, est_out = [int(x.replace(",", "")) for x in
+                       __import__("re").findall(r"~([\d,]+) (?:input|output)", total_line)]
+    assert df(root, "-q", "build", "prefs").returncode == 0
+    m = json.loads(next((root / "data" / "prefs").glob("*/manifest.json")).read_text())
+    real = m["llm_usage"]["total"]
+    assert abs((est_in + est_out) - (real["input_tokens"] + real["output_tokens"])) <= 0.15 * (real["input_tokens"] + real["output_tokens"])
+    assert abs(est_in - real["input_tokens"]) <= 0.10 * real["input_tokens"]  # prompts are counted; only answers are guessed
+    again = df(root, "plan", "prefs")
+    assert "[built]" in again.stdout
+
+
+def test_max_cost_refuses_before_any_call(tmp_path, fake_server):
+    server = fake_server()
+    root = make_project(tmp_path / "p", server.base_url, n=20)
+    proc = df(root, "build", "prefs", "--max-cost", "0.00001")
+    assert proc.returncode == 1 and "over --max-cost $0.0000" in proc.stderr and "nothing was called" in proc.stderr
+    assert server.entries() == []
+
+
+def test_a_copied_store_rebuilds_the_same_bytes_with_replay(tmp_path, fake_server):
+    server = fake_server()
+    root = make_project(tmp_path / "p", server.base_url, n=6)
+    first = df(root, "-q", "build", "prefs")
+    assert first.returncode == 0
+    other = tmp_path / "other"
+    shutil.copytree(root / "recipes", other / "recipes")
+    shutil.copytree(root / "inputs", other / "inputs")
+    shutil.copytree(root / "data" / ".llm", other / "data" / ".llm")
+    write_profile(other / "profiles" / "live.yaml", "http://127.0.0.1:9/v1", provider="replay")
+    server.stop()  # no endpoint: every answer must come from the store
+    second = df(other, "-q", "build", "prefs")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout  # the same version id
+    v = first.stdout.strip().split("@")[1]
+    for f in ("train.parquet", "test.parquet"):
+        assert (root / "data" / "prefs" / v / f).read_bytes() == (other / "data" / "prefs" / v / f).read_bytes()
+
+
+def test_the_api_key_is_written_nowhere(tmp_path, fake_server):
+    server = fake_server()
+    root = make_project(tmp_path / "p", server.base_url, n=4)
+    proc = df(root, "build", "prefs")
+    assert proc.returncode == 0
+    assert API_KEY not in proc.stdout + proc.stderr
+    for path in (root / "data").rglob("*"):
+        if path.is_file():
+            assert API_KEY.encode() not in path.read_bytes(), path
