@@ -2,7 +2,7 @@
 
 A user mistake prints one line, ``error: ...``, and exits 1; a usage mistake gets the usage line and exits 2;
 Ctrl-C says what is cached and exits 130; never a traceback. Global options (``--data``, ``--recipes``,
-``--quiet``) may come before or after the command.
+``--llm``, ``--quiet``) may come before or after the command.
 """
 from __future__ import annotations
 
@@ -27,13 +27,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-GLOBAL_VALUE_OPTIONS = ("--data", "--recipes")
+GLOBAL_VALUE_OPTIONS = ("--data", "--recipes", "--llm")
 GLOBAL_FLAGS = ("--quiet", "-q")
 
 
 class State:
     data: Path | None = None  # None: found by the project rule (datafactory.project)
     recipes: Path | None = None
+    llm: str | None = None
     quiet: bool = False
 
 
@@ -50,10 +51,11 @@ def _version(value: bool) -> None:
 def _global(
     data: Annotated[Optional[Path], typer.Option("--data", help="The dataset store (default: $DATAFACTORY_DATA, else data/ of the project: the nearest folder above holding recipes/).")] = None,
     recipes: Annotated[Optional[Path], typer.Option("--recipes", help="The recipe folder (default: $DATAFACTORY_RECIPES, else recipes/ of the project).")] = None,
+    llm: Annotated[Optional[str], typer.Option("--llm", help="LLM profile: profiles/NAME.yaml or a path (default: $DATAFACTORY_LLM, else `default`: the offline sample answers).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; results only.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ):
-    state.data, state.recipes, state.quiet = data, recipes, quiet
+    state.data, state.recipes, state.llm, state.quiet = data, recipes, llm, quiet
 
 
 def _data() -> Path:
@@ -120,10 +122,10 @@ def _progress(description: str, total: int | None = None):
             bar.update(task, completed=total)
 
 
-def _factory(sources: list[str] | None = None, llm: str | None = None, max_cost: float | None = None):
+def _factory(sources: list[str] | None = None, max_cost: float | None = None):
     from datafactory.engine import Factory
 
-    return Factory(_data(), _recipes(), overrides=_overrides(sources), log=_log, progress=_progress, llm=llm,
+    return Factory(_data(), _recipes(), overrides=_overrides(sources), log=_log, progress=_progress, llm=state.llm,
                    max_cost=max_cost)
 
 
@@ -134,16 +136,15 @@ def _store():
 
 
 SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", "-s", help="NAME=PATH: read the recipe's source NAME from PATH (your download: zip, folder or glob).")]
-LlmOpt = Annotated[Optional[str], typer.Option("--llm", help="LLM profile: profiles/NAME.yaml or a path (default: $DATAFACTORY_LLM, else `default`: the offline sample answers).")]
 
 
 @app.command()
 def build(name: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.yaml), or the path of a recipe file.")],
-          source: SourceOpt = None, llm: LlmOpt = None,
+          source: SourceOpt = None,
           max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0, help="USD this build may pay LLM endpoints: refused before any call if the estimate is over it; stops cleanly at it (what was paid is kept).")] = None):
     """Build a recipe (and what it depends on) into a versioned dataset. Prints NAME@VERSION last."""
     name = _recipe_name(name)
-    factory = _factory(source, llm, max_cost)
+    factory = _factory(source, max_cost)
     try:
         if max_cost is not None:
             est = _estimate_total(factory.estimate(name))
@@ -174,12 +175,11 @@ def _estimate_total(estimate: dict) -> dict:
 
 
 @app.command()
-def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a recipe file.")], source: SourceOpt = None,
-         llm: LlmOpt = None):
+def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a recipe file.")], source: SourceOpt = None):
     """Show what `build NAME` would run and what is cached, and, for LLM steps, the calls not in the store with
     their estimated tokens and cost, without calling anything."""
     name = _recipe_name(name)
-    factory = _factory(source, llm)
+    factory = _factory(source)
     p = factory.plan(name)
 
     def show(p, indent=""):
@@ -352,6 +352,82 @@ def unpin(ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
     """Let `gc` remove a pinned version again."""
     n = _store().unpin(ref, note)
     _log(f"removed {n} pin{'s' if n != 1 else ''} of {ref}")
+
+
+@app.command()
+def trace(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
+          row_id: Annotated[str, typer.Argument(help="The row's id, e.g. daily/SDRW2000000001.1#2.")],
+          as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False):
+    """Where a row came from: its source record, each step's value, and every LLM call that made it."""
+    from datafactory.llm.store import ResponseStore
+    from datafactory.trace import render, trace as run_trace
+
+    store = _store()
+    db = store.root / ".llm" / "responses.sqlite3"
+    t = run_trace(store, ref, row_id, ResponseStore(db) if db.exists() else None)
+    print(json.dumps(t, ensure_ascii=False, indent=2, default=str) if as_json else render(t))
+
+
+llm_app = typer.Typer(no_args_is_help=True, help="The LLM response store: what was paid for, moved between machines.")
+app.add_typer(llm_app, name="llm")
+
+
+def _responses():
+    from datafactory.llm.store import ResponseStore
+
+    return ResponseStore(_store().root / ".llm" / "responses.sqlite3")
+
+
+@llm_app.command("export")
+def llm_export(output: Annotated[Path, typer.Argument(help="A JSONL file to write (new).")],
+               ref: Annotated[Optional[str], typer.Option("--dataset", help="Only the requests this NAME[@VERSION] asked (all it needs to rebuild with the replay provider).")] = None):
+    """Write the stored answers (and permanent failures) to a JSONL file, for `datafactory llm import` elsewhere."""
+    keys = None
+    if ref:
+        store = _store()
+        name, version = store.resolve(ref)
+        path = store.version_dir(name, version) / "llm_keys.txt"
+        if not path.exists():
+            raise DataFactoryError(f"{name}@{version} asked no LLM request (no llm_keys.txt in its folder)")
+        keys = path.read_text("utf-8").split()
+    if output.exists():
+        raise DataFactoryError(f"{output} exists; give a new file name")
+    n = 0
+    with open(output, "w", encoding="utf-8") as f:
+        for row in _responses().export(keys):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    _log(f"exported {n:,} stored requests to {output}" + (f" (of the {len(keys):,} that {ref} asked)" if keys else ""))
+    print(output)
+
+
+@llm_app.command("import")
+def llm_import(file: Annotated[Path, typer.Argument(help="A JSONL file from `datafactory llm export`.")]):
+    """Add exported answers to this data folder's store (answers already here are kept)."""
+    if not file.is_file():
+        raise DataFactoryError(f"{file}: no such file")
+    rows = []
+    for i, line in enumerate(file.read_text("utf-8").splitlines()):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                if not {"key", "status", "kind", "model", "request"} <= set(row):
+                    raise ValueError("a line needs key, status, kind, model and request")
+            except ValueError as e:
+                raise DataFactoryError(f"{file}, line {i + 1}: not an exported answer ({e})") from None
+            rows.append(row)
+    added, kept = _responses().import_rows(rows)
+    _log(f"imported {added:,} answers; {kept:,} were here already")
+    print(added)
+
+
+@llm_app.command("stats")
+def llm_stats():
+    """What the store holds: answers, failures, requests left in flight by a killed build, tokens and cost."""
+    db = _responses().db
+    for status, n, i, o, c in db.execute("SELECT status, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost) "
+                                         "FROM responses GROUP BY status ORDER BY status"):
+        print(f"{status}: {n:,} requests, {i or 0:,} input + {o or 0:,} output tokens, ${c or 0:.4f}")
 
 
 @app.command("source")

@@ -38,6 +38,7 @@ from datafactory.steps.split import SplitParams
 from datafactory.store import Store, write_atomic, write_split
 
 FORMAT_VERSION = 1  # bump when the layout of what the engine writes changes
+LLM_KEYS = "llm_keys.txt"  # beside a version: the keys of every LLM request its build asked (not pushed)
 
 
 @contextlib.contextmanager
@@ -403,6 +404,8 @@ class Factory:
             rec["llm"] = ctx.llm.usage.to_json()
         if dry_run:
             return out, rec
+        if asks_llm:  # before the step's parquet, whose presence marks the cache entry complete
+            write_atomic(self.store.cache_path("steps", sp.key, ".llm_keys"), "".join(k + "\n" for k in ctx.llm.keys))
         self._save("steps", sp.key, out, rec)
         if asks_llm:
             self._log_llm(spec.key, ctx.llm.usage)
@@ -444,6 +447,15 @@ class Factory:
             raise RecipeError(where, "steps", f"row id '{ids.filter(ids.is_duplicated())[0]}' occurs twice")
         rest = [c for c in frame.columns if c not in (*LINEAGE, *needed)]
         return frame.select(*LINEAGE, *needed, *rest)
+
+    def _llm_keys(self, plan: Plan, records: list[dict]) -> list[str]:
+        keys: dict[str, None] = {}
+        for sp, rec in zip(plan.steps, records):
+            if "llm" in rec:
+                path = self.store.cache_path("steps", sp.key, ".llm_keys")
+                if path.exists():
+                    keys.update(dict.fromkeys(path.read_text("utf-8").split()))
+        return list(keys)
 
     def _rel(self, path: str | Path | None) -> str | None:
         """A path as the manifest keeps it: relative to the project root when inside it."""
@@ -560,6 +572,10 @@ class Factory:
                 "cache_keys": [sp.key for sp in plan.sources.values()] + [sp.key for sp in plan.steps],
                 "llm_usage": llm_usage(records),
             }
+            llm_keys = self._llm_keys(plan, records)
+            if llm_keys:  # every request the build asked, for `datafactory llm export NAME` and a replay elsewhere
+                write_atomic(staging / LLM_KEYS, "".join(k + "\n" for k in llm_keys))
+                manifest["llm_keys"] = LLM_KEYS
             manifest["plots"] = render_length_plot(manifest, parts, staging)
             write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
             write_atomic(staging / "LICENSE.md", render_license(manifest))

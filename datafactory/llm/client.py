@@ -100,6 +100,7 @@ class StepLLM:
         self.client, self.where = client, where
         self.progress = progress or (lambda n=1, **kw: None)
         self.usage = Usage()
+        self.keys: dict[str, None] = {}  # every request key this step asked, in order: what a replay needs
 
     # -- what a step calls ----------------------------------------------------------------------------------
     def supports_logprobs(self, role: str) -> bool:
@@ -116,7 +117,9 @@ class StepLLM:
         unique: dict[str, Resolved] = {}
         for r in resolved:
             unique.setdefault(r.key, r)
+            self.keys.setdefault(r.key)
         self.usage.requests += len(resolved)
+        self.progress(0, total=len(resolved))
         results: dict[str, Answer | Failure] = {}
         for key, st in c.store.statuses(unique).items():
             if st == "done":

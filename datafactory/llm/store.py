@@ -86,6 +86,17 @@ class ResponseStore:
         return {"status": status, "answer": json.loads(answer) if answer else None, "reason": reason,
                 "attempts": attempts, "resent_after_crash": resent}
 
+    def get_full(self, key: str) -> dict | None:
+        """Everything stored of one request: for `datafactory trace`."""
+        row = self.db.execute("SELECT key, status, kind, model, request, answer, reason, input_tokens, output_tokens, "
+                              "cost, attempts FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        k, status, kind, model, request, answer, reason, i, o, c, attempts = row
+        return {"key": k, "status": status, "kind": kind, "model": model, "request": json.loads(request),
+                "answer": json.loads(answer) if answer else None, "reason": reason, "input_tokens": i,
+                "output_tokens": o, "cost": c, "attempts": attempts}
+
     def statuses(self, keys: Iterable[str]) -> dict[str, str]:
         keys = list(keys)
         out: dict[str, str] = {}

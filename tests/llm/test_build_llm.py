@@ -132,16 +132,23 @@ def test_max_cost_refuses_before_any_call(tmp_path, fake_server):
     assert server.entries() == []
 
 
-def test_a_copied_store_rebuilds_the_same_bytes_with_replay(tmp_path, fake_server):
+def test_export_import_and_replay_rebuild_the_same_bytes_elsewhere(tmp_path, fake_server):
+    """A team shares what it paid for: `llm export --dataset` writes exactly the requests the version asked; another
+    machine imports them and rebuilds the same bytes with the replay provider, with no endpoint at all."""
     server = fake_server()
     root = make_project(tmp_path / "p", server.base_url, n=6)
     first = df(root, "-q", "build", "prefs")
     assert first.returncode == 0
+    shared = tmp_path / "answers.jsonl"
+    assert df(root, "llm", "export", str(shared), "--dataset", "prefs").returncode == 0
+    rows = [json.loads(x) for x in shared.read_text("utf-8").splitlines()]
+    assert len(rows) == len(server.answered()) == 6 * 2 + 12 * 6 and all(r["status"] == "done" for r in rows)
     other = tmp_path / "other"
     shutil.copytree(root / "recipes", other / "recipes")
     shutil.copytree(root / "inputs", other / "inputs")
-    shutil.copytree(root / "data" / ".llm", other / "data" / ".llm")
     write_profile(other / "profiles" / "live.yaml", "http://127.0.0.1:9/v1", provider="replay")
+    imported = df(other, "llm", "import", str(shared))
+    assert imported.returncode == 0 and imported.stdout.strip() == str(len(rows))
     server.stop()  # no endpoint: every answer must come from the store
     second = df(other, "-q", "build", "prefs")
     assert second.returncode == 0, second.stderr
@@ -149,6 +156,13 @@ def test_a_copied_store_rebuilds_the_same_bytes_with_replay(tmp_path, fake_serve
     v = first.stdout.strip().split("@")[1]
     for f in ("train.parquet", "test.parquet"):
         assert (root / "data" / "prefs" / v / f).read_bytes() == (other / "data" / "prefs" / v / f).read_bytes()
+    # and trace shows where a row came from, calls included
+    row_id = dataset(other)["id"][0]
+    t = df(other, "trace", "prefs", row_id, "--json")
+    traced = json.loads(t.stdout)
+    assert traced["row"]["id"] == row_id and traced["source"]["records"][0]["id"] == row_id
+    assert {c["request"]["role"] for c in traced["calls"]} == {"teacher", "sft", "judge"}
+    assert any(s["step"] == "steps[1].respond" and len(s["rows"]) == 2 for s in traced["steps"])
 
 
 def test_the_api_key_is_written_nowhere(tmp_path, fake_server):

@@ -1,0 +1,94 @@
+"""``datafactory trace NAME ROW_ID``: where one row of a built version came from.
+
+The source record (its parsed fields, from the source cache), each step's value of the row (the columns a step
+changed; rows that ``respond`` made from it, or that ``pair`` merged into it, are found by their ids), and every
+LLM call that made it (role, model, the prompt, the answer, tokens, cost), from the response store.
+"""
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from datafactory.errors import StoreError
+from datafactory.store import Store
+
+
+def _related(ids: pl.Series, row_id: str) -> pl.Series:
+    """The row itself, rows made from it (``respond``: ``<id>/<role>/<i>``) and rows it was made from."""
+    return (ids == row_id) | ids.str.starts_with(row_id + "/") | pl.Series([row_id.startswith(i + "/") for i in ids])
+
+
+def trace(store: Store, ref: str, row_id: str, responses=None) -> dict:
+    name, version = store.resolve(ref)
+    m = store.manifest(name, version)
+    vdir = store.version_dir(name, version)
+    row = None
+    for split, f in m["files"].items():
+        df = pl.read_parquet(vdir / f)
+        hit = df.filter(pl.col("id") == row_id)
+        if hit.height:
+            row, row_split = hit.to_dicts()[0], split
+            break
+    if row is None:
+        raise StoreError(f"{name}@{version} has no row with id '{row_id}' (ids look like "
+                         f"'{pl.read_parquet(vdir / next(iter(m['files'].values())), n_rows=1)['id'][0]}')")
+    out: dict = {"ref": f"{name}@{version}", "split": row_split, "row": row, "source": None, "steps": [], "calls": []}
+    source = row["source"]
+    src = m["sources"].get(source, {})
+    cache = store.cache_path("sources", src.get("cache_key", ""), ".parquet")
+    if cache.exists():
+        records = pl.read_parquet(cache)
+        rec = records.filter(_related(records["id"], row_id))
+        out["source"] = {"name": source, "kind": src.get("kind"), "path": src.get("path"), "records": rec.to_dicts()[:4]}
+    previous: dict[str, dict] = {}
+    for step in m["steps"]:
+        path = store.cache_path("steps", step.get("cache_key", ""), ".parquet")
+        if not path.exists():
+            out["steps"].append({"step": step["key"], "missing": "its cache entry was removed by gc"})
+            continue
+        df = pl.read_parquet(path)
+        rows = df.filter(_related(df["id"], row_id)).to_dicts()
+        changed = []
+        for r in rows:
+            before = previous.get(r["id"], {})
+            diff = {k: v for k, v in r.items() if k not in ("id", "source") and before.get(k) != v}
+            changed.append({"id": r["id"], **diff})
+        previous = {r["id"]: r for r in rows}
+        out["steps"].append({"step": step["key"], "rows": changed})
+    if responses is not None:
+        for key in row.get("llm_calls") or []:
+            got = responses.get_full(key)
+            out["calls"].append(got if got is not None else {"key": key, "missing": "not in this data folder's store"})
+    return out
+
+
+def render(t: dict, width: int = 300) -> str:
+    def short(v) -> str:
+        s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+        s = s.replace("\n", " ⏎ ")
+        return s if len(s) <= width else s[:width] + "…"
+
+    lines = [f"{t['ref']} [{t['split']}] {t['row']['id']}"]
+    if t["source"]:
+        s = t["source"]
+        lines.append(f"source {s['name']} ({s['kind']}, {s['path']}):")
+        lines += [f"  {short(r)}" for r in s["records"]]
+    for step in t["steps"]:
+        if "missing" in step:
+            lines.append(f"{step['step']}: ({step['missing']})")
+            continue
+        lines.append(f"{step['step']}:")
+        lines += [f"  {short(r)}" for r in step["rows"]] or ["  (the row is not in this step's output)"]
+    for c in t["calls"]:
+        if "missing" in c:
+            lines.append(f"call {c['key'][:12]}: {c['missing']}")
+            continue
+        req = c["request"]
+        prompt = req["messages"][-1]["content"] if req.get("messages") else ""
+        answer = (c.get("answer") or {}).get("texts") or [c.get("reason")]
+        lines.append(f"call {c['key'][:12]} {req.get('role')} {c['model']} ({c['status']}, {c['input_tokens']}+"
+                     f"{c['output_tokens']} tokens, ${c['cost']:.5f}):")
+        lines.append(f"  prompt: {short(prompt)}")
+        lines.append(f"  answer: {short(answer[0] if len(answer) == 1 else answer)}")
+    return "\n".join(lines)
