@@ -164,7 +164,7 @@ class Factory:
                 fp = src.fingerprint(self.fingerprints.digest)
             except DataFactoryError as e:
                 raise type(e)(f"{recipe.file}: sources.{sname}: {e}") from None
-            key = digest("source", spec.kind, code_version(cls), opts.model_dump(mode="json"), spec.encoding,
+            key = digest("source", sname, spec.kind, code_version(cls), opts.model_dump(mode="json"), spec.encoding,
                          spec.on_error, fp, src.identity())
             cached = self.store.cache_path("sources", key, ".parquet").exists()
             sources[sname] = SourcePlan(src, key, fp, cached)

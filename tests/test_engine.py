@@ -315,3 +315,15 @@ def test_progress_bars_get_totals(project):
     project.factory(progress=progress).build("sft")
     assert seen[0] == ("reading qa", 1, 1)  # files
     assert all(total == 20 for _, total, _ in seen[1:])  # rows into each step
+
+
+def test_two_sources_reading_the_same_input_keep_their_own_names(project):
+    """The source cache is per source: two sources with the same input (filtered differently later) must not
+    share a cached frame, or the second would carry the first's name and ids."""
+    project.jsonl("qa.jsonl", qa_rows(10))
+    body = sft_recipe()
+    body["sources"]["again"] = dict(body["sources"]["qa"])
+    project.recipe("sft", body)
+    res = project.factory().build("sft")
+    frame = pl.concat([pl.read_parquet(p) for p in (project.data / "sft" / res.version).glob("*.parquet")])
+    assert sorted(set(frame["source"])) == ["again", "qa"] and frame.height == 20 and frame["id"].is_unique().all()

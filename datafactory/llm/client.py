@@ -108,6 +108,24 @@ class StepLLM:
         return spec.logprobs if spec.provider != "replay" else True
 
     def complete(self, requests: list[Request]) -> list[Answer | Failure]:
+        """One answer (or failure) per request, in order. ``n`` answers from an endpoint that ignores ``n``
+        (Ollama; the profile says ``supports_n: false``) are asked as ``n`` calls with consecutive seeds."""
+        c = self.client
+        expanded: list[Request] = []
+        groups: list[slice] = []
+        for r in requests:
+            spec = c.profile.role(r.role, self.where)
+            start = len(expanded)
+            if r.n > 1 and not spec.supports_n:
+                seed = r.params.get("seed", spec.params.get("seed")) or 0
+                expanded += [Request(r.role, r.messages, {**r.params, "seed": seed + i}, 1, r.meta) for i in range(r.n)]
+            else:
+                expanded.append(r)
+            groups.append(slice(start, len(expanded)))
+        results = self._complete(expanded)
+        return [results[g][0] if g.stop - g.start == 1 else _merge(results[g]) for g in groups]
+
+    def _complete(self, requests: list[Request]) -> list[Answer | Failure]:
         c = self.client
         resolved = [c.profile.resolve(r, self.where) for r in requests]
         for r in resolved:
@@ -282,6 +300,19 @@ class StepLLM:
                 await p.aclose()
         if stop:
             raise stop[0]
+
+
+def _merge(parts: list[Answer | Failure]) -> Answer | Failure:
+    """n one-answer calls as one n-answer result (the first failure, if any failed)."""
+    failed = next((p for p in parts if isinstance(p, Failure)), None)
+    if failed is not None:
+        return failed
+    first = parts[0]
+    top = [t for p in parts for t in (p.top_logprobs or [])] if all(p.top_logprobs for p in parts) else None
+    usage = {k: sum(p.usage.get(k, 0) for p in parts) for k in ("input_tokens", "output_tokens")}
+    return Answer([t for p in parts for t in p.texts], usage, sum(p.cost for p in parts), first.model, top,
+                  [f for p in parts for f in p.finish_reasons], first.key, all(p.cached for p in parts),
+                  [p.key for p in parts[1:]])
 
 
 def _stored_request(r: Resolved) -> dict:

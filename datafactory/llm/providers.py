@@ -141,9 +141,9 @@ class DemoProvider(Provider):
 
     - ``{"task": "respond", "role": "teacher", "input": <instruction>, "answers": [..]}`` (``n`` answers; one suffices for n=1)
     - ``{"task": "translate", "input": <English>, "answers": [<Korean>]}``
-    - ``scores: {<criterion>: 1-5}`` on a one-answer respond line answers the judge for that answer (or a
-      ``{"task": "judge", "input", "response", "scores"}`` line): a G-Eval call gets its first-token distribution
-      peaked at the score (top_logprobs), or the score as text.
+    - ``scores`` on a respond line answers the judge for its answers (``{<criterion>: 1-5}`` for a lone answer,
+      a list of them for several; or a ``{"task": "judge", "input", "response", "scores"}`` line): a G-Eval
+      call gets its first-token distribution peaked at the score (top_logprobs), or the score as text.
     """
 
     def __init__(self, role: str, spec: RoleSpec, profile: Profile):
@@ -159,9 +159,11 @@ class DemoProvider(Provider):
                 except ValueError as e:
                     raise DataFactoryError(f"{f}, line {i + 1}: not valid JSON ({e})") from None
                 self.index[self._key(rec)] = rec
-                if rec.get("task") == "respond" and rec.get("scores") and len(rec.get("answers") or []) == 1:
-                    judged = {"task": "judge", "input": rec["input"], "response": rec["answers"][0], "scores": rec["scores"]}
-                    self.index[self._key(judged)] = judged
+                scores = rec.get("scores")
+                if rec.get("task") == "respond" and scores:  # one score set per answer (or one for a lone answer)
+                    for answer, sc in zip(rec.get("answers") or [], scores if isinstance(scores, list) else [scores]):
+                        judged = {"task": "judge", "input": rec["input"], "response": answer, "scores": sc}
+                        self.index[self._key(judged)] = judged
 
     @staticmethod
     def _key(meta: dict) -> tuple:

@@ -57,6 +57,11 @@ class Answer:
     finish_reasons: list[str] = field(default_factory=list)
     key: str = ""
     cached: bool = False  # came from the store, not from a call made now
+    extra_keys: list[str] = field(default_factory=list)  # n answers made as n calls (an endpoint without `n`)
+
+    @property
+    def all_keys(self) -> list[str]:
+        return [self.key, *self.extra_keys]
 
     def to_json(self) -> dict:
         return {"texts": self.texts, "usage": self.usage, "cost": self.cost, "model": self.model,
@@ -75,3 +80,7 @@ class Failure:
     reason: str  # a short counted reason: content_policy, context_length, bad_request, budget, ...
     detail: str = ""
     key: str = ""
+
+    @property
+    def all_keys(self) -> list[str]:
+        return [self.key]

@@ -90,7 +90,7 @@ class Judge(LLMStep):
             parsed = [score_of(r, method, p.min_mass) for r in block]
             reason = next((x for x in parsed if isinstance(x, str)), None)
             reasons.append(reason)
-            calls.append([r.key for r in block])
+            calls.append([k for r in block for k in r.all_keys])
             if reason:
                 scores.append(None)
                 totals.append(None)

@@ -98,14 +98,15 @@ class Respond(LLMStep):
             reasons = [failure_reason(r) for r in results]
             out = df.with_columns(pl.Series(p.output, [r.texts[0] if not reason else None
                                                        for r, reason in zip(results, reasons)], dtype=pl.String))
-            out = with_calls(out, [[r.key] for r in results])
+            out = with_calls(out, [r.all_keys for r in results])
             return self.keep_or_fail(out, reasons, ctx)
         parts, reasons = [], []
         for j, role in enumerate(p.roles):
             block = results[j * df.height:(j + 1) * df.height]
             for i in range(p.n):
-                answers = [r.texts[i] if failure_reason(r) is None and i < len(r.texts) else None for r in block]
-                reasons += [failure_reason(r) for r in block]
+                why = [failure_reason(r) or (None if i < len(r.texts) else "missing_answer") for r in block]
+                answers = [r.texts[i] if w is None else None for r, w in zip(block, why)]
+                reasons += why
                 part = df.with_columns(
                     pl.col("id").alias("prompt_id"),
                     (pl.col("id") + f"/{role}/{i}").alias("id"),
@@ -113,5 +114,5 @@ class Respond(LLMStep):
                     pl.lit(role).alias("response_role"),
                     pl.lit(i, dtype=pl.Int32).alias("response_index"),
                 )
-                parts.append(with_calls(part, [[r.key] for r in block]))
+                parts.append(with_calls(part, [r.all_keys for r in block]))
         return self.keep_or_fail(pl.concat(parts, how="vertical"), reasons, ctx)

@@ -61,7 +61,7 @@ class Translate(LLMStep):
         reasons: list[str | None] = [None] * df.height
         calls: list[list[str]] = [[] for _ in range(df.height)]
         for (row, col, turn), result in zip(where, results):
-            calls[row].append(result.key)
+            calls[row] += result.all_keys
             reason = failure_reason(result)
             if reason:
                 reasons[row] = reasons[row] or reason

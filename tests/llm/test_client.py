@@ -162,3 +162,14 @@ def test_limiter_pause_and_headers():
     assert lim.requests.level <= 0 and lim.tokens is not None
     assert retry_after({"retry-after-ms": "250"}, 9) == 0.25 and retry_after({"retry-after": "3"}, 9) == 3
     assert retry_after({}, 9) == 9
+
+
+def test_n_answers_from_an_endpoint_without_n_are_n_seeded_calls(setup):
+    server, store, client = setup(supports_n=False)
+    step = client.for_step("s")
+    out = step.complete([Request("teacher", [{"role": "user", "content": "하나만"}], {"seed": 5}, 3)])
+    assert len(out[0].texts) == 3 and len(out[0].all_keys) == 3 and step.usage.calls == 3
+    bodies = len(server.entries())
+    assert bodies == 3  # three requests, n=1 each, seeds 5, 6, 7
+    again = client.for_step("s").complete([Request("teacher", [{"role": "user", "content": "하나만"}], {"seed": 5}, 3)])
+    assert again[0].texts == out[0].texts and len(server.entries()) == 3

@@ -189,3 +189,51 @@ def test_human_labels_win_over_the_judge(tmp_path):
     assert out.select("chosen", "rejected", "label_source").row(0) == ("약한 답", "좋은 답", "human")
     assert ctx.dropped["human_tie"] == 2 and ctx.info["human_labels"] == 2
     assert pair_key("q", "x", "y") == pair_key("q ", "y", "x")
+
+
+# -- evolve and self_instruct -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("answer,reason", [("광합성을 비유 두 개로 설명하세요.", None),
+                                           ("광합성을 설명하세요.", "evolve_unchanged"),
+                                           ("#다시 쓴 지시문#: 광합성을 자세히", "evolve_prompt_leak"),
+                                           ("짧다", "evolve_too_short"),
+                                           ("", "evolve_empty_answer")])
+def test_evolve_eliminates_failed_evolutions(answer, reason):
+    llm = CannedLLM(lambda r: answer)
+    out, ctx = run("evolve", frame(instruction=["광합성을 설명하세요."]), llm, methods=["constraints"])
+    assert "제약 조건이나 요구 사항을 하나 더 추가하세요" in llm.requests[0].messages[0]["content"]
+    if reason is None:
+        assert out.select("instruction", "instruction_before", "evolution").row(0) == (answer, "광합성을 설명하세요.", "constraints")
+    else:
+        assert out.height == 0 and ctx.dropped == {reason: 1}
+
+
+def test_evolve_spreads_methods_by_a_stable_hash():
+    llm = CannedLLM(lambda r: r.meta["input"] + " 세 가지 이유를 들어")
+    df = frame(instruction=[f"질문 {i}번에 답하세요." for i in range(40)])
+    out, _ = run("evolve", df, llm)
+    again, _ = run("evolve", df, CannedLLM(lambda r: "x" * 10))
+    assert set(out["evolution"]) == {"constraints", "deepen", "concretize", "reasoning", "breadth"}
+    assert out["evolution"].to_list() == again["evolution"].to_list()
+
+
+def test_self_instruct_keeps_novel_instructions_only():
+    seeds = ["여름 휴가 계획을 세워 주세요.", "다음 문장을 존댓말로 바꾸세요.", "좋은 습관 세 가지를 알려 주세요."]
+
+    def answer(r):  # the model repeats a seed, proposes one twice, needs an image, then two good ones
+        return ("다음 문장을 존댓말로 바꾸세요.\n2. 고양이를 처음 키우는 사람에게 조언해 주세요.\n"
+                "3. 고양이를 처음 키우는 사람에게 조언을 해 주세요.\n4. 이 사진 속 음식을 설명하세요.\n"
+                "5. 한국의 사계절을 짧은 시로 표현하세요.")
+    llm = CannedLLM(answer)
+    out, ctx = run("self_instruct", frame(instruction=seeds), llm, batches=1, examples=2, generate=5)
+    assert out["instruction"].to_list() == ["고양이를 처음 키우는 사람에게 조언해 주세요.", "한국의 사계절을 짧은 시로 표현하세요."]
+    assert ctx.dropped == {"self_instruct_near_duplicate": 2, "self_instruct_needs_media": 1, "seed_task": 3}
+    assert out["id"].to_list() == ["s/self-0-1", "s/self-0-4"]
+    shown = llm.requests[0].messages[0]["content"]
+    assert shown.count("\n1. ") == 1 and "새로운 한국어 지시문 5개" in shown
+
+
+def test_rouge_l_on_characters():
+    from datafactory.steps.self_instruct import parse_list, rouge_l
+
+    assert rouge_l("고양이를 키우세요", "고양이를 키우세요") == 1.0 and rouge_l("가나", "다라") == 0.0
+    assert parse_list(" 첫째\n2) 둘째\n설명 줄\n3. 셋째") == ["첫째", "둘째", "셋째"]
