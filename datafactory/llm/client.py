@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field
@@ -101,6 +102,9 @@ class StepLLM:
         self.progress = progress or (lambda n=1, **kw: None)
         self.usage = Usage()
         self.keys: dict[str, None] = {}  # every request key this step asked, in order: what a replay needs
+        self.started: float | None = None  # when the first call went out (for the rate on the progress line)
+        self.inflight = 0
+        self.rpm: float | None = None
 
     # -- what a step calls ----------------------------------------------------------------------------------
     def supports_logprobs(self, role: str) -> bool:
@@ -167,9 +171,14 @@ class StepLLM:
         return [results[r.key] for r in resolved]
 
     def _info(self) -> str:
+        """The progress line: store hits, calls answered and in flight, tokens, cost, and the call rate
+        against the endpoint's limit."""
         u = self.usage
-        return (f"hits {u.cache_hits} · calls {u.calls} · {(u.input_tokens + u.output_tokens) / 1000:.1f}k tok · "
-                f"${u.cost:.4f}")
+        elapsed = max(1e-6, time.monotonic() - self.started) if self.started else 0.0
+        rate = f" · {u.calls / elapsed * 60:,.0f}/min" if elapsed else ""
+        limit = f" of {self.rpm:,.0f}" if rate and self.rpm else ""
+        return (f"hits {u.cache_hits} · calls {u.calls} · in flight {self.inflight} · "
+                f"{(u.input_tokens + u.output_tokens) / 1000:.1f}k tok · ${u.cost:.4f}{rate}{limit}")
 
     # -- a dry run ----------------------------------------------------------------------------------------
     def _estimate(self, r: Resolved) -> Answer:
@@ -211,9 +220,11 @@ class StepLLM:
         async def write(fn, *args):
             return await loop.run_in_executor(writer, fn, *args)
 
+        self.started = time.monotonic()
         for r in todo:
             role = r.request.role
             spec = c.profile.role(role)
+            self.rpm = spec.rpm
             if role not in providers:
                 providers[role] = make_provider(role, spec, c.profile)
             endpoint = (spec.provider, spec.base_url, spec.api_key_env)
@@ -245,6 +256,7 @@ class StepLLM:
                     c.budget.reserved += estimate
                     if await write(c.store.mark_inflight, r.key, r.kind, r.model, _stored_request(r)):
                         self.usage.possibly_billed_twice += 1
+                    self.inflight += 1
                     try:
                         answer, headers = await provider.complete(r)
                     except Transient as t:
@@ -271,6 +283,8 @@ class StepLLM:
                         c.budget.reserved -= estimate
                         stop.append(e)
                         return
+                    finally:
+                        self.inflight -= 1
                     c.budget.reserved -= estimate
                     used = answer.usage.get("input_tokens", 0) + answer.usage.get("output_tokens", 0)
                     limiter.reconcile(reserve, used)
