@@ -379,11 +379,11 @@ class Factory:
         try:
             with (self.progress(spec.key, subset.height) if not dry_run else _no_progress(spec.key)) as advance:
                 ctx.progress = advance
-                if asks_llm:
-                    ctx.llm = self.llm_client(dry_run).for_step(f"{recipe.file}: {spec.key}", advance)
+                if asks_llm:  # errors from the LLM layer are named by the recipe key below
+                    ctx.llm = self.llm_client(dry_run).for_step("", advance)
                 out = sp.step.apply(subset, ctx)
         except (DataFactoryError, pl.exceptions.PolarsError) as e:
-            if asks_llm and not dry_run:  # what was paid before the error is in the store; say so
+            if ctx.llm is not None and not dry_run:  # what was paid before the error is in the store; say so
                 self._log_llm(spec.key, ctx.llm.usage)
             msg = str(e).splitlines()[0] if isinstance(e, pl.exceptions.PolarsError) else str(e)
             raise RecipeError(str(recipe.file), spec.key, msg) from None

@@ -106,6 +106,11 @@ class StepLLM:
         self.inflight = 0
         self.rpm: float | None = None
 
+    @property
+    def at(self) -> str:
+        """The prefix of this step's errors ("" inside a build: the engine names the recipe and step)."""
+        return f"{self.where}: " if self.where else ""
+
     # -- what a step calls ----------------------------------------------------------------------------------
     def supports_logprobs(self, role: str) -> bool:
         spec = self.client.profile.role(role, self.where)
@@ -164,7 +169,7 @@ class StepLLM:
                 r = replay[0]
                 row = r.request.meta.get("row", "?")
                 last = (r.request.messages[-1].get("content") or "")[:80] if r.request.messages else ""
-                raise DataFactoryError(f"{self.where}: the replay profile has no stored answer for row '{row}' "
+                raise DataFactoryError(f"{self.at}the replay profile has no stored answer for row '{row}' "
                                        f"(role {r.request.role}, {r.model}; {len(replay)} such requests), e.g. \"{last}\"; "
                                        "import the store that answered it (datafactory llm import) or use a live profile")
             asyncio.run(self._send_all(todo, results))
@@ -249,7 +254,7 @@ class StepLLM:
                         return
                     if not c.budget.allows(estimate):
                         stop.append(BudgetReached(
-                            f"{self.where}: the budget of ${c.budget.cap:.4f} is reached (${c.budget.spent:.4f} paid by "
+                            f"{self.at}the budget of ${c.budget.cap:.4f} is reached (${c.budget.spent:.4f} paid by "
                             "this build); every answer paid so far is kept; raise --max-cost and build again to go on"))
                         return
                     await limiter.reserve(reserve)
@@ -303,7 +308,7 @@ class StepLLM:
                     return
                 await write(c.store.abandon, r.key, last)
                 stop.append(DataFactoryError(
-                    f"{self.where}: a request to role '{role}' still failed after {spec.max_attempts} attempts (last: "
+                    f"{self.at}a request to role '{role}' still failed after {spec.max_attempts} attempts (last: "
                     f"{last}); every answer received is kept; build again to retry, or raise max_attempts in the profile"))
 
         try:
