@@ -87,13 +87,13 @@ class LLMClient:
     def for_step(self, where: str, progress=None) -> "StepLLM":
         return StepLLM(self, where, progress)
 
-    def price(self, role: str, spec: RoleSpec) -> Price:
-        if role not in self._prices:
+    def price(self, role: str, spec: RoleSpec, batch: bool = False) -> Price:
+        if (role, batch) not in self._prices:
             if spec.provider in ("demo", "replay"):
-                self._prices[role] = Price(0.0, 0.0, spec.provider)
+                self._prices[role, batch] = Price(0.0, 0.0, spec.provider)
             else:
-                self._prices[role] = lookup_price(spec.model, spec.price_provider, override=spec.price)
-        return self._prices[role]
+                self._prices[role, batch] = lookup_price(spec.model, spec.price_provider, batch=batch, override=spec.price)
+        return self._prices[role, batch]
 
 
 class StepLLM:
@@ -116,9 +116,10 @@ class StepLLM:
         spec = self.client.profile.role(role, self.where)
         return spec.logprobs if spec.provider != "replay" else True
 
-    def complete(self, requests: list[Request]) -> list[Answer | Failure]:
+    def complete(self, requests: list[Request], batch: bool = False) -> list[Answer | Failure]:
         """One answer (or failure) per request, in order. ``n`` answers from an endpoint that ignores ``n``
-        (Ollama; the profile says ``supports_n: false``) are asked as ``n`` calls with consecutive seeds."""
+        (Ollama; the profile says ``supports_n: false``) are asked as ``n`` calls with consecutive seeds.
+        ``batch``: the requests to OpenAI-compatible roles go through the Batch API (half price, within 24 h)."""
         c = self.client
         expanded: list[Request] = []
         groups: list[slice] = []
@@ -131,10 +132,10 @@ class StepLLM:
             else:
                 expanded.append(r)
             groups.append(slice(start, len(expanded)))
-        results = self._complete(expanded)
+        results = self._complete(expanded, batch)
         return [results[g][0] if g.stop - g.start == 1 else _merge(results[g]) for g in groups]
 
-    def _complete(self, requests: list[Request]) -> list[Answer | Failure]:
+    def _complete(self, requests: list[Request], batch: bool = False) -> list[Answer | Failure]:
         c = self.client
         resolved = [c.profile.resolve(r, self.where) for r in requests]
         for r in resolved:
@@ -172,7 +173,12 @@ class StepLLM:
                 raise DataFactoryError(f"{self.at}the replay profile has no stored answer for row '{row}' "
                                        f"(role {r.request.role}, {r.model}; {len(replay)} such requests), e.g. \"{last}\"; "
                                        "import the store that answered it (datafactory llm import) or use a live profile")
-            asyncio.run(self._send_all(todo, results))
+            batched = [r for r in todo if batch and c.profile.role(r.request.role).provider == "openai"]
+            live = [r for r in todo if r not in batched]
+            if batched:
+                asyncio.run(self._batch_all(batched, results))
+            if live:
+                asyncio.run(self._send_all(live, results))
         return [results[r.key] for r in resolved]
 
     def _info(self) -> str:
@@ -211,6 +217,90 @@ class StepLLM:
         top = [[{"token": "3", "logprob": 0.0}]] * r.n if r.params.get("logprobs") else None
         return Answer([text] * r.n, {"input_tokens": inp, "output_tokens": out}, cost, r.model, top, ["length"] * r.n,
                       r.key, cached=False)
+
+    # -- the Batch API ------------------------------------------------------------------------------------------
+    async def _batch_all(self, todo: list[Resolved], results: dict) -> None:
+        """One batch per role. Its id is stored before the first poll (and the run key rides in its metadata, for
+        a crash between create and that write), so a killed build resumes polling the same batch: nothing is
+        submitted, or paid, twice. Answers are stored as the batch's output arrives; a line that failed with a
+        5xx is given up and asked again by the next build."""
+        from datafactory.hashing import digest
+
+        c = self.client
+        by_role: dict[str, list[Resolved]] = {}
+        for r in todo:
+            by_role.setdefault(r.request.role, []).append(r)
+        for role, group in by_role.items():
+            spec = c.profile.role(role)
+            provider = make_provider(role, spec, c.profile)
+            price = c.price(role, spec, batch=True)
+            keys = sorted(r.key for r in group)
+            run_key = digest("batch", role, keys)[:24]
+            by_key = {r.key: r for r in group}
+            try:
+                batch_id = c.store.open_batch(run_key) or await provider.find_batch(run_key)
+                if batch_id is None:
+                    estimate = sum(price.cost(count_messages(r.request.messages, provider.encoding),
+                                              (r.params.get("max_tokens") or spec.expected_output_tokens or DEFAULT_MAX_TOKENS) * r.n)
+                                   for r in group)
+                    if not c.budget.allows(estimate):
+                        raise BudgetReached(f"{self.at}a batch of {len(group):,} requests may cost ${estimate:.4f}, over what "
+                                            f"is left of the budget of ${c.budget.cap:.4f}; nothing was submitted")
+                    for r in group:
+                        if c.store.mark_inflight(r.key, r.kind, r.model, _stored_request(r)):
+                            self.usage.possibly_billed_twice += 1
+                    batch_id, file_id = await provider.submit_batch([_batch_line(r, spec.model) for r in group], run_key)
+                    c.store.add_batch(batch_id, run_key, role, keys, file_id)
+                    self.client.log(f"  submitted batch {batch_id}: {len(group):,} requests to {spec.model}")
+                else:
+                    c.store.add_batch(batch_id, run_key, role, keys, "")
+                    self.client.log(f"  resuming batch {batch_id} ({len(group):,} requests)")
+                while True:
+                    b = await provider.batch_status(batch_id)
+                    counts = b.request_counts
+                    self.progress(0, info=f"batch {batch_id}: {b.status}" +
+                                  (f" {counts.completed:,}/{counts.total:,}" if counts else ""))
+                    if b.status in ("completed", "failed", "expired", "cancelled"):
+                        break
+                    await asyncio.sleep(spec.batch_poll_seconds)
+                lines = []
+                for file_id in (b.output_file_id, b.error_file_id):
+                    if file_id:
+                        lines += await provider.batch_lines(file_id)
+                for line in lines:
+                    r = by_key.get(line.get("custom_id"))
+                    if r is None or r.key in results:
+                        continue
+                    response = line.get("response") or {}
+                    status = response.get("status_code", 500)
+                    if status == 200:
+                        answer = provider.answer_from_body(response.get("body") or {}, bool(r.params.get("logprobs")))
+                        answer.key = r.key
+                        answer.cost = price.cost(answer.usage["input_tokens"], answer.usage["output_tokens"])
+                        c.store.done(r.key, answer.to_json(), answer.usage["input_tokens"], answer.usage["output_tokens"],
+                                     answer.cost)
+                        c.budget.spent += answer.cost
+                        self.usage.calls += 1
+                        self.usage.input_tokens += answer.usage["input_tokens"]
+                        self.usage.output_tokens += answer.usage["output_tokens"]
+                        self.usage.cost += answer.cost
+                        results[r.key] = answer
+                    elif 400 <= status < 500 and status not in (408, 409, 429):
+                        err = ((response.get("body") or {}).get("error") or line.get("error") or {})
+                        reason = "content_policy" if "content" in str(err.get("code", "")) else "bad_request"
+                        c.store.failed(r.key, reason, str(err.get("message", ""))[:500])
+                        self.usage.failed[reason] += 1
+                        results[r.key] = Failure(reason, str(err.get("message", "")), r.key)
+                    self.progress(1, info=self._info())
+                c.store.finish_batch(batch_id, b.status)
+            finally:
+                await provider.aclose()
+            missing = [r for r in group if r.key not in results]
+            for r in missing:
+                c.store.abandon(r.key, f"batch {batch_id}: {b.status}")
+            if missing:
+                raise DataFactoryError(f"{self.at}batch {batch_id} ended {b.status} with {len(missing):,} of {len(group):,} "
+                                       "requests unanswered; every answer received is kept; build again to resubmit the rest")
 
     # -- sending --------------------------------------------------------------------------------------------
     async def _send_all(self, todo: list[Resolved], results: dict) -> None:
@@ -319,6 +409,12 @@ class StepLLM:
                 await p.aclose()
         if stop:
             raise stop[0]
+
+
+def _batch_line(r: Resolved, model: str) -> dict:
+    return {"custom_id": r.key, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": r.request.messages, "n": r.n,
+                     **{k: v for k, v in r.params.items() if v is not None}}}
 
 
 def _merge(parts: list[Answer | Failure]) -> Answer | Failure:

@@ -69,9 +69,11 @@ class Price:
 
 
 def lookup_price(model: str, provider: str = "openai", *, batch: bool = False, override: dict | None = None) -> Price:
+    """The price of ``model``; with ``batch``, the Batch API's (half of a profile's own price)."""
     if override is not None:
         try:
-            return Price(float(override["input_per_mtok"]), float(override["output_per_mtok"]), "profile")
+            share = 0.5 if batch else 1.0
+            return Price(float(override["input_per_mtok"]) * share, float(override["output_per_mtok"]) * share, "profile")
         except (KeyError, TypeError, ValueError):
             raise DataFactoryError("price: give {input_per_mtok: N, output_per_mtok: N} in USD per million tokens") from None
     from genai_prices import Usage, calc_price

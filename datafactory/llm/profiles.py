@@ -58,6 +58,7 @@ class RoleSpec(BaseModel):
     logprobs: bool = True  # the endpoint returns top_logprobs (o1/o3/gpt-5 and old Ollama do not)
     supports_n: bool = True  # Ollama ignores n: then n answers are n calls with distinct seeds
     expected_output_tokens: int | None = Field(default=None, ge=1)  # for the cost estimate before any answer exists
+    batch_poll_seconds: float = Field(default=30.0, gt=0)  # how often a step with `batch: true` asks about its batch
     answers: str | None = None  # demo: the folder of sample answers
 
     @model_validator(mode="after")

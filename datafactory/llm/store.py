@@ -47,6 +47,16 @@ CREATE TABLE IF NOT EXISTS attempts (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_key ON attempts (key);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    run_key TEXT NOT NULL,
+    role TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    input_file_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    finished REAL
+);
 """
 
 
@@ -156,6 +166,19 @@ class ResponseStore:
     def abandon(self, key: str, reason: str) -> None:
         """A request we gave up on (retries exhausted): no longer in flight, asked again by a later build."""
         self._tx("UPDATE responses SET status = 'abandoned', reason = ? WHERE key = ? AND status = 'inflight'", (reason, key))
+
+    # -- OpenAI Batch API jobs: recorded before polling, so a restart resumes the batch instead of paying again --
+    def add_batch(self, batch_id: str, run_key: str, role: str, keys: list[str], input_file_id: str) -> None:
+        self._tx("INSERT OR REPLACE INTO batches (batch_id, run_key, role, keys, input_file_id, status, created) "
+                 "VALUES (?, ?, ?, ?, ?, 'submitted', ?)", (batch_id, run_key, role, json.dumps(keys), input_file_id, time.time()))
+
+    def open_batch(self, run_key: str) -> str | None:
+        row = self.db.execute("SELECT batch_id FROM batches WHERE run_key = ? AND finished IS NULL ORDER BY created DESC",
+                              (run_key,)).fetchone()
+        return row[0] if row else None
+
+    def finish_batch(self, batch_id: str, status: str) -> None:
+        self._tx("UPDATE batches SET status = ?, finished = ? WHERE batch_id = ?", (status, time.time(), batch_id))
 
     # -- accounting --------------------------------------------------------------------------------------
     def totals(self, keys: Iterable[str] | None = None) -> dict:

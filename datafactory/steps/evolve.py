@@ -54,7 +54,7 @@ class Evolve(LLMStep):
         requests = [Request(p.role, [{"role": "user", "content": self.message(m, t or "")}], {}, 1,
                             {"task": "evolve", "input": t or "", "method": m, "row": i, "step": self.name})
                     for m, t, i in zip(methods, texts, df["id"].to_list())]
-        results = llm.complete(requests)
+        results = llm.complete(requests, batch=p.batch)
         evolved, reasons = [], []
         for before, result in zip(texts, results):
             reason = failure_reason(result)

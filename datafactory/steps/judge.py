@@ -82,7 +82,7 @@ class Judge(LLMStep):
                             {"task": "judge", "input": ins or "", "response": res or "", "criterion": c,
                              "row": row_id, "step": self.name})
                     for row_id, ins, res in rows for c in criteria]
-        results = llm.complete(requests)
+        results = llm.complete(requests, batch=p.batch)
         scores, totals, reasons, calls = [], [], [], []
         k = len(criteria)
         for i in range(df.height):

@@ -26,6 +26,7 @@ CALLS = "llm_calls"
 
 class LLMParams(Params):
     on_failure: Literal["drop", "fail"] = "drop"
+    batch: bool = False  # through the OpenAI Batch API: half price, answers within 24 h (resumed after a restart)
 
 
 class LLMStep(Step):

@@ -93,7 +93,7 @@ class Respond(LLMStep):
                     messages[-1:-1] = [{"role": t["role"], "content": t["content"]} for t in history]
                 requests.append(Request(role, messages, sampling, p.n, {"task": "respond", "input": instruction or "",
                                                                         "row": row_id, "step": self.name}))
-        results = llm.complete(requests)
+        results = llm.complete(requests, batch=p.batch)
         if not p.explode:
             reasons = [failure_reason(r) for r in results]
             out = df.with_columns(pl.Series(p.output, [r.texts[0] if not reason else None

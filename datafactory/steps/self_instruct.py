@@ -78,7 +78,7 @@ class SelfInstruct(LLMStep):
             requests.append(Request(p.role, [{"role": "user", "content": fill(self.prompt["template"], n=str(p.generate),
                                                                            examples=examples)}],
                                     {}, 1, {"task": "self_instruct", "input": examples, "row": f"batch {b}", "step": self.name}))
-        results = llm.complete(requests)
+        results = llm.complete(requests, batch=p.batch)
         kept: list[dict] = []
         for b, result in enumerate(results):
             reason = failure_reason(result)

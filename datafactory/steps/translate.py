@@ -55,7 +55,7 @@ class Translate(LLMStep):
                 for t, turn in enumerate(turns or []):
                     if (turn.get("content") or "").strip():
                         ask(row, col, t, turn["content"])
-        results = llm.complete(requests)
+        results = llm.complete(requests, batch=p.batch)
         texts = {c: df[c].cast(pl.String).to_list() for c in p.columns}
         turns = {c: [[dict(t) for t in (v or [])] for v in df[c].to_list()] for c in p.turns}
         reasons: list[str | None] = [None] * df.height

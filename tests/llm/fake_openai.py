@@ -10,6 +10,8 @@ request: "[가짜 답변] <the last user message>"; a request with ``max_tokens 
 with a first-token distribution in ``top_logprobs`` when asked. Faults are drawn per request and attempt from
 ``--seed``: 429 (with ``retry-after-ms``), 500, a body cut in the middle, or a stall past the client's timeout.
 Past ``--rpm`` requests in any 60 s window the answer is a 429 too, with ``x-ratelimit-*`` headers.
+The Batch API (``/v1/files``, ``/v1/batches``) answers a batch's lines at once (each logged like a call) and
+reports the batch completed after ``--batch-polls`` retrieves.
 """
 from __future__ import annotations
 
@@ -49,6 +51,41 @@ def judge_distribution(key: str) -> list[dict]:
             sorted(weights.items(), key=lambda kv: -kv[1])]
 
 
+def completion(body: dict, key: str, now: float) -> dict:
+    """A chat.completion for ``body``: deterministic in the request."""
+    n = body.get("n") or 1
+    judge = (body.get("max_tokens") or 99) <= 5
+    choices = []
+    for i in range(n):
+        if judge:
+            dist = judge_distribution(hashlib.sha256(f"{key}:{i}".encode()).hexdigest())
+            text = dist[0]["token"]
+            logprobs = {"content": [{"token": text, "logprob": dist[0]["logprob"], "bytes": dist[0]["bytes"],
+                                     "top_logprobs": dist[: body.get("top_logprobs") or 0]}]} \
+                if body.get("logprobs") and ARGS.logprobs else None
+        else:
+            text, logprobs = answer_text(body) + (f" ({i + 1})" if n > 1 else ""), None
+        choices.append({"index": i, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
+                        "finish_reason": "stop"})
+    usage = {"prompt_tokens": count_messages(body.get("messages", []), "o200k_base"),
+             "completion_tokens": sum(count_text(c["message"]["content"], "o200k_base") for c in choices)}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {"id": f"chatcmpl-{key[:12]}", "object": "chat.completion", "created": int(now),
+            "model": body.get("model"), "choices": choices, "usage": usage}
+
+
+FILES: dict[str, bytes] = {}
+BATCHES: dict[str, dict] = {}
+
+
+def batch_object(b: dict) -> dict:
+    done = b["status"] == "completed"
+    return {"id": b["id"], "object": "batch", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+            "created_at": 0, "input_file_id": b["input_file_id"], "status": b["status"],
+            "output_file_id": b["output_file_id"] if done else None, "error_file_id": None, "metadata": b["metadata"],
+            "request_counts": {"total": b["n"], "completed": b["n"] if done else 0, "failed": 0}}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -71,8 +108,66 @@ class Handler(BaseHTTPRequestHandler):
             LOG.write(json.dumps({"key": key, "status": status, "fault": fault, "t": time.time()}) + "\n")
             LOG.flush()
 
+    def _json(self, status: int, obj: dict):
+        return self._send(status, json.dumps(obj, ensure_ascii=False).encode())
+
+    # -- the Batch API: files, batches (answered at once, reported done after --batch-polls retrieves) --------
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path.startswith("/v1/batches/"):
+            batch = BATCHES.get(path.rsplit("/", 1)[1])
+            if batch is None:
+                return self._json(404, {"error": {"message": "no such batch"}})
+            with LOCK:
+                batch["polls"] += 1
+                if batch["polls"] > ARGS.batch_polls:
+                    batch["status"] = "completed"
+            return self._json(200, batch_object(batch))
+        if path == "/v1/batches":
+            return self._json(200, {"object": "list", "data": [batch_object(b) for b in BATCHES.values()],
+                                    "has_more": False})
+        if path.startswith("/v1/files/") and path.endswith("/content"):
+            data = FILES.get(path.split("/")[3])
+            if data is None:
+                return self._json(404, {"error": {"message": "no such file"}})
+            return self._send(200, data)
+        return self._json(404, {"error": {"message": f"no route {path}"}})
+
+    def _upload(self, raw: bytes):
+        from email.parser import BytesParser
+        from email.policy import default
+
+        msg = BytesParser(policy=default).parsebytes(b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw)
+        data = next(part.get_payload(decode=True) for part in msg.iter_parts()
+                    if part.get_param("name", header="content-disposition") == "file")
+        file_id = f"file-{hashlib.sha256(data).hexdigest()[:16]}"
+        FILES[file_id] = data
+        return self._json(200, {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                                "filename": "batch.jsonl", "purpose": "batch", "status": "processed"})
+
+    def _create_batch(self, body: dict):
+        lines = [json.loads(x) for x in FILES[body["input_file_id"]].decode().splitlines() if x.strip()]
+        out = []
+        for line in lines:
+            req = line["body"]
+            key = hashlib.sha256(json.dumps(req, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+            self._log(key, 200, "batch")
+            out.append({"id": f"batch_req_{key[:12]}", "custom_id": line["custom_id"],
+                        "response": {"status_code": 200, "request_id": key[:12], "body": completion(req, key, time.time())},
+                        "error": None})
+        output_id = f"file-out-{len(FILES)}"
+        FILES[output_id] = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in out).encode()
+        batch_id = f"batch_{len(BATCHES) + 1:04d}"
+        BATCHES[batch_id] = {"id": batch_id, "input_file_id": body["input_file_id"], "output_file_id": output_id,
+                             "metadata": body.get("metadata"), "status": "in_progress", "polls": 0, "n": len(lines)}
+        return self._json(200, batch_object(BATCHES[batch_id]))
+
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.startswith("/v1/files"):
+            return self._upload(raw)
+        if self.path.startswith("/v1/batches"):
+            return self._create_batch(json.loads(raw))
         body = json.loads(raw)
         key = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
         time.sleep(ARGS.latency)
@@ -111,25 +206,7 @@ class Handler(BaseHTTPRequestHandler):
                                                              "code": "content_policy_violation"}}).encode())
         else:
             fault = ""
-        n = body.get("n") or 1
-        judge = (body.get("max_tokens") or 99) <= 5
-        choices = []
-        for i in range(n):
-            if judge:
-                dist = judge_distribution(hashlib.sha256(f"{key}:{i}".encode()).hexdigest())
-                text = dist[0]["token"]
-                logprobs = {"content": [{"token": text, "logprob": dist[0]["logprob"], "bytes": dist[0]["bytes"],
-                                         "top_logprobs": dist[: body.get("top_logprobs") or 0]}]} \
-                    if body.get("logprobs") and ARGS.logprobs else None
-            else:
-                text, logprobs = answer_text(body) + (f" ({i + 1})" if n > 1 else ""), None
-            choices.append({"index": i, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
-                            "finish_reason": "stop"})
-        usage = {"prompt_tokens": count_messages(body.get("messages", []), "o200k_base"),
-                 "completion_tokens": sum(count_text(c["message"]["content"], "o200k_base") for c in choices)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        payload = json.dumps({"id": f"chatcmpl-{key[:12]}", "object": "chat.completion", "created": int(now),
-                              "model": body.get("model"), "choices": choices, "usage": usage}, ensure_ascii=False).encode()
+        payload = json.dumps(completion(body, key, now), ensure_ascii=False).encode()
         cut = fault == "truncated"
         self._log(key, 200 if not cut else 299, fault)  # 299: a cut body, which the client cannot read
         self._send(200, payload, limits, cut=cut)
@@ -147,6 +224,7 @@ def main():
     ap.add_argument("--timeout-sleep", type=float, default=3.0)
     ap.add_argument("--no-logprobs", dest="logprobs", action="store_false")
     ap.add_argument("--seed", default="1")
+    ap.add_argument("--batch-polls", type=int, default=2)  # retrieves before a batch reports "completed"
     ARGS = ap.parse_args()
     ARGS.faults = [f for f in ARGS.faults.split(",") if f]
     LOG = open(ARGS.log, "a", encoding="utf-8")

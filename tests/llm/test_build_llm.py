@@ -174,3 +174,30 @@ def test_the_api_key_is_written_nowhere(tmp_path, fake_server):
     for path in (root / "data").rglob("*"):
         if path.is_file():
             assert API_KEY.encode() not in path.read_bytes(), path
+
+
+def test_batch_api_half_price_and_a_killed_build_resumes_the_same_batch(tmp_path, fake_server):
+    """`batch: true` sends a step's requests as one OpenAI batch (priced at half); the batch id is stored before
+    polling, so a build killed while it waits resumes that batch: nothing is submitted or answered twice."""
+    server = fake_server(batch_polls=40)
+    root = make_project(tmp_path / "p", server.base_url, n=8, batch_poll_seconds=0.05)
+    recipe = yaml.safe_load((root / "recipes" / "prefs.yaml").read_text("utf-8"))
+    recipe["steps"][1]["respond"]["batch"] = True
+    (root / "recipes" / "prefs.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), "utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "datafactory", "-q", "build", "prefs", "--llm", "live"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "DF_TEST_KEY": API_KEY})
+    while len(server.entries()) < 16 and proc.poll() is None:  # the batch's 16 lines are answered at submission
+        time.sleep(0.01)
+    time.sleep(0.3)  # polling now
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = df(root, "build", "prefs")
+    assert done.returncode == 0, done.stderr
+    assert "resuming batch batch_000" in done.stderr  # one batch per role (teacher, sft): the one in flight
+    assert all(n == 1 for n in server.answered().values()) and len(server.answered()) == 16 + 16 * 6
+    m = json.loads(next((root / "data" / "prefs").glob("*/manifest.json")).read_text())
+    respond, judge = m["llm_usage"]["steps"]["steps[1].respond"], m["llm_usage"]["steps"]["steps[2].judge"]
+    assert respond["calls"] + respond["cache_hits"] == 16 and respond["calls"] > 0
+    per_token_respond = respond["cost_usd"] / (respond["input_tokens"] + 4 * respond["output_tokens"])
+    per_token_judge = judge["cost_usd"] / (judge["input_tokens"] + 4 * judge["output_tokens"])
+    assert per_token_respond == pytest.approx(per_token_judge / 2, rel=0.01)  # gpt-4o-mini: output is 4x input

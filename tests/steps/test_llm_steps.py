@@ -25,7 +25,7 @@ class CannedLLM:
     def supports_logprobs(self, role):
         return self.logprobs
 
-    def complete(self, requests):
+    def complete(self, requests, batch=False):
         self.requests += requests
         out = []
         for i, r in enumerate(requests):
