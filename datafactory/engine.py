@@ -168,7 +168,6 @@ class Factory:
                          spec.on_error, fp, src.identity())
             cached = self.store.cache_path("sources", key, ".parquet").exists()
             sources[sname] = SourcePlan(src, key, fp, cached)
-        self.fingerprints.save()
 
         specs = list(recipe.steps)
         if recipe.splits:
@@ -197,6 +196,7 @@ class Factory:
             cached = self.store.cache_path("steps", key, ".parquet").exists()
             steps.append(StepPlan(spec, step, key, code, cached, salt))
 
+        self.fingerprints.save()  # the input files' digests, and a local model's
         version = digest(FORMAT_VERSION, key, recipe.canonical(with_paths=False), upstream_versions)[:VERSION_LEN]
         plan = Plan(recipe, version, sources, steps, upstream, upstream_versions, self.store.has(name, version))
         self._plans[name] = plan
@@ -214,6 +214,7 @@ class Factory:
 
         if self._profile is None:
             self._profile = load_profile(self.llm_name, self.project_root / "profiles")
+            self._profile.digest_of = self.fingerprints.digest  # a local model's files: hashed once, then by mtime
         return self._profile
 
     @property

@@ -82,14 +82,15 @@ class LLMClient:
         self.budget = budget or Budget()
         self.log = log or (lambda msg: None)
         self.rng = random.Random(seed)
-        self._prices: dict[str, Price] = {}
+        self._prices: dict[tuple, Price] = {}
+        self._local: dict[str, object] = {}  # role -> a loaded local model (transformers), once per build
 
     def for_step(self, where: str, progress=None) -> "StepLLM":
         return StepLLM(self, where, progress)
 
     def price(self, role: str, spec: RoleSpec, batch: bool = False) -> Price:
         if (role, batch) not in self._prices:
-            if spec.provider in ("demo", "replay"):
+            if spec.provider in ("demo", "replay", "transformers") and spec.price is None:
                 self._prices[role, batch] = Price(0.0, 0.0, spec.provider)
             else:
                 self._prices[role, batch] = lookup_price(spec.model, spec.price_provider, batch=batch, override=spec.price)
@@ -173,8 +174,12 @@ class StepLLM:
                 raise DataFactoryError(f"{self.at}the replay profile has no stored answer for row '{row}' "
                                        f"(role {r.request.role}, {r.model}; {len(replay)} such requests), e.g. \"{last}\"; "
                                        "import the store that answered it (datafactory llm import) or use a live profile")
-            batched = [r for r in todo if batch and c.profile.role(r.request.role).provider == "openai"]
-            live = [r for r in todo if r not in batched]
+            kinds = {r.key: c.profile.role(r.request.role).provider for r in todo}
+            local = [r for r in todo if kinds[r.key] == "transformers"]
+            batched = [r for r in todo if batch and kinds[r.key] == "openai"]
+            live = [r for r in todo if kinds[r.key] in ("openai", "demo") and r not in batched]
+            if local:
+                self._generate_local(local, results)
             if batched:
                 asyncio.run(self._batch_all(batched, results))
             if live:
@@ -217,6 +222,38 @@ class StepLLM:
         top = [[{"token": "3", "logprob": 0.0}]] * r.n if r.params.get("logprobs") else None
         return Answer([text] * r.n, {"input_tokens": inp, "output_tokens": out}, cost, r.model, top, ["length"] * r.n,
                       r.key, cached=False)
+
+    # -- a local model ------------------------------------------------------------------------------------------
+    def _generate_local(self, todo: list[Resolved], results: dict) -> None:
+        """Local generation in batches of the role's ``batch_size`` (requests with the same sampling parameters
+        and ``n`` together), each answer stored as its batch finishes."""
+        import json as _json
+
+        from datafactory.llm.local import LocalModel, model_folder
+
+        c = self.client
+        groups: dict[tuple, list[Resolved]] = {}
+        for r in todo:
+            groups.setdefault((r.request.role, _json.dumps(r.params, sort_keys=True, default=str), r.n), []).append(r)
+        self.started = time.monotonic()
+        for (role, _, _), group in groups.items():
+            spec = c.profile.role(role)
+            if role not in c._local:
+                c._local[role] = LocalModel(model_folder(spec, c.profile.base_dir))
+            model = c._local[role]
+            for i in range(0, len(group), spec.batch_size):
+                batch = group[i:i + spec.batch_size]
+                for r in batch:
+                    if c.store.mark_inflight(r.key, r.kind, r.model, _stored_request(r)):
+                        self.usage.possibly_billed_twice += 1
+                for r, answer in zip(batch, model.generate(batch)):
+                    answer.key = r.key
+                    c.store.done(r.key, answer.to_json(), answer.usage["input_tokens"], answer.usage["output_tokens"], 0.0)
+                    self.usage.calls += 1
+                    self.usage.input_tokens += answer.usage["input_tokens"]
+                    self.usage.output_tokens += answer.usage["output_tokens"]
+                    results[r.key] = answer
+                self.progress(len(batch), info=self._info())
 
     # -- the Batch API ------------------------------------------------------------------------------------------
     async def _batch_all(self, todo: list[Resolved], results: dict) -> None:

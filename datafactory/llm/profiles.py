@@ -4,7 +4,8 @@ never models; ``--llm NAME`` picks ``profiles/NAME.yaml`` (or a path; default ``
 
     roles:
       teacher:
-        provider: openai                 # openai (any OpenAI-compatible base_url: OpenAI, vLLM, Ollama) | demo | replay
+        provider: openai                 # openai (any OpenAI-compatible base_url: OpenAI, vLLM, Ollama) |
+                                         # transformers (a local model folder) | demo | replay
         model: gpt-4o-mini
         base_url: https://api.openai.com/v1
         api_key_env: OPENAI_API_KEY      # the *name* of the variable; the key never enters a file
@@ -35,15 +36,15 @@ from datafactory.hashing import digest, file_digest
 from datafactory.llm.types import SAMPLING_PARAMS, Request, Resolved, request_key
 
 DEFAULT_PROFILE = "default"
-PROVIDERS = ("openai", "demo", "replay")
+PROVIDERS = ("openai", "transformers", "demo", "replay")
 
 
 class RoleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    provider: Literal["openai", "demo", "replay"]
+    provider: Literal["openai", "transformers", "demo", "replay"]
     model: str = ""
     model_id: str | None = None
-    replay_of: Literal["openai", "demo"] = "openai"
+    replay_of: Literal["openai", "transformers", "demo"] = "openai"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     params: dict[str, Any] = {}
@@ -60,6 +61,7 @@ class RoleSpec(BaseModel):
     expected_output_tokens: int | None = Field(default=None, ge=1)  # for the cost estimate before any answer exists
     batch_poll_seconds: float = Field(default=30.0, gt=0)  # how often a step with `batch: true` asks about its batch
     answers: str | None = None  # demo: the folder of sample answers
+    batch_size: int = Field(default=8, ge=1, le=1024)  # transformers: prompts per generate call
 
     @model_validator(mode="after")
     def _check(self):
@@ -68,8 +70,9 @@ class RoleSpec(BaseModel):
             hint = did_you_mean(bad[0], SAMPLING_PARAMS)
             raise ValueError(f"params.{bad[0]} is not a sampling parameter" + (f"; {hint}" if hint else
                              f" (known: {', '.join(SAMPLING_PARAMS)})"))
-        if self.provider in ("openai", "replay") and not self.model:
-            raise ValueError(f"provider {self.provider} needs `model`")
+        if self.provider in ("openai", "replay", "transformers") and not self.model:
+            raise ValueError(f"provider {self.provider} needs `model`" + (" (a local model folder)" if
+                             self.provider == "transformers" else ""))
         if self.provider == "demo" and not self.answers:
             raise ValueError("provider demo needs `answers:` (a folder of sample answers)")
         return self
@@ -94,6 +97,8 @@ class Profile:
     def __init__(self, name: str, path: Path, roles: dict[str, RoleSpec], base_dir: Path):
         self.name, self.path, self.roles, self.base_dir = name, path, roles, base_dir
         self._answers_digest: dict[str, str] = {}
+        self._model_digest: dict[str, str] = {}
+        self.digest_of = file_digest  # the engine hands its fingerprint cache (size and mtime remembered)
 
     def role(self, role: str, where: str = "") -> RoleSpec:
         if role not in self.roles:
@@ -107,10 +112,22 @@ class Profile:
         p = Path(spec.answers).expanduser()
         return p if p.is_absolute() else self.base_dir / p
 
+    def model_identity(self, spec: RoleSpec) -> str:
+        """The model a role's answers depend on: ``model_id`` or ``model``; for a local model folder, also the
+        digest of its files (a retrained model is another model)."""
+        if spec.provider != "transformers":
+            return spec.identity_model
+        from datafactory.llm.local import model_digest, model_folder
+
+        folder = model_folder(spec, self.base_dir)
+        if str(folder) not in self._model_digest:
+            self._model_digest[str(folder)] = f"{spec.model_id or folder.name}@{model_digest(folder, self.digest_of)}"
+        return self._model_digest[str(folder)]
+
     def identity(self, role: str, where: str = "") -> dict:
         """What of a role enters the version id: its kind, model identity and sampling parameters."""
         spec = self.role(role, where)
-        out = {"kind": spec.kind, "model": spec.identity_model, "params": dict(sorted(spec.params.items()))}
+        out = {"kind": spec.kind, "model": self.model_identity(spec), "params": dict(sorted(spec.params.items()))}
         if spec.provider == "demo":  # new sample answers make new data
             out["answers"] = self._demo_digest(spec)
         return out
@@ -127,8 +144,8 @@ class Profile:
     def resolve(self, request: Request, where: str = "") -> Resolved:
         spec = self.role(request.role, where)
         params = {**spec.params, **request.params}
-        return Resolved(request, spec.kind, spec.identity_model, params,
-                        request_key(spec.kind, spec.identity_model, request.messages, params, request.n))
+        model = self.model_identity(spec)
+        return Resolved(request, spec.kind, model, params, request_key(spec.kind, model, request.messages, params, request.n))
 
 
 def profile_path(name: str, profiles_dir: Path) -> Path:
