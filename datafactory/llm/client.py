@@ -31,6 +31,7 @@ from datafactory.llm.store import ResponseStore
 from datafactory.llm.types import Answer, Failure, Request, Resolved
 
 DEFAULT_MAX_TOKENS = 1024  # reserved per answer when neither the step nor the profile says
+BATCH_LIMIT = 50_000  # requests per OpenAI batch (its limit); more make several batches
 
 
 class BudgetReached(DataFactoryError):
@@ -257,7 +258,7 @@ class StepLLM:
 
     # -- the Batch API ------------------------------------------------------------------------------------------
     async def _batch_all(self, todo: list[Resolved], results: dict) -> None:
-        """One batch per role. Its id is stored before the first poll (and the run key rides in its metadata, for
+        """One batch per role (per 50,000 requests). Its id is stored before the first poll (and the run key rides in its metadata, for
         a crash between create and that write), so a killed build resumes polling the same batch: nothing is
         submitted, or paid, twice. Answers are stored as the batch's output arrives; a line that failed with a
         5xx is given up and asked again by the next build."""
@@ -267,7 +268,9 @@ class StepLLM:
         by_role: dict[str, list[Resolved]] = {}
         for r in todo:
             by_role.setdefault(r.request.role, []).append(r)
-        for role, group in by_role.items():
+        chunks = [(role, group[i:i + BATCH_LIMIT]) for role, group in by_role.items()
+                  for i in range(0, len(group), BATCH_LIMIT)]
+        for role, group in chunks:
             spec = c.profile.role(role)
             provider = make_provider(role, spec, c.profile)
             price = c.price(role, spec, batch=True)
