@@ -1,33 +1,29 @@
 """The build engine: recipe -> plan (version id, what is cached) -> versioned dataset in the store.
 
-Version ids. Each source gets a key from its kind, code, options and input fingerprints; each step a key
-chained from the previous one and its own name, parameters, code and ``identity()`` (a template's text, later
-a model or a judge prompt). The version id hashes the last key, the canonical recipe (paths left out) and the
+Version ids. Each source gets a key from its name, kind, code, options and input fingerprints; each step a key
+chained from the previous one and its own name, parameters, code and ``identity()`` (a template's or a prompt's
+text), and for an LLM step the model behind each of its roles (from the LLM profile). The version id hashes the last key, the canonical recipe (paths left out) and the
 upstream versions. Same inputs, same id: ``build`` is then a no-op. A changed step changes its key and the keys
 after it, so only that step and the later ones run again (step-level cache under ``data/.cache``).
 
 Recipes form a graph through ``kind: dataset`` sources: upstream recipes are planned first, built when their
-version is missing, and a cycle is an error naming the chain.
+version is missing, and a cycle is an error naming the chain. An LLM step gets ``ctx.llm`` (datafactory/llm/client.py);
+``estimate`` runs the steps with a dry LLM that asks nothing. Publishing a version is datafactory/publish.py.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
 
-import datafactory
 from datafactory.errors import DataFactoryError, RecipeError, SourceError, StoreError
-from datafactory.hashing import VERSION_LEN, FingerprintCache, digest
+from datafactory.hashing import VERSION_LEN, FingerprintCache, code_version, digest
 from datafactory.recipe import FORMATS, Recipe, StepSpec, load_recipe, recipe_path
 from datafactory.sources import SOURCES
 from datafactory.sources.base import Source
@@ -35,36 +31,14 @@ from datafactory.sources.dataset import DatasetSource
 from datafactory.steps import STEPS
 from datafactory.steps.base import LINEAGE, Step, StepContext
 from datafactory.steps.split import SplitParams
-from datafactory.store import Store, write_atomic, write_split
+from datafactory.publish import FORMAT_VERSION, Publisher
+from datafactory.store import Store, write_atomic
 
-FORMAT_VERSION = 1  # bump when the layout of what the engine writes changes
-LLM_KEYS = "llm_keys.txt"  # beside a version: the keys of every LLM request its build asked (not pushed)
 
 
 @contextlib.contextmanager
 def _no_progress(description: str, total: int | None = None):
     yield lambda n=1, **kw: None
-
-
-def llm_usage(records: list[dict]) -> dict:
-    """The manifest's LLM accounting: each LLM step's usage (as built, or from the cache entry) and the totals."""
-    steps = {r["key"]: r["llm"] for r in records if "llm" in r}
-    total: dict = {}
-    for u in steps.values():
-        for k in ("requests", "cache_hits", "calls", "possibly_billed_twice", "input_tokens", "output_tokens", "cost_usd"):
-            total[k] = round(total.get(k, 0) + u.get(k, 0), 6)
-        for k in ("failed", "retries"):
-            for reason, n in u.get(k, {}).items():
-                total.setdefault(k, {})[reason] = total.get(k, {}).get(reason, 0) + n
-    return {"steps": steps, "total": total} if steps else {}
-
-
-@functools.lru_cache(maxsize=None)
-def code_version(cls: type) -> str:
-    """The class's declared version plus the source of every module its class hierarchy comes from."""
-    mods = dict.fromkeys(inspect.getmodule(c) for c in cls.__mro__ if c is not object)
-    texts = [inspect.getsource(m) for m in mods if m is not None]
-    return digest(getattr(cls, "version", 1), texts)[:VERSION_LEN]
 
 
 @dataclass
@@ -290,7 +264,7 @@ class Factory:
         if dry_run:
             return records
         frame = self._finish(recipe, frame)
-        return self._publish(plan, frame, records, source_stats, template)
+        return Publisher(self.store, self.project_root, self.log).publish(plan, frame, records, source_stats, template)
 
     def estimate(self, name: str) -> dict[str, dict]:
         """What building ``name`` would ask the LLM endpoints, without asking: per LLM step (its key), the
@@ -448,144 +422,6 @@ class Factory:
             raise RecipeError(where, "steps", f"row id '{ids.filter(ids.is_duplicated())[0]}' occurs twice")
         rest = [c for c in frame.columns if c not in (*LINEAGE, *needed)]
         return frame.select(*LINEAGE, *needed, *rest)
-
-    def _llm_keys(self, plan: Plan, records: list[dict]) -> list[str]:
-        keys: dict[str, None] = {}
-        for sp, rec in zip(plan.steps, records):
-            if "llm" in rec:
-                path = self.store.cache_path("steps", sp.key, ".llm_keys")
-                if path.exists():
-                    keys.update(dict.fromkeys(path.read_text("utf-8").split()))
-        return list(keys)
-
-    def _rel(self, path: str | Path | None) -> str | None:
-        """A path as the manifest keeps it: relative to the project root when inside it."""
-        if path is None:
-            return None
-        p = Path(path).expanduser()
-        if p.is_absolute():
-            try:
-                return p.resolve().relative_to(self.project_root).as_posix()
-            except ValueError:
-                return str(p)
-        return p.as_posix()
-
-    def _split_warnings(self, recipe: Recipe, frame: pl.DataFrame) -> list[str]:
-        """A declared split left empty, or a source missing from a split it should have rows in: the cause,
-        in words, and what to do."""
-        if not recipe.splits or "split" not in frame.columns:
-            return []
-        n = frame.height
-        counts = frame.group_by("source", "split").len()
-        have = {(r["source"], r["split"]): r["len"] for r in counts.to_dicts()}
-        by_source = frame.group_by("source").len()
-        taken = sum(v for v in recipe.splits.values() if isinstance(v, int))
-        share = {k: (v / n if isinstance(v, int) else v * max(n - taken, 0) / n) for k, v in recipe.splits.items()}
-        out = []
-        for split in recipe.splits:
-            if not any(s == split for _, s in have):
-                expected = n * share[split]
-                out.append(f"split '{split}' received no rows: {n:,} rows give about {expected:.1f} expected; "
-                           + ("a hash split of so few rows can leave a split empty; give it a count (e.g. "
-                              f"{split}: 20) or set `stratify_by: source`" if expected < 5 else
-                              "the rows reaching the split are not independent of their ids; set `stratify_by: source`"))
-                continue
-            for r in by_source.to_dicts():
-                expected = r["len"] * share[split]
-                if expected >= 5 and not have.get((r["source"], split)):
-                    out.append(f"source '{r['source']}' has none of its {r['len']:,} rows in split '{split}' "
-                               f"(about {expected:.0f} expected); set `stratify_by: source` to give every source "
-                               "its share of each split")
-        return out
-
-    def _terms(self, plan: Plan) -> tuple[dict[str, dict], dict]:
-        """Each source's terms (for the manifest) and the dataset's (restrictions, warnings), upstream included."""
-        from datafactory.terms import collect, source_terms
-
-        recipe, own, per, upstream = plan.recipe, {}, {}, {}
-        for n, sp in plan.sources.items():
-            if isinstance(sp.source, DatasetSource):
-                ref = f"{recipe.source_options[n].name}@{plan.upstream_versions[n]}"
-                upstream[n] = (ref, self.store.manifest(*ref.split("@")))
-                per[n] = {"license": f"the terms of {ref} (see its LICENSE.md)", "license_name": "", "license_link": "",
-                          "redistribute": not upstream[n][1].get("terms", {}).get("restrictions"), "content_warning": ""}
-            else:
-                own[n] = per[n] = source_terms(sp.source, recipe.sources[n])
-        return per, collect(own, upstream)
-
-    def _publish(self, plan: Plan, frame: pl.DataFrame, records: list[dict], source_stats: dict,
-                 template: dict | None) -> dict:
-        from datafactory.card import render_card, render_length_plot
-        from datafactory.terms import render_license
-
-        recipe = plan.recipe
-        staging = self.store.staging(recipe.name)
-        try:
-            split_names = frame["split"].unique(maintain_order=True).to_list() if "split" in frame.columns else ["train"]
-            order = list(recipe.splits or {}) or split_names
-            warnings = [w for r in records for w in r.get("warnings", [])]
-            warnings += [f"source {n}: {w}" for n, st in source_stats.items() for w in st.get("warnings", [])]
-            for w in self._split_warnings(recipe, frame):
-                self.log(f"  warning: {w}")
-                warnings.append(w)
-            files, sizes, parts = {}, {}, {}
-            for s in sorted(split_names, key=lambda x: order.index(x) if x in order else len(order)):
-                part = frame.filter(pl.col("split") == s).drop("split") if "split" in frame.columns else frame
-                files[s], sizes[s], parts[s] = f"{s}.parquet", part.height, part
-                write_split(part, staging / files[s])
-            body = frame.drop("split") if "split" in frame.columns else frame
-            quarantine = {}
-            for name, sp in plan.sources.items():
-                q = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
-                if q.exists():
-                    (staging / "quarantine").mkdir(exist_ok=True)
-                    shutil.copy(q, staging / "quarantine" / f"{name}.jsonl")
-                    quarantine[name] = f"quarantine/{name}.jsonl"
-            canonical = recipe.canonical()
-            for s in canonical["sources"].values():
-                s["path"] = self._rel(s["path"])
-            per_source, terms = self._terms(plan)
-            manifest = {
-                "name": recipe.name,
-                "version": plan.version,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                "datafactory_version": datafactory.__version__,
-                "format_version": FORMAT_VERSION,
-                "format": recipe.output.format,
-                "template": template,
-                "recipe_file": self._rel(recipe.file),
-                "recipe": canonical,
-                "sources": {
-                    n: {"kind": sp.source.kind, "path": self._rel(sp.source.path), **per_source[n],
-                        "fingerprint": sp.fingerprint, "code_version": code_version(type(sp.source)),
-                        "cache_key": sp.key, **source_stats.get(n, {})}
-                    for n, sp in plan.sources.items()},
-                "upstream": {n: {"dataset": recipe.source_options[n].name, "version": v}
-                             for n, v in plan.upstream_versions.items()},
-                "terms": terms,
-                "steps": records,
-                "schema": {c: str(t) for c, t in body.schema.items()},
-                "rows": body.height,
-                "splits": sizes,
-                "files": files,
-                "quarantine": quarantine,
-                "warnings": warnings,
-                "cache_keys": [sp.key for sp in plan.sources.values()] + [sp.key for sp in plan.steps],
-                "llm_usage": llm_usage(records),
-            }
-            llm_keys = self._llm_keys(plan, records)
-            if llm_keys:  # every request the build asked, for `datafactory llm export NAME` and a replay elsewhere
-                write_atomic(staging / LLM_KEYS, "".join(k + "\n" for k in llm_keys))
-                manifest["llm_keys"] = LLM_KEYS
-            manifest["plots"] = render_length_plot(manifest, parts, staging)
-            write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
-            write_atomic(staging / "LICENSE.md", render_license(manifest))
-            write_atomic(staging / "README.md", render_card(manifest, parts))
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        self.store.publish(staging, recipe.name, plan.version)
-        return manifest
 
     # -- cache files ---------------------------------------------------------------------------------
     def _save(self, kind: str, key: str, frame: pl.DataFrame, stats: dict) -> None:

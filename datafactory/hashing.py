@@ -5,7 +5,9 @@ polars version) is not used for anything that decides a split or a sample.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -80,3 +82,11 @@ class FingerprintCache:
         tmp.write_text(json.dumps(self._data, ensure_ascii=False), "utf-8")
         os.replace(tmp, self.path)
         self._dirty = False
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(cls: type) -> str:
+    """The class's declared version plus the source of every module its class hierarchy comes from."""
+    mods = dict.fromkeys(inspect.getmodule(c) for c in cls.__mro__ if c is not object)
+    texts = [inspect.getsource(m) for m in mods if m is not None]
+    return digest(getattr(cls, "version", 1), texts)[:VERSION_LEN]

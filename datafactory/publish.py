@@ -1,0 +1,182 @@
+"""Publishing a built version: the split files, the manifest, LICENSE.md, the card and its plot, written to a
+staging folder and renamed into the store. Also what the manifest says about a build: where each input came
+from (paths relative to the project), the terms of its sources (upstream included), warnings about its splits,
+its LLM usage and the keys of every LLM request it asked.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+import datafactory
+from datafactory.hashing import code_version
+from datafactory.recipe import Recipe
+from datafactory.sources.dataset import DatasetSource
+from datafactory.store import Store, write_atomic, write_split
+
+if TYPE_CHECKING:
+    from datafactory.engine import Plan
+
+FORMAT_VERSION = 1  # bump when the layout of what the engine writes changes
+LLM_KEYS = "llm_keys.txt"  # beside a version: the keys of every LLM request its build asked (not pushed)
+
+
+def llm_usage(records: list[dict]) -> dict:
+    """The manifest's LLM accounting: each LLM step's usage (as built, or from the cache entry) and the totals."""
+    steps = {r["key"]: r["llm"] for r in records if "llm" in r}
+    total: dict = {}
+    for u in steps.values():
+        for k in ("requests", "cache_hits", "calls", "possibly_billed_twice", "input_tokens", "output_tokens", "cost_usd"):
+            total[k] = round(total.get(k, 0) + u.get(k, 0), 6)
+        for k in ("failed", "retries"):
+            for reason, n in u.get(k, {}).items():
+                total.setdefault(k, {})[reason] = total.get(k, {}).get(reason, 0) + n
+    return {"steps": steps, "total": total} if steps else {}
+
+
+class Publisher:
+    def __init__(self, store: Store, project_root: Path, log):
+        self.store, self.project_root, self.log = store, project_root, log
+
+    def llm_keys(self, plan: Plan, records: list[dict]) -> list[str]:
+        keys: dict[str, None] = {}
+        for sp, rec in zip(plan.steps, records):
+            if "llm" in rec:
+                path = self.store.cache_path("steps", sp.key, ".llm_keys")
+                if path.exists():
+                    keys.update(dict.fromkeys(path.read_text("utf-8").split()))
+        return list(keys)
+
+    def rel(self, path: str | Path | None) -> str | None:
+        """A path as the manifest keeps it: relative to the project root when inside it."""
+        if path is None:
+            return None
+        p = Path(path).expanduser()
+        if p.is_absolute():
+            try:
+                return p.resolve().relative_to(self.project_root).as_posix()
+            except ValueError:
+                return str(p)
+        return p.as_posix()
+
+    def split_warnings(self, recipe: Recipe, frame: pl.DataFrame) -> list[str]:
+        """A declared split left empty, or a source missing from a split it should have rows in: the cause,
+        in words, and what to do."""
+        if not recipe.splits or "split" not in frame.columns:
+            return []
+        n = frame.height
+        counts = frame.group_by("source", "split").len()
+        have = {(r["source"], r["split"]): r["len"] for r in counts.to_dicts()}
+        by_source = frame.group_by("source").len()
+        taken = sum(v for v in recipe.splits.values() if isinstance(v, int))
+        share = {k: (v / n if isinstance(v, int) else v * max(n - taken, 0) / n) for k, v in recipe.splits.items()}
+        out = []
+        for split in recipe.splits:
+            if not any(s == split for _, s in have):
+                expected = n * share[split]
+                out.append(f"split '{split}' received no rows: {n:,} rows give about {expected:.1f} expected; "
+                           + ("a hash split of so few rows can leave a split empty; give it a count (e.g. "
+                              f"{split}: 20) or set `stratify_by: source`" if expected < 5 else
+                              "the rows reaching the split are not independent of their ids; set `stratify_by: source`"))
+                continue
+            for r in by_source.to_dicts():
+                expected = r["len"] * share[split]
+                if expected >= 5 and not have.get((r["source"], split)):
+                    out.append(f"source '{r['source']}' has none of its {r['len']:,} rows in split '{split}' "
+                               f"(about {expected:.0f} expected); set `stratify_by: source` to give every source "
+                               "its share of each split")
+        return out
+
+    def terms(self, plan: Plan) -> tuple[dict[str, dict], dict]:
+        """Each source's terms (for the manifest) and the dataset's (restrictions, warnings), upstream included."""
+        from datafactory.terms import collect, source_terms
+
+        recipe, own, per, upstream = plan.recipe, {}, {}, {}
+        for n, sp in plan.sources.items():
+            if isinstance(sp.source, DatasetSource):
+                ref = f"{recipe.source_options[n].name}@{plan.upstream_versions[n]}"
+                upstream[n] = (ref, self.store.manifest(*ref.split("@")))
+                per[n] = {"license": f"the terms of {ref} (see its LICENSE.md)", "license_name": "", "license_link": "",
+                          "redistribute": not upstream[n][1].get("terms", {}).get("restrictions"), "content_warning": ""}
+            else:
+                own[n] = per[n] = source_terms(sp.source, recipe.sources[n])
+        return per, collect(own, upstream)
+
+    def publish(self, plan: Plan, frame: pl.DataFrame, records: list[dict], source_stats: dict,
+                 template: dict | None) -> dict:
+        from datafactory.card import render_card, render_length_plot
+        from datafactory.terms import render_license
+
+        recipe = plan.recipe
+        staging = self.store.staging(recipe.name)
+        try:
+            split_names = frame["split"].unique(maintain_order=True).to_list() if "split" in frame.columns else ["train"]
+            order = list(recipe.splits or {}) or split_names
+            warnings = [w for r in records for w in r.get("warnings", [])]
+            warnings += [f"source {n}: {w}" for n, st in source_stats.items() for w in st.get("warnings", [])]
+            for w in self.split_warnings(recipe, frame):
+                self.log(f"  warning: {w}")
+                warnings.append(w)
+            files, sizes, parts = {}, {}, {}
+            for s in sorted(split_names, key=lambda x: order.index(x) if x in order else len(order)):
+                part = frame.filter(pl.col("split") == s).drop("split") if "split" in frame.columns else frame
+                files[s], sizes[s], parts[s] = f"{s}.parquet", part.height, part
+                write_split(part, staging / files[s])
+            body = frame.drop("split") if "split" in frame.columns else frame
+            quarantine = {}
+            for name, sp in plan.sources.items():
+                q = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
+                if q.exists():
+                    (staging / "quarantine").mkdir(exist_ok=True)
+                    shutil.copy(q, staging / "quarantine" / f"{name}.jsonl")
+                    quarantine[name] = f"quarantine/{name}.jsonl"
+            canonical = recipe.canonical()
+            for s in canonical["sources"].values():
+                s["path"] = self.rel(s["path"])
+            per_source, terms = self.terms(plan)
+            manifest = {
+                "name": recipe.name,
+                "version": plan.version,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                "datafactory_version": datafactory.__version__,
+                "format_version": FORMAT_VERSION,
+                "format": recipe.output.format,
+                "template": template,
+                "recipe_file": self.rel(recipe.file),
+                "recipe": canonical,
+                "sources": {
+                    n: {"kind": sp.source.kind, "path": self.rel(sp.source.path), **per_source[n],
+                        "fingerprint": sp.fingerprint, "code_version": code_version(type(sp.source)),
+                        "cache_key": sp.key, **source_stats.get(n, {})}
+                    for n, sp in plan.sources.items()},
+                "upstream": {n: {"dataset": recipe.source_options[n].name, "version": v}
+                             for n, v in plan.upstream_versions.items()},
+                "terms": terms,
+                "steps": records,
+                "schema": {c: str(t) for c, t in body.schema.items()},
+                "rows": body.height,
+                "splits": sizes,
+                "files": files,
+                "quarantine": quarantine,
+                "warnings": warnings,
+                "cache_keys": [sp.key for sp in plan.sources.values()] + [sp.key for sp in plan.steps],
+                "llm_usage": llm_usage(records),
+            }
+            llm_keys = self.llm_keys(plan, records)
+            if llm_keys:  # every request the build asked, for `datafactory llm export NAME` and a replay elsewhere
+                write_atomic(staging / LLM_KEYS, "".join(k + "\n" for k in llm_keys))
+                manifest["llm_keys"] = LLM_KEYS
+            manifest["plots"] = render_length_plot(manifest, parts, staging)
+            write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
+            write_atomic(staging / "LICENSE.md", render_license(manifest))
+            write_atomic(staging / "README.md", render_card(manifest, parts))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self.store.publish(staging, recipe.name, plan.version)
+        return manifest
