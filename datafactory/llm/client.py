@@ -178,7 +178,7 @@ class StepLLM:
             kinds = {r.key: c.profile.role(r.request.role).provider for r in todo}
             local = [r for r in todo if kinds[r.key] == "transformers"]
             batched = [r for r in todo if batch and kinds[r.key] == "openai"]
-            live = [r for r in todo if kinds[r.key] in ("openai", "demo") and r not in batched]
+            live = [r for r in todo if kinds[r.key] == "demo" or (kinds[r.key] == "openai" and not batch)]
             if local:
                 self._generate_local(local, results)
             if batched:
