@@ -296,7 +296,7 @@ class Factory:
         if stats["rows"] or spec.allow_empty:
             return
         src = plan.sources[name].source
-        hints = getattr(src, "skip_hints", {})
+        hints = src.skip_hints
         why = [f"{n:,} skipped by {reason}" + (f" ({hints[reason]})" if reason in hints else "")
                for reason, n in sorted((stats.get("skipped") or {}).items(), key=lambda kv: -kv[1])]
         why += [f"{n:,} quarantined as {reason}" for reason, n in (stats.get("quarantined") or {}).items()]

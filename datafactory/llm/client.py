@@ -197,6 +197,23 @@ class StepLLM:
         return (f"hits {u.cache_hits} · calls {u.calls} · in flight {self.inflight} · "
                 f"{(u.input_tokens + u.output_tokens) / 1000:.1f}k tok · ${u.cost:.4f}{rate}{limit}")
 
+    def _answered(self, r: Resolved, answer: Answer, price: Price) -> tuple:
+        """Count an answer just received (usage, cost, the build's budget); returns the store's ``done`` arguments."""
+        i, o = answer.usage.get("input_tokens", 0), answer.usage.get("output_tokens", 0)
+        answer.key, answer.cost = r.key, price.cost(i, o)
+        self.client.budget.spent += answer.cost
+        self.usage.calls += 1
+        self.usage.input_tokens += i
+        self.usage.output_tokens += o
+        self.usage.cost += answer.cost
+        return r.key, answer.to_json(), i, o, answer.cost
+
+    @staticmethod
+    def _bounds(r: Resolved, spec: RoleSpec, encoding: str) -> tuple[int, int]:
+        """(prompt tokens, the most answer tokens): what a call reserves against TPM and its cost's upper bound."""
+        return (count_messages(r.request.messages, encoding),
+                (r.params.get("max_tokens") or spec.expected_output_tokens or DEFAULT_MAX_TOKENS) * r.n)
+
     # -- a dry run ----------------------------------------------------------------------------------------
     def _estimate(self, r: Resolved) -> Answer:
         c = self.client
@@ -248,11 +265,7 @@ class StepLLM:
                     if c.store.mark_inflight(r.key, r.kind, r.model, _stored_request(r)):
                         self.usage.possibly_billed_twice += 1
                 for r, answer in zip(batch, model.generate(batch)):
-                    answer.key = r.key
-                    c.store.done(r.key, answer.to_json(), answer.usage["input_tokens"], answer.usage["output_tokens"], 0.0)
-                    self.usage.calls += 1
-                    self.usage.input_tokens += answer.usage["input_tokens"]
-                    self.usage.output_tokens += answer.usage["output_tokens"]
+                    c.store.done(*self._answered(r, answer, c.price(role, spec)))
                     results[r.key] = answer
                 self.progress(len(batch), info=self._info())
 
@@ -280,9 +293,7 @@ class StepLLM:
             try:
                 batch_id = c.store.open_batch(run_key) or await provider.find_batch(run_key)
                 if batch_id is None:
-                    estimate = sum(price.cost(count_messages(r.request.messages, provider.encoding),
-                                              (r.params.get("max_tokens") or spec.expected_output_tokens or DEFAULT_MAX_TOKENS) * r.n)
-                                   for r in group)
+                    estimate = sum(price.cost(*self._bounds(r, spec, provider.encoding)) for r in group)
                     if not c.budget.allows(estimate):
                         raise BudgetReached(f"{self.at}a batch of {len(group):,} requests may cost ${estimate:.4f}, over what "
                                             f"is left of the budget of ${c.budget.cap:.4f}; nothing was submitted")
@@ -315,15 +326,7 @@ class StepLLM:
                     status = response.get("status_code", 500)
                     if status == 200:
                         answer = provider.answer_from_body(response.get("body") or {}, bool(r.params.get("logprobs")))
-                        answer.key = r.key
-                        answer.cost = price.cost(answer.usage["input_tokens"], answer.usage["output_tokens"])
-                        c.store.done(r.key, answer.to_json(), answer.usage["input_tokens"], answer.usage["output_tokens"],
-                                     answer.cost)
-                        c.budget.spent += answer.cost
-                        self.usage.calls += 1
-                        self.usage.input_tokens += answer.usage["input_tokens"]
-                        self.usage.output_tokens += answer.usage["output_tokens"]
-                        self.usage.cost += answer.cost
+                        c.store.done(*self._answered(r, answer, price))
                         results[r.key] = answer
                     elif 400 <= status < 500 and status not in (408, 409, 429):
                         err = ((response.get("body") or {}).get("error") or line.get("error") or {})
@@ -373,8 +376,7 @@ class StepLLM:
             endpoint = (spec.provider, spec.base_url, spec.api_key_env)
             limiter, gate, provider = limiters[endpoint], gates[endpoint], providers[role]
             price = c.price(role, spec)
-            prompt_tokens = count_messages(r.request.messages, provider.encoding)
-            answer_tokens = (r.params.get("max_tokens") or spec.expected_output_tokens or DEFAULT_MAX_TOKENS) * r.n
+            prompt_tokens, answer_tokens = self._bounds(r, spec, provider.encoding)
             reserve = prompt_tokens + answer_tokens  # what the server counts against the TPM limit
             estimate = price.cost(prompt_tokens, answer_tokens)  # the most this call can cost
             last = ""
@@ -424,15 +426,7 @@ class StepLLM:
                     used = answer.usage.get("input_tokens", 0) + answer.usage.get("output_tokens", 0)
                     limiter.reconcile(reserve, used)
                     limiter.observe(headers)
-                    answer.cost = price.cost(answer.usage.get("input_tokens", 0), answer.usage.get("output_tokens", 0))
-                    answer.key = r.key
-                    await write(c.store.done, r.key, answer.to_json(), answer.usage.get("input_tokens", 0),
-                                 answer.usage.get("output_tokens", 0), answer.cost)
-                    c.budget.spent += answer.cost
-                    self.usage.calls += 1
-                    self.usage.input_tokens += answer.usage.get("input_tokens", 0)
-                    self.usage.output_tokens += answer.usage.get("output_tokens", 0)
-                    self.usage.cost += answer.cost
+                    await write(c.store.done, *self._answered(r, answer, price))
                     results[r.key] = answer
                     self.progress(1, info=self._info())
                     return
