@@ -363,8 +363,7 @@ def trace(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
     from datafactory.trace import render, trace as run_trace
 
     store = _store()
-    db = store.root / ".llm" / "responses.sqlite3"
-    t = run_trace(store, ref, row_id, ResponseStore(db) if db.exists() else None)
+    t = run_trace(store, ref, row_id, ResponseStore(store.responses) if store.responses.exists() else None)
     print(json.dumps(t, ensure_ascii=False, indent=2, default=str) if as_json else render(t))
 
 
@@ -375,7 +374,7 @@ app.add_typer(llm_app, name="llm")
 def _responses():
     from datafactory.llm.store import ResponseStore
 
-    return ResponseStore(_store().root / ".llm" / "responses.sqlite3")
+    return ResponseStore(_store().responses)
 
 
 @llm_app.command("export")
@@ -386,9 +385,11 @@ def llm_export(output: Annotated[Path, typer.Argument(help="A JSONL file to writ
     if ref:
         store = _store()
         name, version = store.resolve(ref)
-        path = store.version_dir(name, version) / "llm_keys.txt"
+        from datafactory.publish import LLM_KEYS
+
+        path = store.version_dir(name, version) / LLM_KEYS
         if not path.exists():
-            raise DataFactoryError(f"{name}@{version} asked no LLM request (no llm_keys.txt in its folder)")
+            raise DataFactoryError(f"{name}@{version} asked no LLM request (no {LLM_KEYS} in its folder)")
         keys = path.read_text("utf-8").split()
     if output.exists():
         raise DataFactoryError(f"{output} exists; give a new file name")

@@ -197,7 +197,7 @@ class Factory:
         from datafactory.llm.store import ResponseStore
 
         if self._responses is None:
-            self._responses = ResponseStore(self.store.root / ".llm" / "responses.sqlite3")
+            self._responses = ResponseStore(self.store.responses)
         return self._responses
 
     def llm_client(self, dry_run: bool = False):

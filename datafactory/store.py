@@ -8,6 +8,7 @@ Layout::
     data/<name>/pins.json                               (versions `gc` must keep: pinned by hand or by a trainer)
     data/.cache/sources/<key>.*, data/.cache/steps/<key>.*    (step-level cache, gc removes unused)
     data/.cache/work/<key>/                             (what resumable steps have done; gc keeps it)
+    data/.llm/responses.sqlite3                         (every LLM answer paid for; gc never touches it)
 
 A version is built in a staging folder beside its final place and renamed into it, so a crash never leaves
 a half-written version; a per-dataset file lock serialises builds of one recipe.
@@ -71,6 +72,7 @@ class Store:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.cache = self.root / ".cache"
+        self.responses = self.root / ".llm" / "responses.sqlite3"  # the LLM response store (datafactory/llm/store.py)
 
     # -- datasets and versions --------------------------------------------------------------------
     def dataset_dir(self, name: str) -> Path:
