@@ -61,6 +61,9 @@ class RoleSpec(BaseModel):
     expected_output_tokens: int | None = Field(default=None, ge=1)  # for the cost estimate before any answer exists
     batch_poll_seconds: float = Field(default=30.0, gt=0)  # how often a step with `batch: true` asks about its batch
     answers: str | None = None  # demo: the folder of sample answers
+    # demo: what a judge request about an answer with no sample score gets: an error, or a rule-of-thumb score
+    # (datafactory.llm.providers.rule_score) so the offline loop can judge a local model's own answers
+    unmatched: Literal["error", "rules"] = "error"
     batch_size: int = Field(default=8, ge=1, le=1024)  # transformers: prompts per generate call
 
     @model_validator(mode="after")
@@ -130,6 +133,8 @@ class Profile:
         out = {"kind": spec.kind, "model": self.model_identity(spec), "params": dict(sorted(spec.params.items()))}
         if spec.provider == "demo":  # new sample answers make new data
             out["answers"] = self._demo_digest(spec)
+            if spec.unmatched != "error":
+                out["unmatched"] = spec.unmatched
         return out
 
     def _demo_digest(self, spec: RoleSpec) -> str:

@@ -181,6 +181,8 @@ class DemoProvider(Provider):
     - ``scores`` on a respond line answers the judge for its answers (``{<criterion>: 1-5}`` for a lone answer,
       a list of them for several; or a ``{"task": "judge", "input", "response", "scores"}`` line): a G-Eval
       call gets its first-token distribution peaked at the score (top_logprobs), or the score as text.
+    - with ``unmatched: rules`` in the role, a judge request about an answer no line scores (a local model's
+      own answer, in the offline loop) gets ``rule_score`` for every criterion instead of an error.
     """
 
     def __init__(self, role: str, spec: RoleSpec, profile: Profile):
@@ -211,6 +213,8 @@ class DemoProvider(Provider):
     async def complete(self, r: Resolved) -> tuple[Answer, dict]:
         meta = {**r.request.meta, "role": r.request.role}
         rec = self.index.get(self._key(meta))
+        if rec is None and meta.get("task") == "judge" and self.spec.unmatched == "rules":
+            rec = {"scores": {meta.get("criterion"): rule_score(meta.get("response", ""))}}
         if rec is None:
             what = (meta.get("input") or "")[:60]
             raise DataFactoryError(f"the demo profile has no sample answer for {meta.get('task')} by role '{r.request.role}' "
@@ -234,6 +238,22 @@ class DemoProvider(Provider):
         usage = {"input_tokens": count_messages(r.request.messages, enc),
                  "output_tokens": sum(count_text(t, enc) for t in texts)}
         return Answer(texts, usage, 0.0, "datafactory-sample-answers", top, ["stop"] * r.n), {}
+
+
+def rule_score(answer: str) -> int:
+    """A rule-of-thumb stand-in for a judge, for offline runs only (it reads no meaning): 5, less 2 when under
+    30% of the letters are Hangul, 2 when under half of the 3-character shingles are distinct (a model repeating
+    itself), 1 when shorter than 8 characters, 1 when longer than 1,500; at least 1."""
+    text = answer.strip()
+    letters = [c for c in text if c.isalpha()]
+    hangul = sum("\uac00" <= c <= "\ud7a3" for c in letters)
+    shingles = [text[i:i + 3] for i in range(max(0, len(text) - 2))]
+    s = 5
+    s -= 2 if not letters or hangul / len(letters) < 0.3 else 0
+    s -= 2 if shingles and len(set(shingles)) / len(shingles) < 0.5 else 0
+    s -= 1 if len(text) < 8 else 0
+    s -= 1 if len(text) > 1500 else 0
+    return max(1, s)
 
 
 def _peaked(score: float) -> list[dict]:

@@ -1,0 +1,118 @@
+"""The trainers' shared helper (datafactory/training.py): command line, datasets by name, finding models, and
+the errors a user meets before any training."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from datafactory.llm.providers import rule_score
+from datafactory.training import TrainingError, find_model, parse, resolve_dataset, same_template
+from tests.trainers.conftest import TRAINERS, copy_project, run
+
+
+def trainer_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"trainer_{name}", TRAINERS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_defaults_then_yaml_then_command_line(tmp_path):
+    from trl import SFTConfig
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("learning_rate: 0.1\nnum_train_epochs: 5\n")
+    data, train, model = parse(SFTConfig, {"num_train_epochs": 3, "learning_rate": 2e-5, "max_length": 77},
+                               argv=["--dataset", "x", "--config", str(cfg), "--num_train_epochs", "2",
+                                     "--model", "m/path", "--lora"])
+    assert (train.learning_rate, train.num_train_epochs, train.max_length) == (0.1, 2, 77)
+    assert model.model_name_or_path == "m/path" and model.use_peft is True and data.dataset == "x"
+    assert train.bf16 is False and train.use_cpu is True  # no GPU here: TRL's bf16 default would refuse to start
+
+
+def test_qlora_without_a_gpu_is_a_clear_error():
+    from trl import SFTConfig
+
+    with pytest.raises(TrainingError, match="CUDA GPU"):
+        parse(SFTConfig, {}, argv=["--dataset", "x", "--qlora"])
+
+
+def test_an_unbuilt_dataset_says_how_to_build_it(tmp_path, monkeypatch):
+    root = copy_project(tmp_path)
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("DATAFACTORY_DATA", raising=False)
+    with pytest.raises(TrainingError, match=r"datafactory build rm_v3"):
+        resolve_dataset("rm_v3")
+    with pytest.raises(TrainingError, match=r"no recipe recipes/rm_v9"):
+        resolve_dataset("rm_v9")
+
+
+def test_a_dataset_without_the_columns_a_stage_needs(built):
+    project, result = built
+    with pytest.raises(TrainingError, match=r"no column chosen, rejected: the reward model needs"):
+        resolve_dataset("sft", project.data, columns=("prompt", "chosen", "rejected"), stage="the reward model")
+
+
+def fake_model(root, name, stage, dataset, finished, template=None):
+    folder = root / "models" / name
+    folder.mkdir(parents=True)
+    (folder / "datafactory.json").write_text(json.dumps({
+        "stage": stage, "complete": True, "finished": finished,
+        "dataset": {"name": dataset, "ref": f"{dataset}@abc", "template": template}}))
+    return folder
+
+
+def test_find_model_prefers_the_lineage_then_the_newest(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATAFACTORY_MODELS", str(tmp_path / "models"))
+    fake_model(tmp_path, "a", "sft", "sft_v1", "2026-01-02")
+    fake_model(tmp_path, "b", "sft", "sft_v2", "2026-01-01")
+    fake_model(tmp_path, "r", "rm", "rm_v3", "2026-01-01")
+    folder, _, why = find_model("sft", ["rm_v3", "sft_v2"], how="")
+    assert folder.name == "b" and "trained on sft_v2@abc" in why
+    folder, _, why = find_model("sft", ["ppo_v9"], how="")
+    assert folder.name == "a" and "newest" in why
+    with pytest.raises(TrainingError, match="no DPO model"):
+        find_model("dpo", [], how="train one")
+
+
+def test_ppo_without_models_says_how_to_make_both(built):
+    project, result = built
+    p = run(project.root, "python", str(TRAINERS / "ppo.py"), "--dataset", "sft", check=False)
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert "error: PPO on sft@" in p.stderr
+    assert "python trainers/sft.py --dataset" in p.stderr and "python trainers/rm.py --dataset" in p.stderr
+
+
+def test_ppo_refuses_a_prompt_template_the_sft_model_was_not_trained_with(built, monkeypatch):
+    project, result = built
+    monkeypatch.setenv("DATAFACTORY_MODELS", str(project.root / "models"))
+    fake_model(project.root, "sft_x", "sft", "other", "2026-01-01", template={"prompt_no_input": "Q: {instruction}\nA:"})
+    fake_model(project.root, "rm_x", "rm", "other", "2026-01-01")
+    ppo = trainer_module("ppo")
+    ds = resolve_dataset("sft", project.data)
+    args = type("A", (), {"model": None})()
+    with pytest.raises(TrainingError, match="another template"):
+        ppo.find_models(ds, args, ppo.PPOArguments())
+    sft, rm, notes = ppo.find_models(ds, args, ppo.PPOArguments(allow_template_mismatch=True))
+    assert sft.endswith("sft_x") and rm.endswith("rm_x") and len(notes) == 2
+
+
+def test_templates_compare_by_text_not_by_the_variants_used():
+    a = {"name": "kullm", "prompt_no_input": "x {instruction}", "used": {"prompt_no_input": 3}}
+    assert same_template(a, {**a, "used": {"prompt_input": 1}})
+    assert not same_template(a, {**a, "prompt_no_input": "y {instruction}"})
+
+
+@pytest.mark.parametrize("text, score", [
+    ("주말에는 가족과 함께 공원에 다녀왔어요. 날씨가 정말 좋았어요!", 5),
+    ("I went to the park with my family.", 3),            # not Korean
+    ("네네네네네네네네네네네네네네네네네네네네", 3),            # repeating itself
+    ("네", 4),                                              # too short
+    ("", 2),                                                # no letters and too short
+])
+def test_rule_score_is_a_documented_rule_of_thumb(text, score):
+    assert rule_score(text) == score

@@ -1,0 +1,118 @@
+"""The whole seed pipeline offline on the samples (trainers/loop.py), and what each stage left behind."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.trainers.conftest import TRAINERS, run
+
+pytestmark = pytest.mark.slow
+
+
+def meta(root, name):
+    return json.loads((root / "models" / name / "datafactory.json").read_text("utf-8"))
+
+
+def test_the_loop_runs_end_to_end_and_reports(loop):
+    root, out = loop
+    assert "a tiny GPT-NeoX built from a config" in out  # the output says the model is a toy
+    assert "mean reward before PPO" in out and "report: " in out and "plot: " in out
+    ppo = root / "models" / "ppo-ppo_v1"
+    report = json.loads((ppo / "report.json").read_text("utf-8"))
+    assert report["rows"] and all({"before", "after", "reward_before", "reward_after"} <= set(r) for r in report["rows"])
+    assert report["training"] and all("objective/scores" in s and "objective/kl" in s for s in report["training"])
+    assert (ppo / "ppo_rewards.png").read_bytes()[:4] == b"\x89PNG"
+    md = (ppo / "report.md").read_text("utf-8")
+    assert "| prompt | before | reward | after | reward |" in md and "ppo_rewards.png" in md
+    for name in ("sft_v2", "rm_v3", "ppo-ppo_v1"):
+        assert meta(root, name)["complete"] is True
+
+
+def test_sft_model_learned_to_stop_and_loads_back(loop):
+    root, _ = loop
+    m = meta(root, "sft_v2")
+    stopping = m["metrics"]["stopping"]
+    assert stopping["prompts"] > 0 and stopping["empty"] == 0 and stopping["stopped_with_eos"] >= 0.5
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = root / "models" / "sft_v2"
+    tok, model = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
+    prompt = m["dataset"]["template"]["prompt_no_input"].replace("{instruction}", "주말에 뭐 했어?")
+    ids = tok(prompt, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=64, do_sample=False, pad_token_id=tok.eos_token_id)
+    new = out[0, ids["input_ids"].shape[1]:].tolist()
+    assert tok.eos_token_id in new and new.index(tok.eos_token_id) > 0  # stops, and not with an empty answer
+
+
+def test_metadata_pins_the_dataset_version_and_holds_no_token(loop):
+    root, _ = loop
+    m = meta(root, "sft_v2")
+    latest = (root / "data" / "sft_v2" / "latest").read_text().strip() if (root / "data" / "sft_v2" / "latest").is_file() else None
+    version = m["dataset"]["version"]
+    assert (root / "data" / "sft_v2" / version / "manifest.json").exists()
+    if latest:
+        assert latest == version
+    pins = json.loads((root / "data" / "sft_v2" / "pins.json").read_text("utf-8"))
+    assert any(p["note"] == "trained models/sft_v2" for p in pins[version])
+    assert m["dataset"]["template"]["name"] == "kullm" and m["versions"]["trl"].startswith("1.12")
+    assert m["settings"]["SFTConfig"]["learning_rate"] == 0.003  # the YAML's value over the default
+    text = json.dumps(m)
+    assert "hub_token" not in text and "<HUB_TOKEN>" not in text
+
+
+def test_rm_v3_was_answered_by_the_local_sft_model_and_the_rm_reports_accuracy(loop):
+    root, _ = loop
+    rm = meta(root, "rm_v3")
+    version = rm["dataset"]["version"]
+    manifest = json.loads((root / "data" / "rm_v3" / version / "manifest.json").read_text("utf-8"))
+    roles = {r: m for s in manifest["llm_usage"]["steps"].values() for r, m in s.get("roles", {}).items()}
+    assert roles["sft"].startswith("sft_v2@")  # the local model folder's digest, not the sample answers
+    acc = rm["metrics"]["accuracy"]
+    assert acc["split"] == "test" and acc["pairs"] == manifest["splits"]["test"]
+    assert 0 <= acc["accuracy"] <= 1 and {"mean", "p10", "p50", "p90"} <= set(acc["margin"])
+
+
+def test_evaluation_results_and_the_judge_calls_are_cached(loop):
+    root, _ = loop
+    sft = json.loads((root / "evals" / "sft_v2.json").read_text("utf-8"))["tasks"]
+    assert sft["kobest_copa"]["n"] > 0 and 0 <= sft["kobest_copa"]["acc"] <= 1
+    assert sft["kobest_hellaswag"]["n"] > 0
+    assert sft["geval"]["judged"] > 0 and sft["geval"]["llm"]["requests"] > 0
+    assert "| sft_v2 | sft |" in (root / "evals" / "results.md").read_text("utf-8")
+    again = run(root, "python", str(TRAINERS / "eval.py"), "--model", "models/sft_v2", "--geval", "ppo_v1", "--llm", "loop",
+                "--output", str(root / "evals2"))
+    second = json.loads((root / "evals2" / "sft_v2.json").read_text("utf-8"))["tasks"]["geval"]
+    assert second["llm"]["calls"] == 0 and second["llm"]["cache_hits"] == second["llm"]["requests"] > 0
+    assert second["mean_total"] == sft["geval"]["mean_total"], again.stdout
+
+
+def test_ppo_on_rm_v3_exactly_as_typed_finds_its_models(loop):
+    root, _ = loop
+    p = run(root, "python", str(TRAINERS / "ppo.py"), "--dataset", "rm_v3")
+    assert "SFT model" in p.stdout and "models/sft_v2" in p.stdout
+    assert "reward model" in p.stdout and "models/rm_v3" in p.stdout and "trained on rm_v3@" in p.stdout
+    report = json.loads((root / "models" / "ppo-rm_v3" / "report.json").read_text("utf-8"))
+    assert report["dataset"].startswith("rm_v3@") and report["rows"]
+
+
+def test_dpo_on_the_same_preference_set(loop):
+    root, _ = loop
+    run(root, "python", str(TRAINERS / "dpo.py"), "--config", str(TRAINERS / "configs/tiny/dpo.yaml"), "--dataset", "rm_v3")
+    m = meta(root, "dpo-rm_v3")
+    assert m["stage"] == "dpo" and m["base_model"].endswith("models/sft_v2")
+    assert "eval_rewards/accuracies" in m["metrics"]["eval"] and m["metrics"]["stopping"]["prompts"] > 0
+
+
+def test_sft_under_deepspeed_zero2_on_a_cpu(loop):
+    """`--deepspeed trainers/configs/zero2.json` in one CPU process (the first run compiles DeepSpeed's ops)."""
+    root, _ = loop
+    dist = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531"}
+    run(root, "python", str(TRAINERS / "sft.py"), "--config", str(TRAINERS / "configs/tiny/sft.yaml"), "--dataset",
+        "sft_v2", "--model", "models/tiny-gpt-neox", "--output", "models/sft-zero2", "--num_train_epochs", "2",
+        "--deepspeed", str(TRAINERS / "configs/zero2.json"), extra_env=dist)
+    m = meta(root, "sft-zero2")
+    assert m["settings"]["SFTConfig"]["deepspeed"].endswith("zero2.json") and m["complete"]
+    assert (root / "models" / "sft-zero2" / "model.safetensors").exists()

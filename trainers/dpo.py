@@ -1,0 +1,68 @@
+"""DPO (Rafailov et al. 2023) on a datafactory preference set (prompt/chosen/rejected), by name: the modern
+alternative to a reward model + PPO, on the same data. The policy starts from the newest SFT model under models/
+trained on the dataset's lineage; the frozen reference is a copy of it (with --lora: the adapters turned off).
+
+    python trainers/dpo.py --dataset rm_v3
+    python trainers/dpo.py --dataset rm_v3 --model models/sft_v2 --lora --beta 0.1
+    python trainers/dpo.py --dataset rm_v3 --model ~/models/polyglot-ko-5.8b --qlora
+    # several GPUs
+    accelerate launch --num_processes 4 trainers/dpo.py --dataset rm_v3 --deepspeed trainers/configs/zero2.json
+    deepspeed --num_gpus 4 trainers/dpo.py --dataset rm_v3 --deepspeed trainers/configs/zero3.json
+    # CPU, toy scale
+    python trainers/dpo.py --config trainers/configs/tiny/dpo.yaml --dataset rm_v3
+
+Writes models/dpo-<dataset> (or --output): the model (adapters merged), datafactory.json with the held-out
+split's DPO metrics (reward accuracy and margins of the implicit reward) and whether greedy answers stop with EOS.
+"""
+from __future__ import annotations
+
+from datafactory.training import (DEFAULT_BASE, TrainingError, find_model, finish_meta, held_out_prompts,
+                                  load_model, load_tokenizer, output_dir, pin, resolve_dataset, run, save,
+                                  stopping_check, write_meta)
+
+DEFAULTS = {"num_train_epochs": 1, "learning_rate": 5e-7, "per_device_train_batch_size": 4,
+            "gradient_accumulation_steps": 4, "max_length": 1024, "beta": 0.1}
+
+
+def main(data_args, training_args, model_args):
+    from trl import DPOTrainer, get_peft_config
+
+    ds = resolve_dataset(data_args.dataset, data_args.data_dir, columns=("prompt", "chosen", "rejected"), stage="DPO")
+    if not data_args.model:
+        try:
+            folder, _, why = find_model("sft", ds.lineage(), how="")
+            model_args.model_name_or_path = str(folder)
+            print(f"starting from {folder} ({why})", flush=True)
+        except TrainingError:  # none trained yet
+            model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE
+    base = model_args.model_name_or_path
+    output = output_dir(data_args, training_args, f"dpo-{ds.name}")
+    tok = load_tokenizer(base)
+    model = load_model("causal", base, model_args, training_args, tok)
+    peft_config = get_peft_config(model_args)
+    ref = None if peft_config else load_model("causal", base, model_args, training_args, tok)
+    columns = ["prompt", "chosen", "rejected"]
+    train = ds.split(data_args.train_split).select_columns(columns)
+    test = ds.split(data_args.eval_split).select_columns(columns) if data_args.eval_split in ds.splits else None
+    meta = write_meta(output, "dpo", ds, (data_args, training_args, model_args), base_model=base)
+    pin(ds, output)
+    print(f"DPO on {ds.ref} ({len(train)} pairs) from {base} -> {output}", flush=True)
+
+    trainer = DPOTrainer(model=model, ref_model=ref, args=training_args, train_dataset=train, eval_dataset=test,
+                         processing_class=tok, peft_config=peft_config)
+    result = trainer.train()
+    metrics = {"train": result.metrics}
+    if test is not None:
+        metrics["eval"] = trainer.evaluate()
+    metrics["stopping"] = stopping_check(trainer, tok, held_out_prompts(ds, data_args, 8), ds.template)
+    save(trainer, tok, output)
+    finish_meta(output, meta, metrics=metrics)
+    acc = metrics.get("eval", {}).get("eval_rewards/accuracies")
+    print(f"saved {output}" + (f"; held-out reward accuracy {acc:.2f}" if acc is not None else ""), flush=True)
+    return metrics
+
+
+if __name__ == "__main__":
+    from trl import DPOConfig
+
+    run(main, DPOConfig, DEFAULTS)
