@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-EPOCHS = "20"
+EPOCHS = "6"
 
 
 def run(cmd: list[str]) -> tuple[float, str, str]:

@@ -235,6 +235,18 @@ def find_model(stage: str, prefer: list[str], *, how: str) -> tuple[Path, dict, 
                         f"{how}")
 
 
+def start_from_sft(ds: DatasetRef, data_args, model_args) -> None:
+    """Without ``--model``: the newest SFT model trained on the dataset's lineage (else any), else the default."""
+    if data_args.model:
+        return
+    try:
+        folder, _, why = find_model("sft", ds.lineage(), how="")
+        model_args.model_name_or_path = str(folder)
+        print(f"starting from {folder} ({why})", flush=True)
+    except TrainingError:  # none trained yet
+        model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE
+
+
 def write_meta(output: Path, stage: str, ds: DatasetRef, args: tuple, **extra) -> dict:
     """``datafactory.json`` beside the model: what it was trained on and how (never a token)."""
     import datafactory

@@ -16,9 +16,8 @@ split's DPO metrics (reward accuracy and margins of the implicit reward) and whe
 """
 from __future__ import annotations
 
-from datafactory.training import (DEFAULT_BASE, TrainingError, find_model, finish_meta, held_out_prompts,
-                                  load_model, load_tokenizer, output_dir, pin, resolve_dataset, run, save,
-                                  stopping_check, write_meta)
+from datafactory.training import (finish_meta, held_out_prompts, load_model, load_tokenizer, output_dir, pin,
+                                  resolve_dataset, run, save, start_from_sft, stopping_check, write_meta)
 
 DEFAULTS = {"num_train_epochs": 1, "learning_rate": 5e-7, "per_device_train_batch_size": 4,
             "gradient_accumulation_steps": 4, "max_length": 1024, "beta": 0.1}
@@ -28,13 +27,7 @@ def main(data_args, training_args, model_args):
     from trl import DPOTrainer, get_peft_config
 
     ds = resolve_dataset(data_args.dataset, data_args.data_dir, columns=("prompt", "chosen", "rejected"), stage="DPO")
-    if not data_args.model:
-        try:
-            folder, _, why = find_model("sft", ds.lineage(), how="")
-            model_args.model_name_or_path = str(folder)
-            print(f"starting from {folder} ({why})", flush=True)
-        except TrainingError:  # none trained yet
-            model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE
+    start_from_sft(ds, data_args, model_args)
     base = model_args.model_name_or_path
     output = output_dir(data_args, training_args, f"dpo-{ds.name}")
     tok = load_tokenizer(base)

@@ -16,9 +16,8 @@ seed's RM v1 reached 0.65). Scores are taken as RewardTrainer trains them: promp
 """
 from __future__ import annotations
 
-from datafactory.training import (DEFAULT_BASE, TrainingError, find_model, finish_meta, load_model, load_tokenizer, output_dir,
-                                  pin, resolve_dataset, reward_accuracy, run, save, sharded, to_device,
-                                  write_meta)
+from datafactory.training import (finish_meta, load_model, load_tokenizer, output_dir, pin, resolve_dataset,
+                                  reward_accuracy, run, save, sharded, start_from_sft, to_device, write_meta)
 
 DEFAULTS = {"num_train_epochs": 1, "learning_rate": 1e-5, "per_device_train_batch_size": 4,
             "gradient_accumulation_steps": 4, "max_length": 1024, "lora_task_type": "SEQ_CLS"}
@@ -29,13 +28,7 @@ def main(data_args, training_args, model_args):
 
     ds = resolve_dataset(data_args.dataset, data_args.data_dir, columns=("prompt", "chosen", "rejected"),
                          stage="the reward model")
-    if not data_args.model:  # the seed: the reward model starts from the SFT model
-        try:
-            folder, _, why = find_model("sft", ds.lineage(), how="")
-            model_args.model_name_or_path = str(folder)
-            print(f"starting from {folder} ({why})", flush=True)
-        except TrainingError:  # none trained yet
-            model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE
+    start_from_sft(ds, data_args, model_args)  # the seed: the reward model starts from the SFT model
     base = model_args.model_name_or_path
     output = output_dir(data_args, training_args, ds.name)
     tok = load_tokenizer(base)
