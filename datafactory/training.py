@@ -219,9 +219,9 @@ def trained_models(stage: str) -> list[tuple[Path, dict]]:
     return sorted(found, key=lambda fm: fm[1].get("finished", ""), reverse=True)
 
 
-def find_model(stage: str, prefer: list[str], *, how: str) -> tuple[Path, dict, str]:
+def find_model(stage: str, prefer: list[str]) -> tuple[Path, dict, str]:
     """The ``stage`` model trained on the first dataset of ``prefer`` that has one, else the newest; with the
-    reason it was picked. None found: an error that says how to train one (``how``)."""
+    reason it was picked. None found: an error naming the trainer that makes one."""
     models = trained_models(stage)
     prefer = list(dict.fromkeys(prefer))
     for name in prefer:
@@ -231,8 +231,7 @@ def find_model(stage: str, prefer: list[str], *, how: str) -> tuple[Path, dict, 
     if models:
         folder, meta = models[0]
         return folder, meta, f"the newest {stage.upper()} model (trained on {meta['dataset']['ref']}; none on {', '.join(prefer)})"
-    raise TrainingError(f"no {stage.upper()} model in {models_dir()} (a folder with {META} from trainers/{stage}.py); "
-                        f"{how}")
+    raise TrainingError(f"no {stage.upper()} model in {models_dir()} (a folder with {META} from trainers/{stage}.py)")
 
 
 def start_from_sft(ds: DatasetRef, data_args, model_args) -> None:
@@ -240,7 +239,7 @@ def start_from_sft(ds: DatasetRef, data_args, model_args) -> None:
     if data_args.model:
         return
     try:
-        folder, _, why = find_model("sft", ds.lineage(), how="")
+        folder, _, why = find_model("sft", ds.lineage())
         model_args.model_name_or_path = str(folder)
         print(f"starting from {folder} ({why})", flush=True)
     except TrainingError:  # none trained yet

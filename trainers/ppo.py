@@ -64,7 +64,7 @@ def find_models(ds, data_args, ppo_args) -> tuple[str, str, list[str]]:
         notes.append(f"SFT model {sft} (--model)")
     else:
         try:
-            folder, meta, why = find_model("sft", lineage[1:] + lineage[:1], how="")
+            folder, meta, why = find_model("sft", lineage[1:] + lineage[:1])
             sft = str(folder)
             notes.append(f"SFT model {folder} ({why})")
             if not same_template(meta["dataset"]["template"], ds.template) and not ppo_args.allow_template_mismatch:
@@ -80,7 +80,7 @@ def find_models(ds, data_args, ppo_args) -> tuple[str, str, list[str]]:
         notes.append(f"reward model {rm} (--reward_model)")
     else:
         try:
-            folder, _, why = find_model("rm", [ds.name, *lineage], how="")
+            folder, _, why = find_model("rm", [ds.name, *lineage])
             rm = str(folder)
             notes.append(f"reward model {folder} ({why})")
         except TrainingError:

@@ -71,12 +71,12 @@ def test_find_model_prefers_the_lineage_then_the_newest(tmp_path, monkeypatch):
     fake_model(tmp_path, "a", "sft", "sft_v1", "2026-01-02")
     fake_model(tmp_path, "b", "sft", "sft_v2", "2026-01-01")
     fake_model(tmp_path, "r", "rm", "rm_v3", "2026-01-01")
-    folder, _, why = find_model("sft", ["rm_v3", "sft_v2"], how="")
+    folder, _, why = find_model("sft", ["rm_v3", "sft_v2"])
     assert folder.name == "b" and "trained on sft_v2@abc" in why
-    folder, _, why = find_model("sft", ["ppo_v9"], how="")
+    folder, _, why = find_model("sft", ["ppo_v9"])
     assert folder.name == "a" and "newest" in why
     with pytest.raises(TrainingError, match="no DPO model"):
-        find_model("dpo", [], how="train one")
+        find_model("dpo", [])
 
 
 def test_ppo_without_models_says_how_to_make_both(built):
