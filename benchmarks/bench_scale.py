@@ -1,0 +1,131 @@
+"""The seed's SFT job at scale: datafactory against the plain script it replaces, side by side in one run.
+
+    python benchmarks/bench_scale.py 10000 100000        # file counts; corpora are generated once under /tmp
+
+For each size: synthetic NIKL files (benchmarks/corpus.py), then, each in a fresh process measured from outside
+(wall time, CPU time of the process and its workers, peak memory as the largest sum of the resident sets of the
+process tree, sampled every 10 ms):
+  - the plain script (benchmarks/plain_nikl.py),
+  - `datafactory build nikl_sft` cold (empty data folder),
+  - the same build again (a no-op: the version exists),
+  - a rebuild after changing the last step (the recipe's `select`).
+Both must give the same number of pairs. Prints a markdown table and the ratios.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from corpus import make_nikl  # noqa: E402
+
+RECIPE = """
+name: nikl_sft
+sources:
+  daily: {{kind: nikl_dialogue, path: {corpus}}}
+steps:
+  - normalize: {{columns: [instruction, output]}}
+  - dedup: {{columns: [instruction, output]}}
+  - template: {{template: kullm}}
+  - rename: {{columns: {{output: completion}}}}
+  - select: {{columns: [{last}]}}
+output: {{format: sft}}
+splits: {{train: 0.95, test: 0.05}}
+"""
+
+
+def measure(cmd: list[str], cwd: Path) -> dict:
+    """Wall seconds, CPU seconds (process tree) and peak resident memory (MiB, summed over the tree)."""
+    t0 = time.perf_counter()
+    proc = psutil.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak, cpu, stop = [0], {}, threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            try:
+                procs = [proc, *proc.children(recursive=True)]
+                rss = 0
+                for p in procs:
+                    try:
+                        rss += p.memory_info().rss
+                        t = p.cpu_times()
+                        cpu[p.pid] = t.user + t.system
+                    except psutil.Error:
+                        pass
+                peak[0] = max(peak[0], rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.01)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # exact CPU of everything waited for so far
+    return {"wall": wall, "peak_mib": peak[0] / 2**20, "out": out, "cpu_total": ru.ru_utime + ru.ru_stime}
+
+
+def run_size(n_files: int) -> list[tuple[str, str, str]]:
+    corpus = make_nikl(Path(tempfile.gettempdir()) / f"df-scale-{n_files}", n_files)
+    work = Path(tempfile.mkdtemp(prefix="df-bench-scale-"))
+    (work / "recipes").mkdir()
+    recipe = work / "recipes" / "nikl_sft.yaml"
+    df = [sys.executable, "-m", "datafactory", "-q", "--data", str(work / "data"), "--recipes", str(work / "recipes")]
+    cpu_before = 0.0
+
+    def timed(cmd):
+        nonlocal cpu_before
+        r = measure(cmd, work)
+        r["cpu"], cpu_before = r["cpu_total"] - cpu_before, r["cpu_total"]
+        return r
+
+    plain = timed([sys.executable, str(REPO / "benchmarks" / "plain_nikl.py"), str(corpus), str(work / "plain.parquet")])
+    recipe.write_text(RECIPE.format(corpus=corpus, last="prompt, completion, instruction"), "utf-8")
+    cold = timed([*df, "build", "nikl_sft"])
+    import polars as pl
+    ours = pl.concat([pl.read_parquet(p) for p in (work / "data" / "nikl_sft").glob("*/*.parquet")])
+    noop = timed([*df, "build", "nikl_sft"])
+    recipe.write_text(RECIPE.format(corpus=corpus, last="prompt, completion"), "utf-8")
+    changed = timed([*df, "build", "nikl_sft"])
+
+    theirs = pl.read_parquet(work / "plain.parquet")
+    same = ours.height == theirs.height and ours.select("prompt", "completion").sort("prompt", "completion").equals(
+        theirs.select("prompt", "completion").sort("prompt", "completion"))
+    shutil.rmtree(work)
+    size_mb = sum(p.stat().st_size for p in corpus.iterdir()) / 1e6
+
+    def fmt(r):
+        return f"{r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, {r['peak_mib']:,.0f} MiB"
+
+    label = f"{n_files:,} files ({size_mb:,.0f} MB), {theirs.height:,} pairs"
+    rows = [(label, "plain script", fmt(plain)),
+            (label, "datafactory cold build", fmt(cold)),
+            (label, "datafactory no-op rebuild", fmt(noop)),
+            (label, "datafactory rebuild after changing the last step", fmt(changed)),
+            (label, "ratios (plain / datafactory cold)",
+             f"wall {plain['wall'] / cold['wall']:.2f}x, CPU {plain['cpu'] / cold['cpu']:.2f}x, "
+             f"peak memory {cold['peak_mib'] / plain['peak_mib']:.2f} of the script's"),
+            (label, "same pairs (prompt, completion)", "yes" if same else f"NO: {ours.height:,} vs {theirs.height:,}")]
+    return rows
+
+
+if __name__ == "__main__":
+    sizes = [int(a) for a in sys.argv[1:]] or [10_000]
+    print("| corpus | run | result |\n|---|---|---|")
+    for n in sizes:
+        for row in run_size(n):
+            print("| " + " | ".join(row) + " |", flush=True)
