@@ -98,7 +98,7 @@ class Factory:
         self.overrides = overrides or {}
         self.log = log or (lambda msg: None)
         self.progress = progress or _no_progress
-        self.fingerprints = FingerprintCache(self.store.cache / "fingerprints.json")
+        self.fingerprints = FingerprintCache(self.store.cache / "fingerprints.msgpack")
         self._plans: dict[str, Plan] = {}
         self.running: Plan | None = None  # the plan being built, for `interrupted()` after a Ctrl-C
         self.llm_name, self.max_cost = llm, max_cost
@@ -135,7 +135,7 @@ class Factory:
                 upstream_versions[sname] = up_version
                 src.version_dir = self.store.version_dir(opts.name, up_version)
             try:
-                fp = src.fingerprint(self.fingerprints.digest)
+                fp = src.fingerprint(self.fingerprints)
             except DataFactoryError as e:
                 raise type(e)(f"{recipe.file}: sources.{sname}: {e}") from None
             key = digest("source", sname, spec.kind, code_version(cls), opts.model_dump(mode="json"), spec.encoding,

@@ -1,7 +1,9 @@
 """Content hashing: canonical JSON digests for version ids, file digests, and stable per-row hashes.
 
 Stable means stable across machines and library versions, so polars' own hash (stable only within one
-polars version) is not used for anything that decides a split or a sample.
+polars version) is not used for anything that decides a split or a sample: rows are ranked by XXH3-64, a
+specified hash (polars-hash computes it over a whole column; tests check it against the xxhash reference).
+Files are hashed with XXH3-128 (fast, not cryptographic: it tells changed inputs apart, it guards nothing).
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+import xxhash
 
 VERSION_LEN = 12
 
@@ -25,61 +29,76 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()
 
 
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.blake2b(digest_size=20)
+def file_digest(path: Path, chunk: int = 1 << 22) -> str:
+    h = xxhash.xxh3_128()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
 
 
+def unit_hash_expr(key, seed: int | str):
+    """A polars expression: each value of ``key`` (an expression or column name) mapped to a number in [0, 1)
+    that depends only on the value and the seed: XXH3-64 of ``seed + "\\x1f" + value``, top 53 bits."""
+    import polars as pl
+    import polars_hash as plh
+
+    expr = pl.col(key) if isinstance(key, str) else key
+    hashed = plh.concat_str(pl.lit(f"{seed}\x1f"), expr.cast(pl.String)).nchash.xxh3_64()
+    return (hashed // (1 << 11)).cast(pl.Float64) / float(1 << 53)
+
+
 def unit_hashes(keys: list[str], seed: int | str) -> list[float]:
-    """Map each key to a number in [0, 1) that depends only on the key and the seed."""
+    """``unit_hash_expr`` for a list of keys, computed one by one with the xxhash reference implementation."""
     salt = f"{seed}\x1f".encode("utf-8")
-    out = []
-    for key in keys:
-        h = hashlib.blake2b(salt + key.encode("utf-8"), digest_size=8).digest()
-        out.append(int.from_bytes(h, "big") / 2**64)
-    return out
+    return [(xxhash.xxh3_64_intdigest(salt + key.encode("utf-8")) >> 11) / float(1 << 53) for key in keys]
 
 
 class FingerprintCache:
     """Remembers file digests by (path, size, mtime) so an unchanged corpus is not re-read on every build.
 
-    This is what makes a no-op ``build`` fast on large inputs; the digest itself is of the content, so the
-    same bytes elsewhere give the same version id.
+    This is what makes a no-op ``build`` fast on large inputs: a file whose size and mtime are unchanged is not
+    opened. The digest itself is of the content, so the same bytes elsewhere give the same version id. Stored as
+    msgpack, ``{absolute path: [size, mtime_ns, digest]}``.
     """
 
     def __init__(self, path: Path):
         self.path = path
-        self._data: dict[str, dict] | None = None
+        self._data: dict[str, list] | None = None
         self._dirty = False
 
-    def _load(self) -> dict[str, dict]:
+    def _load(self) -> dict[str, list]:
         if self._data is None:
+            import msgspec
+
             try:
-                self._data = json.loads(self.path.read_text("utf-8"))
-            except (OSError, ValueError):
+                self._data = msgspec.msgpack.decode(self.path.read_bytes(), type=dict[str, list])
+            except (OSError, ValueError, msgspec.DecodeError):
                 self._data = {}
         return self._data
 
-    def digest(self, file: Path) -> str:
-        st = file.stat()
-        key = str(file.resolve())
+    def digest(self, file: Path, size: int | None = None, mtime_ns: int | None = None) -> str:
+        """The digest of ``file`` (an absolute path; ``size`` and ``mtime_ns`` from a listing, else stat)."""
+        if size is None or mtime_ns is None:
+            st = file.stat()
+            size, mtime_ns = st.st_size, st.st_mtime_ns
+        key = str(file if file.is_absolute() else file.resolve())
         entry = self._load().get(key)
-        if entry and entry["size"] == st.st_size and entry["mtime_ns"] == st.st_mtime_ns:
-            return entry["digest"]
+        if entry and entry[0] == size and entry[1] == mtime_ns:
+            return entry[2]
         d = file_digest(file)
-        self._load()[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "digest": d}
+        self._load()[key] = [size, mtime_ns, d]
         self._dirty = True
         return d
 
     def save(self) -> None:
         if not self._dirty:
             return
+        import msgspec
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._data, ensure_ascii=False), "utf-8")
+        tmp.write_bytes(msgspec.msgpack.encode(self._data))
         os.replace(tmp, self.path)
         self._dirty = False
 

@@ -64,7 +64,8 @@ _INAUDIBLE = re.compile(r"^\s*x*\s*$", re.IGNORECASE)
 # (맨시x), or one alone; never an x inside a Latin word or number (box, x2)
 _INAUDIBLE_X = re.compile(r"(?<![A-Za-z0-9])x{2,}(?![A-Za-z0-9])|(?<=[가-힣])x+(?![A-Za-z0-9])"
                           r"|(?<![A-Za-z0-9가-힣])x(?![A-Za-z0-9가-힣])")
-_FILLER = re.compile(r"(?<![가-힣])(?:음|어|아|그|으|흠|에|저|엄|응)~+")
+FILLER_SYLLABLES = "음|어|아|그|으|흠|에|저|엄|응"
+_FILLER = re.compile(rf"(?<![가-힣])(?:{FILLER_SYLLABLES})~+")
 _TILDE = re.compile(r"~+")
 _INCOMPLETE = re.compile(r"-([ㄱ-ㅎㅏ-ㅣ가-힣]+)-")
 _SPACES = re.compile(r"[ \t\u00a0]{2,}")
@@ -143,3 +144,30 @@ def clean_utterance(text: str, *, placeholders: dict[str, str] | None = None, gu
     text = _TILDE.sub("", text)
     text = replace_pseudonyms(text, placeholders, counts)
     return _SPACES.sub(" ", text).strip()
+
+
+# -- the same rules over a whole column (polars), for the sources' columnar fast path ---------------------------
+# polars' regex engine has no look-around, so only what it can do exactly runs vectorised: event tags, fillers and
+# '~' (the look-behind of _FILLER is emulated: every run of '~' becomes exactly '~~', a filler match consumes the
+# character before it and one '~', and the second '~' stays free to stand before the next filler), space runs and
+# stripping. A value the other rules could touch (ASCII letters or '&': pseudonyms, inaudible x; '((' ; '-';
+# control characters, whose whitespace class differs between the engines) is cleaned by ``clean_utterance``
+# instead. tests/test_korean.py checks both give the same text on every sample utterance and the edge cases.
+NEEDS_PYTHON = r"\(\(|[A-Za-z&\-]|[\x00-\x1f\x7f-\x9f]"
+
+
+def clean_column(col: str, placeholders: dict[str, str] | None = None):
+    """(cleaned text, needs-Python mask) as polars expressions over the string column ``col``: where the mask
+    is true the cleaned text is not valid, and the value must go through ``clean_utterance``."""
+    import polars as pl
+
+    text = pl.col(col).str.replace_all(r"\{[^{}]*\}", " ")
+    needs = text.str.contains(NEEDS_PYTHON)
+    if placeholders and any(not re.fullmatch(r"[A-Za-z_-]+", k) for k in placeholders):
+        needs = pl.lit(True)  # a kind that is not ASCII letters could match anywhere: all by the regex rules
+    text = (text.str.replace_all("~+", "~~")
+            .str.replace_all(f"(^|[^가-힣])(?:{FILLER_SYLLABLES})~", "${1} ")
+            .str.replace_all("~", "", literal=True)
+            .str.replace_all(_SPACES.pattern, " ")
+            .str.strip_chars())
+    return text, needs

@@ -135,6 +135,14 @@ class Publisher:
                     (staging / "quarantine").mkdir(exist_ok=True)
                     shutil.copy(q, staging / "quarantine" / f"{name}.jsonl")
                     quarantine[name] = f"quarantine/{name}.jsonl"
+            inputs = {}
+            for n, sp in plan.sources.items():  # every input file, its size and digest: beside the manifest
+                listing = getattr(sp.source, "input_list", None)
+                if listing:
+                    (staging / "inputs").mkdir(exist_ok=True)
+                    write_atomic(staging / "inputs" / f"{n}.tsv", "name\tbytes\tdigest\n" + "".join(
+                        f"{name}\t{size}\t{d}\n" for name, size, d in listing))
+                    inputs[n] = f"inputs/{n}.tsv"
             canonical = recipe.canonical()
             for s in canonical["sources"].values():
                 s["path"] = self.rel(s["path"])
@@ -151,7 +159,8 @@ class Publisher:
                 "recipe": canonical,
                 "sources": {
                     n: {"kind": sp.source.kind, "path": self.rel(sp.source.path), **per_source[n],
-                        "fingerprint": sp.fingerprint, "code_version": code_version(type(sp.source)),
+                        "fingerprint": {**sp.fingerprint, **({"list": inputs[n]} if n in inputs else {})},
+                        "code_version": code_version(type(sp.source)),
                         "cache_key": sp.key, **source_stats.get(n, {})}
                     for n, sp in plan.sources.items()},
                 "upstream": {n: {"dataset": recipe.source_options[n].name, "version": v}

@@ -3,6 +3,7 @@ a content warning where hate speech is inside, `datasets` feature types, and a l
 from __future__ import annotations
 
 import datasets
+import polars as pl
 import yaml
 
 from tests.conftest import SAMPLES, qa_rows, sft_recipe
@@ -81,3 +82,19 @@ def test_length_plot_beside_the_card(built, project):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
     assert "![Length distributions per split](lengths.png)" in card_of(project, res)[1]
     assert res.manifest["plots"] == ["lengths.png"]
+
+
+def test_plain_features_are_what_datasets_writes():
+    """The card writes plain column types itself (no `datasets` import); they must be datasets' own YAML."""
+    import pyarrow as pa
+    from datasets import Features
+
+    from datafactory.card import features
+    from datafactory.store import hub_arrow_type
+
+    df = pl.DataFrame({"id": ["a"], "n": [1], "f": [1.0], "b": [True], "l": [["x"]], "ln": [[1]],
+                       "i32": pl.Series([1], dtype=pl.Int32), "f32": pl.Series([1.0], dtype=pl.Float32)})
+    schema = pa.schema([pa.field(f.name, hub_arrow_type(f.type)) for f in df.to_arrow().schema])
+    assert features({"train": df}) == Features.from_arrow_schema(schema)._to_yaml_list()
+    nested = df.with_columns(pl.struct(a=pl.col("n")).alias("s"))  # not plain: datasets writes it
+    assert features({"train": nested})[-1] == {"name": "s", "struct": [{"name": "a", "dtype": "int64"}]}

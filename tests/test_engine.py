@@ -24,16 +24,25 @@ def test_build_twice_is_a_noop_with_the_same_version(built):
     assert project.factory().plan("sft").built
 
 
+def fp_file_digest(project) -> str:
+    from datafactory.hashing import file_digest
+
+    return file_digest(project.root / "inputs" / "qa.jsonl")
+
+
 def test_layout_manifest_and_lineage(built):
     project, res = built
     vdir = project.data / "sft" / res.version
-    assert sorted(p.name for p in vdir.iterdir()) == ["LICENSE.md", "README.md", "lengths.png", "manifest.json",
-                                                      "test.parquet", "train.parquet"]
+    assert sorted(p.name for p in vdir.iterdir()) == ["LICENSE.md", "README.md", "inputs", "lengths.png",
+                                                      "manifest.json", "test.parquet", "train.parquet"]
     assert (project.data / "sft" / "latest").read_text().strip() == res.version
     m = json.loads((vdir / "manifest.json").read_text())
     assert sum(m["splits"].values()) == 50 and 30 <= m["splits"]["train"] <= 48
     assert m["template"]["name"] == "kullm" and m["format"] == "sft"
-    assert m["sources"]["qa"]["fingerprint"]["files"] and m["sources"]["qa"]["rows"] == 50
+    fp = m["sources"]["qa"]["fingerprint"]
+    assert fp["files"] == 1 and len(fp["digest"]) == 32 and m["sources"]["qa"]["rows"] == 50
+    listing = (vdir / fp["list"]).read_text().splitlines()  # the per-file list sits beside the manifest
+    assert listing[0] == "name\tbytes\tdigest" and listing[1].split("\t")[2] == fp_file_digest(project)
     assert [s["key"] for s in m["steps"]][-1] == "splits"
     train = pl.read_parquet(vdir / "train.parquet")
     assert train.columns[:4] == ["id", "source", "prompt", "completion"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from datafactory.errors import SourceError
 from datafactory.sources.inputs import InputFile, resolve_inputs
 
 BATCH_ROWS = 20_000
+CHUNK_FILES = 1000  # files per unit of work (and per worker task)
+PARALLEL_BYTES = 64 << 20  # below this much input, worker processes cost more than they save
 RECORD_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "tsv"}
 
 
@@ -90,6 +93,53 @@ def decode_text(data: bytes, encoding: str, name: str) -> str:
     other = {"auto": None, "utf-8": "cp949"}.get(encoding, "utf-8")
     hint = f"set `encoding: {other}` (or `auto`) on this source" if other else "the file is neither UTF-8 nor cp949"
     raise BadFile("encoding", f"not valid {encoding} at byte {err.start}; {hint}")
+
+
+@dataclass
+class Batch:
+    """What ``Source.parse_batch`` returns: rows (with ``_key`` and ``_file``), skips, and the files it left."""
+
+    frame: pl.DataFrame
+    skipped: Counter
+    slow: list[int]
+
+
+@dataclass
+class _Chunk:
+    frames: list[pl.DataFrame]
+    quarantined: Counter
+    quarantine: list[dict]
+    skipped: Counter
+    cleaned: Counter
+    warned: set
+
+    @classmethod
+    def empty(cls) -> "_Chunk":
+        return cls([], Counter(), [], Counter(), Counter(), set())
+
+    def add(self, other: "_Chunk") -> None:
+        self.frames += other.frames
+        self.quarantined.update(other.quarantined)
+        self.quarantine += other.quarantine
+        self.skipped.update(other.skipped)
+        self.cleaned.update(other.cleaned)
+        self.warned |= other.warned
+
+
+def _read_chunk(source: "Source", files: list[InputFile]) -> _Chunk:
+    return source._read_chunk(files)
+
+
+def _workers(files: list[InputFile]) -> int:
+    """Worker processes for a source: ``DATAFACTORY_WORKERS`` if set, else one per core for a large input."""
+    env = os.environ.get("DATAFACTORY_WORKERS")
+    if env is not None:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise SourceError(f"DATAFACTORY_WORKERS={env!r} is not a number of processes; set it to 1 or more") from None
+    size = sum(f.size for f in files)
+    return min(len(os.sched_getaffinity(0)), 8) if size >= PARALLEL_BYTES else 1
 
 
 def _mixed_field(rows: list[dict]) -> str:
@@ -224,58 +274,114 @@ class Source:
                                   "check the path (--source NAME=PATH)")
         return self._inputs
 
-    def fingerprint(self, digest_of) -> dict:
-        """Digests of every file read (an archive once) and the member names taken from it."""
+    def fingerprint(self, cache) -> dict:
+        """One digest over every input (its name and content digest) and the file count; the per-file list is
+        kept as ``input_list`` (the version's ``inputs/<source>.tsv``). A file unchanged in size and mtime is
+        not re-read (``cache``: hashing.FingerprintCache); an archive is hashed once for all its members."""
+        import xxhash
+
         files = self.inputs()
-        disk = {str(f.path): digest_of(f.path) for f in files}
-        return {"files": sorted(disk.values()), "members": sorted(f.name for f in files)}
+        disk: dict[Path, str] = {}
+        listing = []
+        h = xxhash.xxh3_128()
+        for f in sorted(files, key=lambda f: f.name):
+            d = disk.get(f.path)
+            if d is None:
+                d = disk[f.path] = cache.digest(f.path, f.size or None, f.mtime_ns or None) if f.member is None \
+                    else cache.digest(f.path)
+            listing.append((f.name, f.size, d))
+            h.update(f"{f.name}\t{d}\n".encode("utf-8"))
+        self.input_list = listing
+        return {"digest": h.hexdigest(), "files": len(files)}
+
+    def parse_batch(self, files: list[InputFile]) -> "Batch | None":
+        """An optional columnar fast path over many files at once (``nikl_dialogue`` has one). Returns the rows
+        of the files it could parse as a frame with a ``_file`` column (the file's index in ``files``), and the
+        indices of the files it left to ``parse``: a file the fast path cannot take exactly as ``parse`` would
+        (a missing field, another encoding, malformed JSON) goes the per-record way, with its precise errors."""
+        return None
 
     def read(self, on_file=None) -> SourceRead:
-        """Parse every input file. ``on_file()`` is called after each file, for progress bars."""
-        rows: list[dict] = []
-        frames: list[pl.DataFrame] = []
-        quarantined: Counter[str] = Counter()
-        skipped: Counter[str] = Counter()
-        quarantine: list[dict] = []
+        """Parse every input file, in chunks of files; a large source is parsed by worker processes (one per
+        core, ``DATAFACTORY_WORKERS`` to set). Rows keep the order of the files and of the records in them.
+        ``on_file(n)`` is called as files are done, for progress bars."""
         files = self.inputs()
+        chunks = [files[i:i + CHUNK_FILES] for i in range(0, len(files), CHUNK_FILES)]
+        workers = _workers(files) if len(chunks) > 1 else 1
+        result = _Chunk.empty()
+        if workers > 1:
+            import concurrent.futures
+            import multiprocessing
+
+            # forkserver, not fork: the parent runs polars' thread pool, which a forked child may find locked
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as ex:
+                for chunk, part in zip(chunks, ex.map(_read_chunk, [self] * len(chunks), chunks)):
+                    result.add(part)
+                    if on_file is not None:
+                        on_file(len(chunk))
+        else:
+            for chunk in chunks:
+                result.add(self._read_chunk(chunk))
+                if on_file is not None:
+                    on_file(len(chunk))
+        frame = pl.concat(result.frames, how="diagonal_relaxed") if result.frames else self._frame([])
+        warnings = [f"{kind}: {result.cleaned[kind]:,}" for kind in sorted(result.warned)]
+        return SourceRead(self._with_lineage(frame), len(files), dict(result.quarantined), result.quarantine,
+                          dict(result.skipped), dict(result.cleaned), warnings)
+
+    def _read_chunk(self, files: list[InputFile]) -> "_Chunk":
+        """Rows of some files, in file order: the fast path's where it has one, ``parse`` for the rest."""
+        out = _Chunk.empty()
         self._cleaned.clear()
         self._warned.clear()
-
-        def flush():
-            if rows:
-                frames.append(self._frame(rows))
-                rows.clear()
+        fast = self.parse_batch(files)
+        slow = set(range(len(files))) if fast is None else set(fast.slow)
+        if fast is not None:
+            out.skipped.update(fast.skipped)
+        rows: list[dict] = []
+        pieces: list[pl.DataFrame] = [] if fast is None or fast.frame.is_empty() else [fast.frame]
 
         def reject(file: InputFile, index, reason: str, detail: str, raw=None):
             if self.on_error == "fail":
                 where = f"{file.name}" + (f", record {index}" if index is not None else "")
                 raise SourceError(f"{where}: {detail} [source '{self.name}', {self.kind}]; fix the file, or set "
                                   f"`on_error: quarantine` on the source to skip and count such records")
-            quarantined[reason] += 1
-            quarantine.append({"file": file.name, "record": index, "reason": reason, "detail": detail,
-                               "raw": raw if isinstance(raw, (str, type(None))) else json.dumps(raw, ensure_ascii=False, default=str)[:2000]})
+            out.quarantined[reason] += 1
+            out.quarantine.append({"file": file.name, "record": index, "reason": reason, "detail": detail,
+                                   "raw": raw if isinstance(raw, (str, type(None))) else json.dumps(raw, ensure_ascii=False, default=str)[:2000]})
 
-        for file in files:
+        def flush(i: int):
+            if rows:
+                pieces.append(self._frame(rows).with_columns(pl.lit(i, pl.Int32).alias("_file")))
+                rows.clear()
+
+        for i in sorted(slow):
+            file = files[i]
             try:
                 for item in self.parse(file):
                     if isinstance(item, Bad):
                         reject(file, item.index, item.reason, item.detail, item.raw)
                         continue
                     if isinstance(item, Skip):
-                        skipped[item.reason] += item.n
+                        out.skipped[item.reason] += item.n
                         continue
                     rows.append(item)
                     if len(rows) >= BATCH_ROWS:
-                        flush()
+                        flush(i)
             except BadFile as e:
                 reject(file, None, e.reason, e.detail)
-            if on_file is not None:
-                on_file()
-        flush()
-        frame = pl.concat(frames, how="diagonal_relaxed") if frames else self._frame([])
-        warnings = [f"{kind}: {self._cleaned[kind]:,}" for kind in sorted(self._warned)]
-        return SourceRead(self._with_lineage(frame), len(files), dict(quarantined), quarantine, dict(skipped),
-                          dict(self._cleaned), warnings)
+            flush(i)
+        out.cleaned.update(self._cleaned)
+        out.warned |= self._warned
+        if pieces:
+            frame = pl.concat(pieces, how="diagonal_relaxed") if len(pieces) > 1 else pieces[0]
+            if fast is not None and slow and len(pieces) > 1:  # rows in file order
+                frame = frame.sort("_file", maintain_order=True)
+            out.frames.append(frame.drop("_file"))
+        return out
+
+    def __getstate__(self):  # sent to worker processes: the input list (and its open archives) stays here
+        return {**self.__dict__, "_inputs": None}
 
     def _frame(self, rows: list[dict]) -> pl.DataFrame:
         if self.schema is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob as globlib
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,6 +34,9 @@ class _Archive:
         self.path = path
         self._zf: zipfile.ZipFile | None = None
 
+    def __getstate__(self):  # a worker process opens the archive again
+        return {"path": self.path, "_zf": None}
+
     def open(self, member: str) -> BinaryIO:
         if self._zf is None:
             self._zf = zipfile.ZipFile(self.path)
@@ -48,6 +52,8 @@ class InputFile:
     member: str | None = None  # the raw member name inside ``path``
     basename: str = field(default="", compare=False)
     archive: _Archive | None = field(default=None, compare=False, repr=False)
+    size: int = field(default=0, compare=False)  # bytes on disk (for a member, its unpacked size)
+    mtime_ns: int = field(default=0, compare=False)  # of the file on disk (for a member, of the archive)
 
     def open(self) -> BinaryIO:
         if self.member is None:
@@ -72,10 +78,25 @@ def _zip_members(archive: Path, label: str, patterns: list[str]) -> list[InputFi
         raise SourceError(f"{archive}: not a readable zip archive ({e}); download it again or unpack it") from e
     out = []
     shared = _Archive(archive)
+    mtime = archive.stat().st_mtime_ns
     for info in infos:
         name = _zip_member_name(info)
         if _matches(name, patterns) and not PurePosixPath(name).name.startswith("._"):
-            out.append(InputFile(f"{label}!{name}", archive, info.filename, PurePosixPath(name).name, shared))
+            out.append(InputFile(f"{label}!{name}", archive, info.filename, PurePosixPath(name).name, shared,
+                                 info.file_size, mtime))
+    return out
+
+
+def _walk(root: str, rel: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], os.DirEntry]]:
+    """Every file under ``root`` (os.scandir: one system call per folder, not per file), as (parts, entry)."""
+    out = []
+    with os.scandir(root) as it:
+        for entry in it:
+            parts = (*rel, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                out += _walk(entry.path, parts)
+            elif entry.is_file():
+                out.append((parts, entry))
     return out
 
 
@@ -88,6 +109,7 @@ def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None 
     raw = Path(path).expanduser()
     if not raw.is_absolute() and base_dir is not None:
         raw = base_dir / raw
+    raw = Path(os.path.abspath(raw))  # once for the source: every file's path is then absolute
     if any(ch in str(path) for ch in "*?["):
         hits = sorted(Path(p) for p in globlib.glob(str(raw), recursive=True))
         if not hits:
@@ -102,14 +124,17 @@ def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None 
     if raw.is_file():
         if raw.suffix.lower() == ".zip":
             return _zip_members(raw, raw.name, patterns)
-        return [InputFile(raw.name, raw, None, raw.name)]
+        st = raw.stat()
+        return [InputFile(raw.name, raw, None, raw.name, None, st.st_size, st.st_mtime_ns)]
     files: list[InputFile] = []
-    for p in sorted(raw.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
+    for parts, entry in sorted(_walk(str(raw)), key=lambda pe: pe[0]):  # the order of sorted(Path.rglob)
+        name = parts[-1]
+        if name.startswith("."):
             continue
-        rel = p.relative_to(raw).as_posix()
-        if p.suffix.lower() == ".zip" and not _matches(rel, patterns):
-            files += _zip_members(p, rel, patterns)
+        rel = "/".join(parts)
+        if name.lower().endswith(".zip") and not _matches(rel, patterns):
+            files += _zip_members(Path(entry.path), rel, patterns)
         elif _matches(rel, patterns):
-            files.append(InputFile(rel, p, None, p.name))
+            st = entry.stat()
+            files.append(InputFile(rel, Path(entry.path), None, name, None, st.st_size, st.st_mtime_ns))
     return files

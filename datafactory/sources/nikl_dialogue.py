@@ -30,9 +30,45 @@ from typing import Literal
 
 import polars as pl
 
-from datafactory.korean import clean_utterance, drop_fragments
-from datafactory.sources.base import Bad, BadFile, NoOptions, Skip, Source
+import msgspec
+
+from datafactory.korean import clean_column, clean_utterance, drop_fragments
+from datafactory.sources.base import Bad, Batch, BadFile, NoOptions, Skip, Source
 from datafactory.sources.inputs import InputFile
+
+
+# The fast path's view of a file: only the fields the parser reads, with the types it accepts without a
+# question. Anything else (a missing field, a number where text belongs, not an object) fails to decode, and the
+# file goes through ``parse``, which reports it exactly. Unknown fields are skipped unread.
+class _Utterance(msgspec.Struct):
+    speaker_id: str | int | None = None
+    form: str | None = None
+    original_form: str | None = None
+    note: str | None = None
+
+
+class _Setting(msgspec.Struct):
+    relation: str | None = None
+
+
+class _DocMeta(msgspec.Struct):
+    topic: str | None = None
+    title: str | None = None
+    setting: _Setting | None = None
+
+
+class _Document(msgspec.Struct):
+    utterance: list[_Utterance]
+    id: str | None = None
+    metadata: _DocMeta | None = None
+
+
+class _File(msgspec.Struct):
+    document: list[_Document]
+    id: str | None = None
+
+
+_DECODER = msgspec.json.Decoder(_File)
 
 # VAIV SFT_Instruct/conversation_set/make_dialogues.py (docs/SOURCES.md 1.5)
 SEED_TOPICS = [
@@ -78,6 +114,125 @@ class NiklDialogueSource(Source):
             raise BadFile("missing_field", "no 'document' list at the root; is this a NIKL corpus JSON file?")
         for d_i, doc in enumerate(root["document"]):
             yield from self._document(d_i, doc, root.get("id") or file.basename.removesuffix(".json"))
+
+    def parse_batch(self, files: list[InputFile]) -> Batch:
+        """The columnar fast path: typed JSON decoding (msgspec) into columns, the cleaning rules as polars
+        expressions (the rest by ``clean_utterance``), turns and pairs as frame operations. Same rows as ``parse``."""
+        o = self.options
+        skipped: Counter[str] = Counter()
+        slow: list[int] = []
+        docs: dict[str, list] = {k: [] for k in ("file", "dialogue_id", "topic", "title", "relation")}
+        utt: dict[str, list] = {k: [] for k in ("doc", "raw", "original", "speaker")}
+        for i, file in enumerate(files):
+            try:
+                if self.encoding not in ("utf-8", "utf8", "auto"):
+                    raise ValueError("another encoding: the per-record path decodes it")
+                data = self.data(file)
+                root = _DECODER.decode(data[3:] if data[:3] == b"\xef\xbb\xbf" else data)
+            except (msgspec.DecodeError, ValueError, BadFile):
+                slow.append(i)
+                continue
+            marks = (len(docs["file"]), len(utt["doc"]), skipped.copy())
+            file_id = root.id or file.basename.removesuffix(".json")
+            ok = True
+            for d_i, doc in enumerate(root.document):
+                meta = doc.metadata or _DocMeta()
+                topic, title = meta.topic or "", meta.title or ""
+                if o.topics is not None and topic.split(">")[0].strip() not in o.topics:
+                    skipped["topic"] += 1
+                    continue
+                if o.titles is not None and title not in o.titles:
+                    skipped["title"] += 1
+                    continue
+                d = len(docs["file"])
+                docs["file"].append(i)
+                docs["dialogue_id"].append(doc.id or f"{file_id}.{d_i + 1}")
+                docs["topic"].append(topic)
+                docs["title"].append(title)
+                docs["relation"].append((meta.setting.relation if meta.setting else None) or "")
+                for u in doc.utterance:
+                    raw = u.form if o.text_field == "form" else u.original_form
+                    if raw is None or u.speaker_id is None:
+                        ok = False
+                        break
+                    if o.skip_overlap and u.note == "발화겹침":
+                        skipped["overlap"] += 1
+                        continue
+                    utt["doc"].append(d)
+                    utt["raw"].append(raw)
+                    utt["original"].append(u.original_form)
+                    utt["speaker"].append(str(u.speaker_id))
+                if not ok:
+                    break
+            if not ok:  # a record the per-record path must report: undo this file's rows
+                for k in docs:
+                    del docs[k][marks[0]:]
+                for k in utt:
+                    del utt[k][marks[1]:]
+                skipped = marks[2]
+                slow.append(i)
+        return Batch(self._pairs(docs, utt, skipped), skipped, slow)
+
+    def _pairs(self, docs: dict[str, list], utt: dict[str, list], skipped: Counter) -> pl.DataFrame:
+        o = self.options
+        u = pl.DataFrame(utt, schema={"doc": pl.Int64, "raw": pl.String, "original": pl.String, "speaker": pl.String})
+        text, needs = clean_column("raw", o.placeholders or None)
+        frag = o.text_field == "form" and o.incomplete == "drop"
+        if frag:
+            needs = needs | pl.col("original").str.contains("-", literal=True).fill_null(False)
+        u = u.with_columns(text.alias("text"), needs.alias("_py"))
+        by_python = u.filter("_py")
+        if by_python.height:
+            counts: Counter[str] = Counter()
+            out = []
+            for raw, original in zip(by_python["raw"].to_list(), by_python["original"].to_list()):
+                if frag and original is not None and "-" in original:
+                    raw = drop_fragments(raw, original, counts)
+                out.append(clean_utterance(raw, placeholders=o.placeholders or None, guessed=o.guessed,
+                                           incomplete=o.incomplete, counts=counts))
+            rows = u.select(pl.arg_where("_py")).to_series()
+            u = u.with_columns(u["text"].scatter(rows, pl.Series(out, dtype=pl.String)))
+            for kind, n in counts.items():
+                self.note(kind, n, warn=kind.startswith("unknown"))
+        empty = u["text"] == ""
+        skipped["empty_utterance"] += int(empty.sum())
+        u = u.filter(~empty).select("doc", "speaker", "text")
+        # consecutive utterances of one speaker form a turn
+        u = u.with_columns(((pl.col("speaker") != pl.col("speaker").shift(1)) | (pl.col("doc") != pl.col("doc").shift(1)))
+                           .fill_null(True).cum_sum().alias("_turn"))
+        t = (u.group_by("_turn", maintain_order=True)
+             .agg(pl.col("doc").first(), pl.col("speaker").first(), pl.col("text").str.join(" "))
+             .with_columns(pl.int_range(pl.len()).over("doc").alias("k"), pl.len().over("doc").alias("_n")))
+        skipped["single_speaker"] += len(docs["file"]) - t.filter(pl.col("_n") >= 2)["doc"].n_unique()
+        if skipped["single_speaker"] == 0:
+            del skipped["single_speaker"]
+        if skipped["empty_utterance"] == 0:
+            del skipped["empty_utterance"]
+        nxt = [pl.col("text").shift(-1).over("doc").alias("output"), pl.col("speaker").shift(-1).over("doc").alias("output_speaker")]
+        if o.context_turns:
+            t = t.with_columns(
+                pl.col("k").min().over("doc", "speaker").rank("dense").over("doc").alias("_label"))
+            label = (pl.when(pl.col("_label") == 1).then(pl.lit("A")).when(pl.col("_label") == 2).then(pl.lit("B"))
+                     .otherwise(pl.lit("S") + pl.col("_label").cast(pl.String)))
+            t = t.with_columns((label + ": " + pl.col("text")).alias("_line"))
+            lines = [pl.col("_line").shift(j).over("doc") for j in range(o.context_turns, 0, -1)]
+            nxt.append(pl.concat_list(lines).list.drop_nulls().list.join("\n").alias("context"))
+        else:
+            nxt.append(pl.lit("").alias("context"))
+        t = t.with_columns(*nxt, pl.col("speaker").first().over("doc").alias("_first"))
+        t = t.filter(pl.col("output").is_not_null())
+        if o.pairing == "first_speaker":
+            t = t.filter(pl.col("speaker") == pl.col("_first"))
+        d = pl.DataFrame(docs, schema={"file": pl.Int32, "dialogue_id": pl.String, "topic": pl.String,
+                                       "title": pl.String, "relation": pl.String}).with_row_index("doc")
+        d = d.with_columns(pl.col("doc").cast(pl.Int64),
+                           pl.col("topic").str.split(">").list.first().str.strip_chars().alias("category"))
+        t = t.join(d, on="doc", how="left", maintain_order="left")
+        return t.select(
+            (pl.col("dialogue_id") + "#" + pl.col("k").cast(pl.String)).alias("_key"),
+            pl.col("text").alias("instruction"), "output", "context", "topic", "category", "title", "relation",
+            "dialogue_id", pl.col("k").cast(pl.Int32).alias("turn"), pl.col("speaker").alias("instruction_speaker"),
+            "output_speaker", pl.col("file").alias("_file"))
 
     def _document(self, d_i: int, doc, file_id: str) -> Iterator[dict | Bad | Skip]:
         o = self.options

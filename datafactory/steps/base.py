@@ -92,6 +92,6 @@ def hash_rank(df: pl.DataFrame, seed: int, salt: str, key: str = "id") -> pl.Ser
     The salt names the use (``mix#0``, ``split#0``). Without it, a ``mix`` that keeps the smallest hashes and a
     ``split`` that sends the smallest hashes to ``train`` would agree, and nearly every kept row would land in
     ``train``: each use of the hash must be independent of the others."""
-    from datafactory.hashing import unit_hashes
+    from datafactory.hashing import unit_hash_expr
 
-    return pl.Series("_rank", unit_hashes(df[key].cast(pl.String).to_list(), f"{seed}\x1e{salt}"), dtype=pl.Float64)
+    return df.select(unit_hash_expr(key, f"{seed}\x1e{salt}").alias("_rank")).to_series()
