@@ -363,7 +363,8 @@ def trace(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
     from datafactory.trace import render, trace as run_trace
 
     store = _store()
-    t = run_trace(store, ref, row_id, ResponseStore(store.responses) if store.responses.exists() else None)
+    t = run_trace(store, ref, row_id, ResponseStore(store.responses) if store.responses.exists() else None,
+                  base_dir=_recipes().resolve().parent)
     print(json.dumps(t, ensure_ascii=False, indent=2, default=str) if as_json else render(t))
 
 

@@ -29,7 +29,7 @@ from datafactory.sources import SOURCES
 from datafactory.sources.base import Source
 from datafactory.sources.dataset import DatasetSource
 from datafactory.steps import STEPS
-from datafactory.steps.base import LINEAGE, Step, StepContext
+from datafactory.steps.base import LINEAGE, Step, StepContext, StepError
 from datafactory.steps.split import SplitParams
 from datafactory.publish import FORMAT_VERSION, Publisher
 from datafactory.store import Store, write_atomic
@@ -39,6 +39,20 @@ from datafactory.store import Store, write_atomic
 @contextlib.contextmanager
 def _no_progress(description: str, total: int | None = None):
     yield lambda n=1, **kw: None
+
+
+def apply_step(step: Step, sources: list[str] | None, frame: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+    """One step over ``frame``, or over the rows of ``sources`` only (the others pass through, after them)."""
+    if sources is not None:
+        inside = pl.col("source").is_in(sources)
+        subset, rest = frame.filter(inside), frame.filter(~inside)
+    else:
+        subset, rest = frame, None
+    out = step.apply(subset, ctx)
+    missing = [c for c in LINEAGE if c not in out.columns]
+    if missing:
+        raise StepError(f"the step removed the lineage column '{missing[0]}'")
+    return out if rest is None else pl.concat([out, rest], how="diagonal_relaxed")
 
 
 @dataclass
@@ -230,8 +244,9 @@ class Factory:
             return "nothing was being built"
         steps = sum(self.store.cache_path("steps", sp.key, ".parquet").exists() for sp in plan.steps)
         sources = sum(self.store.cache_path("sources", sp.key, ".parquet").exists() for sp in plan.sources.values())
-        return (f"{plan.recipe.name}@{plan.version}: {steps} of {len(plan.steps)} steps and {sources} of "
-                f"{len(plan.sources)} sources are cached")
+        return (f"{plan.recipe.name}@{plan.version}: {sources} of {len(plan.sources)} sources and {steps} of "
+                f"{len(plan.steps)} steps are kept in the cache (LLM answers are kept as they come; quick steps run "
+                "again from what is kept)")
 
     def _run(self, plan: Plan, dry_run: bool = False) -> dict | list[dict]:
         """Run the steps not cached, from the last cached one. A dry run (cost estimate) asks no LLM, saves
@@ -258,7 +273,7 @@ class Factory:
                 if not dry_run:
                     self.log(f"  warning: {w} (cached)")
         for sp in plan.steps[start + 1:]:
-            frame, rec = self._run_step(recipe, sp, frame, dry_run)
+            frame, rec = self._run_step(recipe, sp, frame, plan.steps, dry_run)
             template = rec["info"].get("template", template)
             records.append(rec)
         if dry_run:
@@ -339,34 +354,25 @@ class Factory:
             frames.append(read.frame)
         return pl.concat(frames, how="diagonal_relaxed"), stats
 
-    def _run_step(self, recipe: Recipe, sp: StepPlan, frame: pl.DataFrame,
+    def _run_step(self, recipe: Recipe, sp: StepPlan, frame: pl.DataFrame, plan_steps: list[StepPlan],
                   dry_run: bool = False) -> tuple[pl.DataFrame, dict]:
         spec = sp.spec
         ctx = StepContext(seed=recipe.seed, work_dir=self.store.work_dir(sp.key), salt=sp.salt)
         t0 = time.perf_counter()
         rows_in = frame.height
-        if spec.sources is not None:
-            inside = pl.col("source").is_in(spec.sources)
-            subset, rest = frame.filter(inside), frame.filter(~inside)
-        else:
-            subset, rest = frame, None
         asks_llm = bool(sp.step.roles())
         try:
-            with (self.progress(spec.key, subset.height) if not dry_run else _no_progress(spec.key)) as advance:
+            n = frame.height if spec.sources is None else int(frame["source"].is_in(spec.sources).sum())
+            with (self.progress(spec.key, n) if not dry_run else _no_progress(spec.key)) as advance:
                 ctx.progress = advance
                 if asks_llm:  # errors from the LLM layer are named by the recipe key below
                     ctx.llm = self.llm_client(dry_run).for_step("", advance)
-                out = sp.step.apply(subset, ctx)
+                out = apply_step(sp.step, spec.sources, frame, ctx)
         except (DataFactoryError, pl.exceptions.PolarsError) as e:
             if ctx.llm is not None and not dry_run:  # what was paid before the error is in the store; say so
                 self._log_llm(spec.key, ctx.llm.usage)
             msg = str(e).splitlines()[0] if isinstance(e, pl.exceptions.PolarsError) else str(e)
             raise RecipeError(str(recipe.file), spec.key, msg) from None
-        missing = [c for c in LINEAGE if c not in out.columns]
-        if missing:
-            raise RecipeError(str(recipe.file), spec.key, f"the step removed the lineage column '{missing[0]}'")
-        if rest is not None:
-            out = pl.concat([out, rest], how="diagonal_relaxed")
         dropped = dict(ctx.dropped)
         unexplained = rows_in - out.height - sum(dropped.values())
         if unexplained > 0:
@@ -375,13 +381,25 @@ class Factory:
                "sources": spec.sources, "code_version": sp.code, "cache_key": sp.key, "rows_in": rows_in,
                "rows_out": out.height, "dropped": dropped, "seconds": round(time.perf_counter() - t0, 3),
                "info": ctx.info, "warnings": ctx.warnings}
+        if ctx.tables:
+            rec["tables"] = {name: f"tables/{name}.parquet" for name in ctx.tables}
         if asks_llm:
             rec["llm"] = ctx.llm.usage.to_json()
         if dry_run:
             return out, rec
         if asks_llm:  # before the step's parquet, whose presence marks the cache entry complete
             write_atomic(self.store.cache_path("steps", sp.key, ".llm_keys"), "".join(k + "\n" for k in ctx.llm.keys))
-        self._save("steps", sp.key, out, rec)
+        # the frame is kept only where it is costly to make again (LLM answers, a step that says so) or is the
+        # recipe's last step's (a step added at the end, or other splits, start from it); the others are quick to
+        # redo from the source or the kept step before them
+        for name, table in ctx.tables.items():  # before the step's entry: cached steps publish them again
+            path = self.store.cache_path("steps", sp.key, f".table.{name}.parquet")
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            table.write_parquet(tmp)
+            tmp.replace(path)
+        last = [p for p in plan_steps if p.spec.key != "splits"][-1:]  # the recipe's last step, before the split
+        keep = asks_llm or sp.step.cache or sp in last
+        self._save("steps", sp.key, out if keep else None, rec)
         if asks_llm:
             self._log_llm(spec.key, ctx.llm.usage)
         drops = ", ".join(f"{k} {v:,}" for k, v in dropped.items())
@@ -424,12 +442,16 @@ class Factory:
         return frame.select(*LINEAGE, *needed, *rest)
 
     # -- cache files ---------------------------------------------------------------------------------
-    def _save(self, kind: str, key: str, frame: pl.DataFrame, stats: dict) -> None:
-        # stats first: the parquet file's presence is what marks the entry complete
+    def _save(self, kind: str, key: str, frame: pl.DataFrame | None, stats: dict) -> None:
+        """A cache entry: its stats (always: the manifest lists every step), then the frame unless ``None``.
+        The parquet file's presence is what marks the entry resumable; lz4, not zstd: written once, read seldom,
+        and kept only until `gc`."""
         write_atomic(self.store.cache_path(kind, key, ".json"), json.dumps(stats, ensure_ascii=False))
+        if frame is None:
+            return
         path = self.store.cache_path(kind, key, ".parquet")
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        frame.write_parquet(tmp)
+        frame.write_parquet(tmp, compression="lz4")
         tmp.replace(path)
 
     def _load_stats(self, kind: str, key: str) -> dict:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 import datafactory
+from datafactory.errors import RecipeError
 from datafactory.hashing import code_version
 from datafactory.recipe import Recipe
 from datafactory.sources.dataset import DatasetSource
@@ -135,6 +136,14 @@ class Publisher:
                     (staging / "quarantine").mkdir(exist_ok=True)
                     shutil.copy(q, staging / "quarantine" / f"{name}.jsonl")
                     quarantine[name] = f"quarantine/{name}.jsonl"
+            for rec in records:  # what steps dropped, row by row (near_dedup's twins)
+                for name, rel in rec.get("tables", {}).items():
+                    (staging / "tables").mkdir(exist_ok=True)
+                    src = self.store.cache_path("steps", rec["cache_key"], f".table.{name}.parquet")
+                    if (staging / rel).exists():
+                        raise RecipeError(str(recipe.file), rec["key"], f"two steps publish a table named '{name}'",
+                                          "give one of them another `table:` name")
+                    shutil.copy(src, staging / rel)
             inputs = {}
             for n, sp in plan.sources.items():  # every input file, its size and digest: beside the manifest
                 listing = getattr(sp.source, "input_list", None)

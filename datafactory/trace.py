@@ -19,7 +19,27 @@ def _related(ids: pl.Series, row_id: str) -> pl.Series:
     return (ids == row_id) | ids.str.starts_with(row_id + "/") | pl.Series([row_id.startswith(i + "/") for i in ids])
 
 
-def trace(store: Store, ref: str, row_id: str, responses=None) -> dict:
+def _sources_frame(store: Store, m: dict) -> pl.DataFrame | None:
+    paths = [store.cache_path("sources", s.get("cache_key", ""), ".parquet") for s in m["sources"].values()]
+    if not all(p.exists() for p in paths):
+        return None
+    return pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed")
+
+
+def _replay(store: Store, m: dict, step: dict, salt: str, frame: pl.DataFrame, base_dir) -> pl.DataFrame | None:
+    """A step whose output the cache did not keep (a quick one), run again as the build ran it."""
+    from datafactory.engine import apply_step
+    from datafactory.steps import STEPS
+    from datafactory.steps.base import StepContext
+
+    cls = STEPS[step["step"]]
+    if cls.cache:
+        return None  # a costly step is always kept: missing means gc removed it
+    ctx = StepContext(seed=m["recipe"]["seed"], work_dir=store.work_dir(step["cache_key"]), salt=salt)
+    return apply_step(cls(cls.Params(**step["params"]), base_dir), step.get("sources"), frame, ctx)
+
+
+def trace(store: Store, ref: str, row_id: str, responses=None, base_dir=None) -> dict:
     name, version = store.resolve(ref)
     m = store.manifest(name, version)
     vdir = store.version_dir(name, version)
@@ -42,13 +62,20 @@ def trace(store: Store, ref: str, row_id: str, responses=None) -> dict:
         rec = records.filter(_related(records["id"], row_id))
         out["source"] = {"name": source, "kind": src.get("kind"), "path": src.get("path"), "records": rec.to_dicts()[:4]}
     previous: dict[str, dict] = {}
+    frame = _sources_frame(store, m)  # steps the cache did not keep are run again from the frame before them
+    seen: dict[str, int] = {}
     for step in m["steps"]:
+        salt = f"{step['step']}#{seen.get(step['step'], 0)}"
+        seen[step["step"]] = seen.get(step["step"], 0) + 1
         path = store.cache_path("steps", step.get("cache_key", ""), ".parquet")
-        if not path.exists():
+        if path.exists():
+            frame = pl.read_parquet(path)
+        elif frame is not None:
+            frame = _replay(store, m, step, salt, frame, base_dir or store.root.parent)
+        if frame is None:
             out["steps"].append({"step": step["key"], "missing": "its cache entry was removed by gc"})
             continue
-        df = pl.read_parquet(path)
-        rows = df.filter(_related(df["id"], row_id)).to_dicts()
+        rows = frame.filter(_related(frame["id"], row_id)).to_dicts()
         changed = []
         for r in rows:
             before = previous.get(r["id"], {})

@@ -162,7 +162,8 @@ def test_ctrl_c_says_what_is_cached_and_exits_130(cli_project, monkeypatch, caps
         cli_module.main(["--data", str(cli_project.data), "--recipes", str(cli_project.recipes), "build", "sft"])
     assert e.value.code == 130
     err = capsys.readouterr().err
-    assert "interrupted; sft@" in err and ": 2 of 5 steps and 1 of 1 sources are cached, run the same command to resume" in err
+    assert "interrupted; sft@" in err and ": 1 of 1 sources and 0 of 5 steps are kept in the cache" in err
+    assert "run the same command to resume" in err
     assert "Traceback" not in err
 
 

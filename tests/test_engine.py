@@ -57,8 +57,22 @@ def test_changing_one_step_reruns_only_it_and_later(built):
     second = project.factory().build("sft")
     assert second.built and second.version != first.version
     cached = [s.get("cached") for s in second.manifest["steps"]]
-    assert cached == [True, False, False, False, False]
+    # quick steps are not kept: the build starts again from the cached source (read, not parsed)
+    assert cached == [False, False, False, False, False]
+    assert second.manifest["sources"]["qa"]["rows"] == 50
     assert second.manifest["steps"][1]["dropped"] == {"too_short": 10}  # "0번 답변입니다." .. "9번 답변입니다."
+    kept = [(project.data / ".cache" / "steps" / f"{s['cache_key']}.parquet").exists() for s in second.manifest["steps"]]
+    assert kept == [False, False, False, True, False]  # only the recipe's last step (before the split)
+
+
+def test_a_step_added_at_the_end_starts_from_the_kept_last_step(built):
+    project, first = built
+    body = sft_recipe()
+    body["steps"].append({"select": {"columns": ["prompt", "completion"]}})
+    project.recipe("sft", body)
+    second = project.factory().build("sft")
+    assert [s.get("cached") for s in second.manifest["steps"]] == [True, True, True, True, False, False]
+    assert second.manifest["rows"] == first.manifest["rows"]
 
 
 def test_changing_input_changes_version_and_rereads_source(built):
@@ -82,7 +96,8 @@ def test_description_change_changes_version_but_reuses_all_steps(built):
     project, first = built
     project.recipe("sft", sft_recipe(description="new words"))
     res = project.factory().build("sft")
-    assert res.version != first.version and all(s["cached"] for s in res.manifest["steps"])
+    # every step of the recipe is reused; only the split (quick, never kept) runs again from the last one
+    assert res.version != first.version and [s["cached"] for s in res.manifest["steps"]] == [True] * 4 + [False]
 
 
 def test_recipe_graph_builds_upstream_first_and_tracks_it(built):
@@ -237,8 +252,10 @@ def test_gc_keeps_latest_and_its_cache(built):
     assert not (project.data / "sft" / ".tmp-deadbeef").exists()
     again = project.factory().build("sft")  # the latest still loads and is up to date
     assert not again.built
-    for key in second.manifest["cache_keys"]:
-        assert list((project.data / ".cache").glob(f"*/{key}.parquet"))
+    for key in second.manifest["cache_keys"]:  # every entry's stats stay; frames where they were kept
+        assert list((project.data / ".cache").glob(f"*/{key}.json"))
+    kept = sorted(p.name for p in (project.data / ".cache").glob("*/*.parquet"))
+    assert kept == sorted([f"{second.manifest['cache_keys'][0]}.parquet", f"{second.manifest['cache_keys'][-2]}.parquet"])
 
 
 def test_gc_leaves_a_dataset_being_built_alone(built):
@@ -336,3 +353,28 @@ def test_two_sources_reading_the_same_input_keep_their_own_names(project):
     res = project.factory().build("sft")
     frame = pl.concat([pl.read_parquet(p) for p in (project.data / "sft" / res.version).glob("*.parquet")])
     assert sorted(set(frame["source"])) == ["again", "qa"] and frame.height == 20 and frame["id"].is_unique().all()
+
+
+def test_near_dedup_in_a_recipe_publishes_who_was_dropped_for_whom(project):
+    import random
+
+    rng = random.Random(3)
+    words = lambda n: " ".join("".join(chr(0xAC00 + rng.randrange(2000)) for _ in range(3)) for _ in range(n))  # noqa: E731
+    rows = [{"qid": f"q{i}", "question": words(4), "answer": words(8), "kind": "daily"} for i in range(30)]
+    for k in range(5):  # near copies: the same answer with an ending added
+        rows.append({**rows[k], "qid": f"copy{k}", "answer": rows[k]["answer"] + "요!"})
+    project.jsonl("qa.jsonl", rows)
+    body = sft_recipe()
+    body["steps"].insert(1, {"near_dedup": {"columns": ["instruction", "output"], "threshold": 0.7}})
+    project.recipe("sft", body)
+    res = project.factory().build("sft")
+    rec = next(s for s in res.manifest["steps"] if s["step"] == "near_dedup")
+    assert rec["dropped"] == {"near_duplicate": 5} and rec["tables"] == {"near_duplicates": "tables/near_duplicates.parquet"}
+    table = pl.read_parquet(project.data / "sft" / res.version / "tables" / "near_duplicates.parquet")
+    assert sorted(zip(table["id"], table["kept_id"])) == [(f"qa/copy{k}", f"qa/q{k}") for k in range(5)]
+    # a later change reuses the kept near_dedup output and publishes its table again
+    body["steps"][-1] = {"rename": {"columns": {"output": "completion", "kind": "category"}}}
+    project.recipe("sft", body)
+    again = project.factory().build("sft")
+    assert next(s for s in again.manifest["steps"] if s["step"] == "near_dedup")["cached"]
+    assert (project.data / "sft" / again.version / "tables" / "near_duplicates.parquet").exists()

@@ -6,8 +6,10 @@ a folder of several zips, or ``some/dir/*.json``. Every case gives the same list
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob as globlib
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -65,9 +67,16 @@ class InputFile:
             return f.read()
 
 
+@functools.lru_cache(maxsize=64)
+def _pattern(patterns: tuple[str, ...]) -> re.Pattern:
+    """One compiled regex for a source's patterns (fnmatch's rules; a 100k-file listing matches each name once)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(os.path.normcase(p))})" for p in patterns))
+
+
 def _matches(relname: str, patterns: list[str]) -> bool:
-    base = PurePosixPath(relname).name
-    return any(fnmatch.fnmatch(base, p) or fnmatch.fnmatch(relname, p) for p in patterns)
+    pat = _pattern(tuple(patterns))
+    base = relname.rsplit("/", 1)[-1]
+    return bool(pat.match(os.path.normcase(base)) or pat.match(os.path.normcase(relname)))
 
 
 def _zip_members(archive: Path, label: str, patterns: list[str]) -> list[InputFile]:

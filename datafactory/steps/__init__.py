@@ -5,6 +5,7 @@ from datafactory.steps.evolve import Evolve
 from datafactory.steps.filter import Filter
 from datafactory.steps.judge import Judge
 from datafactory.steps.mix import Mix
+from datafactory.steps.near_dedup import NearDedup
 from datafactory.steps.normalize import Normalize
 from datafactory.steps.pair import Pair
 from datafactory.steps.rename import Rename
@@ -17,6 +18,6 @@ from datafactory.steps.template import Template
 from datafactory.steps.translate import Translate
 
 STEPS: dict[str, type[Step]] = {cls.name: cls for cls in (
-    Filter, Normalize, Dedup, Sample, Mix, Split, Template, Select, Rename, Translate, Respond, Judge, Pair, Evolve,
+    Filter, Normalize, Dedup, NearDedup, Sample, Mix, Split, Template, Select, Rename, Translate, Respond, Judge, Pair, Evolve,
     SelfInstruct,
 )}

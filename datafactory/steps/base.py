@@ -38,6 +38,7 @@ class StepContext:
     salt: str = ""  # the step's purpose and position ("mix#0"): its row hashes are independent of other steps'
     llm: Any = None  # an LLM step's view of the LLM layer (datafactory.llm.client.StepLLM), from the engine
     warnings: list[str] = field(default_factory=list)  # logged by the engine, kept in the manifest and the card
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)  # published beside the dataset: tables/<name>.parquet
 
     def drop(self, reason: str, n: int) -> None:
         if n:
@@ -45,6 +46,10 @@ class StepContext:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+    def table(self, name: str, frame: pl.DataFrame) -> None:
+        """A table to publish beside the dataset (what a step dropped and why, row by row): cached with the step."""
+        self.tables[name] = frame
 
     def rank(self, df: pl.DataFrame, seed: int | None = None) -> pl.Series:
         """This step's hash rank of each row (see ``hash_rank``), salted with the step's purpose and position."""
@@ -55,6 +60,7 @@ class Step:
     name: ClassVar[str]
     Params: ClassVar[type[Params]] = Params
     version: ClassVar[int] = 1  # bump for a change of behaviour; the module's source hash is counted too
+    cache: ClassVar[bool] = False  # keep this step's output in the step cache (costly to redo); LLM steps always are
 
     def __init__(self, params: BaseModel, base_dir: Path | None = None):
         self.params = params

@@ -154,7 +154,9 @@ def test_export_import_and_replay_rebuild_the_same_bytes_elsewhere(tmp_path, fak
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout  # the same version id
     v = first.stdout.strip().split("@")[1]
-    for f in ("train.parquet", "test.parquet"):
+    files = sorted(p.name for p in (root / "data" / "prefs" / v).glob("*.parquet"))
+    assert "train.parquet" in files
+    for f in files:
         assert (root / "data" / "prefs" / v / f).read_bytes() == (other / "data" / "prefs" / v / f).read_bytes()
     # and trace shows where a row came from, calls included
     row_id = dataset(other)["id"][0]

@@ -259,3 +259,100 @@ def test_a_file_cut_inside_a_character_is_truncation_not_an_encoding(broken, enc
         read_source("nikl_dialogue", broken, encoding=encoding)
     assert "cp949" not in str(e.value).split("[source")[0]
     assert read_source("nikl_dialogue", broken, encoding=encoding, on_error="quarantine").quarantined == {"truncated": 1}
+
+
+# -- the columnar fast path: the same rows, skips, counts and errors as the per-record parser ----------------
+EDGE_UTTERANCES = [
+    "음~음~ 그래", "어~~ 아~ 그~ 저~ 흠~ 응~ 맞아", "좋음~ 그렇지~~ 네~", "~음~ 시작", "음~", "~~", "{laughing}음~ 네",
+    "a{b}c 음~", "{{x}} 음~ 그래", "((추정)) 음~", "(( )) 빈 괄호", "(((중첩))) 괄호", "((a((b))c))", "-불-완전 말",
+    "x 표시", "name1 씨 음~", "&name1& 씨", "탭\t\t두 개  공백   셋", "\u00a0\u00a0앞뒤 nbsp\u00a0", "  양 끝 공백  ",
+    "줄\n바꿈", "\x1c제어 문자\x1f", "유니코드\u3000공백", "", "   ", "이모지 😀 음~ 좋아", "한자 漢字 음~",
+    "숫자 3~4개", "음 ~ 띄어진 물결", "가음~ 붙은 음~", "1음~ 숫자 뒤", "((xx)) (()) ((XX))", "{emoji}{emoji}",
+]
+
+
+@pytest.mark.parametrize("placeholders", [None, {"name": "사람{n}"}, {"이름": "○"}])
+def test_vectorised_cleaning_matches_the_regex_rules(placeholders):
+    from datafactory.korean import clean_column
+
+    samples = [u["form"] for f in sorted(NIKL.rglob("SDRW*.json"))
+               for d in json.loads(f.read_text("utf-8"))["document"] for u in d["utterance"]]
+    values = EDGE_UTTERANCES + samples
+    text, needs = clean_column("raw", placeholders)
+    got = pl.DataFrame({"raw": values}).select(text.alias("t"), needs.alias("py"))
+    fast = [(v, t) for v, t, py in zip(values, got["t"], got["py"]) if not py]
+    if placeholders and "이름" in placeholders:  # a kind that is not ASCII letters: every value by the regex rules
+        assert not fast
+    else:
+        assert len(fast) > len(values) // 3  # most values do not need the regex rules
+    for value, cleaned in fast:
+        assert cleaned == clean_utterance(value, placeholders=placeholders), value
+
+
+def _both_paths(monkeypatch, path, **options):
+    from datafactory.sources.nikl_dialogue import NiklDialogueSource
+
+    fast = read_source("nikl_dialogue", path, **options)
+    monkeypatch.setattr(NiklDialogueSource, "parse_batch", lambda self, files: None)
+    slow = read_source("nikl_dialogue", path, **options)
+    monkeypatch.undo()
+    return fast, slow
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"pairing": "all", "context_turns": 2}, {"text_field": "original_form"}, {"skip_overlap": True, "guessed": "drop"},
+    {"incomplete": "keep", "placeholders": {"name": "사람{n}"}}, {"topics": SEED_TOPICS, "titles": ["2인 일상 대화"]},
+])
+def test_fast_path_gives_the_rows_of_the_record_parser(monkeypatch, options):
+    fast, slow = _both_paths(monkeypatch, NIKL, **options)
+    assert fast.frame.height > 0 and fast.frame.equals(slow.frame)
+    assert (fast.skipped, fast.cleaned, fast.warnings) == (slow.skipped, slow.cleaned, slow.warnings)
+
+
+def test_files_the_fast_path_cannot_take_keep_their_place_and_errors(monkeypatch, broken):
+    good = json.loads((broken / "SDRW2000000001.json").read_text("utf-8"))
+    odd = json.loads(json.dumps(good))
+    odd["id"], odd["document"][0]["id"] = "SDRW1999999999", "SDRW1999999999.1"
+    odd["document"][0]["utterance"][1]["speaker_id"] = 7  # a number: the per-record path takes this file
+    odd["document"][0]["metadata"]["topic"] = 5
+    (broken / "SDRW1999999999.json").write_text(json.dumps(odd, ensure_ascii=False), "utf-8")  # sorts first
+    bad = json.loads(json.dumps(good))
+    bad["id"], bad["document"][0]["id"] = "SDRW2000000003", "SDRW2000000003.1"
+    bad["document"][0]["utterance"][2] = "not an object"
+    (broken / "SDRW2000000003.json").write_text(json.dumps(bad, ensure_ascii=False), "utf-8")
+    (broken / "SDRW2000000004.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(good).replace("SDRW2000000001", "SDRW2000000004").encode())
+    fast, slow = _both_paths(monkeypatch, broken, on_error="quarantine")
+    assert fast.frame.equals(slow.frame) and fast.quarantine == slow.quarantine == [
+        {"file": "SDRW2000000003.json", "record": "SDRW2000000003.1 utterance[2]", "reason": "wrong_type",
+         "detail": "utterance SDRW2000000003.1 utterance[2] is not an object", "raw": "not an object"}]
+    files = fast.frame["dialogue_id"].unique(maintain_order=True).to_list()
+    assert files == ["SDRW1999999999.1", "SDRW2000000001.1", "SDRW2000000002.1", "SDRW2000000003.1", "SDRW2000000004.1"]
+    with pytest.raises(SourceError, match=r"SDRW2000000003\.json, record SDRW2000000003\.1 utterance\[2\]"):
+        read_source("nikl_dialogue", broken)
+
+
+def test_worker_processes_give_the_same_rows_in_the_same_order(monkeypatch, tmp_path):
+    import datafactory.sources.base as base
+
+    for i, f in enumerate(sorted(NIKL.rglob("SDRW*.json")) * 3):
+        doc = json.loads(f.read_text("utf-8"))
+        doc["id"] = f"SDRW{i:010d}"
+        for d in doc["document"]:
+            d["id"] = f"SDRW{i:010d}.{d['id'].rsplit('.', 1)[-1]}"
+        (tmp_path / f"SDRW{i:010d}.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+    monkeypatch.setattr(base, "CHUNK_FILES", 7)
+    monkeypatch.setenv("DATAFACTORY_WORKERS", "1")
+    one = read_source("nikl_dialogue", tmp_path, context_turns=1)
+    monkeypatch.setenv("DATAFACTORY_WORKERS", "2")
+    from datafactory.sources.nikl_dialogue import NiklDialogueSource
+
+    calls = []
+    real = NiklDialogueSource._read_chunk
+    monkeypatch.setattr(NiklDialogueSource, "_read_chunk", lambda src, files: calls.append(1) or real(src, files))
+    two = read_source("nikl_dialogue", tmp_path, context_turns=1)
+    assert not calls  # the chunks ran in the worker processes (which import the module afresh), not here
+    assert one.frame.height > 100 and one.frame.equals(two.frame)
+    assert (one.skipped, one.cleaned) == (two.skipped, two.cleaned)
+    monkeypatch.setenv("DATAFACTORY_WORKERS", "many")
+    with pytest.raises(SourceError, match="DATAFACTORY_WORKERS='many'"):
+        read_source("nikl_dialogue", tmp_path)
