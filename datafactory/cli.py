@@ -486,6 +486,12 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Usage mistakes are typer's (usage line, exit 2); our own errors print one line and exit 1."""
+    import gc
+
+    # a 100k-file corpus makes a few hundred thousand small objects while planning (the listing, the digests):
+    # the default collector would walk them over and over; the data itself lives in Arrow, outside its reach
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     try:
         app(args=hoist_global_options(sys.argv[1:] if argv is None else argv), prog_name="datafactory")
     except DataFactoryError as e:

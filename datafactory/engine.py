@@ -29,7 +29,7 @@ from datafactory.sources import SOURCES
 from datafactory.sources.base import Source
 from datafactory.sources.dataset import DatasetSource
 from datafactory.steps import STEPS
-from datafactory.steps.base import LINEAGE, Step, StepContext, StepError
+from datafactory.steps.base import BOOKKEEPING, LINEAGE, Step, StepContext, StepError
 from datafactory.steps.split import SplitParams
 from datafactory.publish import FORMAT_VERSION, Publisher
 from datafactory.store import Store, write_atomic
@@ -53,6 +53,21 @@ def apply_step(step: Step, sources: list[str] | None, frame: pl.DataFrame, ctx: 
     if missing:
         raise StepError(f"the step removed the lineage column '{missing[0]}'")
     return out if rest is None else pl.concat([out, rest], how="diagonal_relaxed")
+
+
+def needed_columns(steps: list["StepPlan"]) -> set[str] | None:
+    """The columns the steps read or output, from the last step back (``Step.needs``); ``None`` when a step may
+    read any column, or no ``select`` decides the output."""
+    after: set[str] | None = None
+    for sp in reversed(steps):
+        if after is None:
+            if sp.step.name != "select":
+                continue
+            after = set()
+        after = sp.step.needs(set(after))
+        if after is None:
+            return None
+    return after
 
 
 @dataclass
@@ -117,6 +132,8 @@ class Factory:
         self.running: Plan | None = None  # the plan being built, for `interrupted()` after a Ctrl-C
         self.llm_name, self.max_cost = llm, max_cost
         self._profile = self._responses = self._client = None
+        self._writes: list = []  # cache writes in flight (threads), see _save
+        self._write_errors: list[str] = []
 
     # -- planning ------------------------------------------------------------------------------------
     def recipe(self, name: str, top: bool = True) -> Recipe:
@@ -232,7 +249,10 @@ class Factory:
                 self.store.set_latest(name, plan.version)
                 return BuildResult(name, plan.version, False, self.store.manifest(name, plan.version), ups)
             self.running = plan
-            manifest = self._run(plan)
+            try:
+                manifest = self._run(plan)
+            finally:
+                self._saved()
             self.running = None
         self._plans.pop(name, None)  # caches changed: a later plan() must look again
         return BuildResult(name, plan.version, True, manifest, ups)
@@ -266,6 +286,9 @@ class Factory:
         else:
             frame, source_stats = self._read_sources(plan)
 
+        keep = needed_columns(plan.steps[start + 1:])
+        if keep is not None:  # projection pushdown: columns no later step reads, and the output drops, go now
+            frame = frame.select([c for c in frame.columns if c in keep or c in BOOKKEEPING])
         template = None
         for rec in records:
             template = rec.get("info", {}).get("template", template)
@@ -445,14 +468,35 @@ class Factory:
     def _save(self, kind: str, key: str, frame: pl.DataFrame | None, stats: dict) -> None:
         """A cache entry: its stats (always: the manifest lists every step), then the frame unless ``None``.
         The parquet file's presence is what marks the entry resumable; lz4, not zstd: written once, read seldom,
-        and kept only until `gc`."""
+        and kept only until `gc`. The frame is written by a thread while the build goes on (polars writes
+        without the GIL); ``_saved()`` waits for every write before the build ends."""
+        import threading
+
         write_atomic(self.store.cache_path(kind, key, ".json"), json.dumps(stats, ensure_ascii=False))
         if frame is None:
             return
         path = self.store.cache_path(kind, key, ".parquet")
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        frame.write_parquet(tmp, compression="lz4")
-        tmp.replace(path)
+
+        def write():
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                frame.write_parquet(tmp, compression="lz4")
+                tmp.replace(path)
+            except BaseException as e:  # reported by _saved(); a missing entry is only a cache miss
+                tmp.unlink(missing_ok=True)
+                self._write_errors.append(f"{path.name}: {e}")
+
+        t = threading.Thread(target=write, name=f"cache {key[:12]}")
+        t.start()
+        self._writes.append(t)
+
+    def _saved(self) -> None:
+        """Wait for the cache writes of this build; say which failed (the build itself is unaffected)."""
+        while self._writes:
+            self._writes.pop().join()
+        for e in self._write_errors:
+            self.log(f"  warning: a cache entry could not be written ({e}); the next build redoes that work")
+        self._write_errors.clear()
 
     def _load_stats(self, kind: str, key: str) -> dict:
         try:

@@ -29,7 +29,7 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()
 
 
-def file_digest(path: Path, chunk: int = 1 << 22) -> str:
+def file_digest(path: Path | str, chunk: int = 1 << 22) -> str:
     h = xxhash.xxh3_128()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -66,6 +66,26 @@ class FingerprintCache:
         self.path = path
         self._data: dict[str, list] | None = None
         self._dirty = False
+        self._listings_path = path.with_name(path.stem + ".listings.json")
+        self._listings: dict[str, dict] | None = None
+        self._listings_dirty = False
+
+    def listing(self, key: str) -> dict | None:
+        """A source's fingerprint remembered for a listing (every path, size and mtime hashed into ``key``)."""
+        if self._listings is None:
+            try:
+                self._listings = json.loads(self._listings_path.read_text("utf-8"))
+            except (OSError, ValueError):
+                self._listings = {}
+        return self._listings.get(key)
+
+    def remember_listing(self, key: str, fingerprint: dict) -> None:
+        self.listing(key)
+        self._listings.pop(key, None)
+        self._listings[key] = fingerprint
+        while len(self._listings) > 200:  # the newest few hundred listings: a small file read on every plan
+            self._listings.pop(next(iter(self._listings)))
+        self._listings_dirty = True
 
     def _load(self) -> dict[str, list]:
         if self._data is None:
@@ -77,12 +97,18 @@ class FingerprintCache:
                 self._data = {}
         return self._data
 
-    def digest(self, file: Path, size: int | None = None, mtime_ns: int | None = None) -> str:
-        """The digest of ``file`` (an absolute path; ``size`` and ``mtime_ns`` from a listing, else stat)."""
+    def entries(self) -> dict[str, list]:
+        """The remembered ``{absolute path: [size, mtime_ns, digest]}`` (read only: ``digest`` adds to it)."""
+        return self._load()
+
+    def digest(self, file: Path | str, size: int | None = None, mtime_ns: int | None = None) -> str:
+        """The digest of ``file`` (best an absolute path; ``size`` and ``mtime_ns`` from a listing, else stat)."""
         if size is None or mtime_ns is None:
-            st = file.stat()
+            st = os.stat(file)
             size, mtime_ns = st.st_size, st.st_mtime_ns
-        key = str(file if file.is_absolute() else file.resolve())
+        key = str(file)
+        if not os.path.isabs(key):
+            key = str(Path(key).resolve())
         entry = self._load().get(key)
         if entry and entry[0] == size and entry[1] == mtime_ns:
             return entry[2]
@@ -92,15 +118,20 @@ class FingerprintCache:
         return d
 
     def save(self) -> None:
-        if not self._dirty:
-            return
-        import msgspec
+        if self._dirty:
+            import msgspec
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(msgspec.msgpack.encode(self._data))
-        os.replace(tmp, self.path)
-        self._dirty = False
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(msgspec.msgpack.encode(self._data))
+            os.replace(tmp, self.path)
+            self._dirty = False
+        if self._listings_dirty:  # after the digests it stands for
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._listings_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self._listings), "utf-8")
+            os.replace(tmp, self._listings_path)
+            self._listings_dirty = False
 
 
 @functools.lru_cache(maxsize=None)

@@ -378,3 +378,28 @@ def test_near_dedup_in_a_recipe_publishes_who_was_dropped_for_whom(project):
     again = project.factory().build("sft")
     assert next(s for s in again.manifest["steps"] if s["step"] == "near_dedup")["cached"]
     assert (project.data / "sft" / again.version / "tables" / "near_duplicates.parquet").exists()
+
+
+def test_columns_no_step_reads_are_dropped_after_the_source(project, monkeypatch):
+    """Projection pushdown: with a final `select`, the steps see only the columns they read or output; the
+    dataset is the same as without it."""
+    from datafactory import engine
+
+    project.jsonl("qa.jsonl", [{**r, "extra": "x" * 50, "input": ""} for r in qa_rows(40)])
+    body = sft_recipe()
+    body["sources"]["qa"]["options"]["fields"].update({"extra": "extra", "input": "input"})
+    body["steps"].append({"select": {"columns": ["prompt", "completion"]}})
+    project.recipe("sft", body)
+    seen = []
+    real = engine.Factory._run_step
+    monkeypatch.setattr(engine.Factory, "_run_step",
+                        lambda self, recipe, sp, frame, *a: seen.append(set(frame.columns)) or real(self, recipe, sp, frame, *a))
+    res = project.factory().build("sft")
+    assert seen[0] == {"id", "source", "instruction", "output", "input"}  # not kind, not extra; input: the template reads it
+    monkeypatch.setattr(engine, "needed_columns", lambda steps: None)
+    (project.data / "sft" / res.version).rename(project.data / "sft" / "projected")
+    again = project.factory().build("sft")
+    assert again.version == res.version
+    for split in res.manifest["files"]:
+        assert pl.read_parquet(project.data / "sft" / "projected" / f"{split}.parquet").equals(
+            pl.read_parquet(project.data / "sft" / res.version / f"{split}.parquet"))

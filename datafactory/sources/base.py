@@ -276,23 +276,47 @@ class Source:
 
     def fingerprint(self, cache) -> dict:
         """One digest over every input (its name and content digest) and the file count; the per-file list is
-        kept as ``input_list`` (the version's ``inputs/<source>.tsv``). A file unchanged in size and mtime is
-        not re-read (``cache``: hashing.FingerprintCache); an archive is hashed once for all its members."""
+        ``input_list`` (the version's ``inputs/<source>.tsv``). A listing whose every (path, size, mtime) is as
+        last time gives the digest remembered for it (a no-op build of 100k files reads no digest at all); else a
+        file unchanged in size and mtime is not re-read (``cache``: hashing.FingerprintCache), and an archive is
+        hashed once for all its members."""
         import xxhash
 
         files = self.inputs()
-        disk: dict[Path, str] = {}
-        listing = []
-        h = xxhash.xxh3_128()
-        for f in sorted(files, key=lambda f: f.name):
-            d = disk.get(f.path)
-            if d is None:
-                d = disk[f.path] = cache.digest(f.path, f.size or None, f.mtime_ns or None) if f.member is None \
-                    else cache.digest(f.path)
-            listing.append((f.name, f.size, d))
-            h.update(f"{f.name}\t{d}\n".encode("utf-8"))
-        self.input_list = listing
-        return {"digest": h.hexdigest(), "files": len(files)}
+        self._fp_cache = cache
+        self._input_list = None
+        listing = xxhash.xxh3_128("".join(
+            f"{f.path}\t{f.member or ''}\t{f.size}\t{f.mtime_ns}\n" for f in files).encode("utf-8")).hexdigest()
+        known = cache.listing(listing)
+        if known is not None:
+            return known
+        fp = {"digest": xxhash.xxh3_128("".join(f"{name}\t{d}\n" for name, _, d in self.input_list)
+                                        .encode("utf-8")).hexdigest(), "files": len(files)}
+        cache.remember_listing(listing, fp)
+        return fp
+
+    @property
+    def input_list(self) -> list[tuple[str, int, str]]:
+        """(name, bytes, digest) of every input, sorted by name (after ``fingerprint``)."""
+        if getattr(self, "_input_list", None) is None:
+            cache = self._fp_cache
+            disk: dict = {}
+            listing = []
+            known = cache.entries()
+            for f in self.inputs():
+                d = disk.get(f.path)
+                if d is None:
+                    if f.member is None:  # the usual case, inline: a file unchanged in size and mtime is not opened
+                        e = known.get(f.path)
+                        d = e[2] if e is not None and e[0] == f.size and e[1] == f.mtime_ns else \
+                            cache.digest(f.path, f.size, f.mtime_ns)
+                    else:
+                        d = cache.digest(f.path)
+                    disk[f.path] = d
+                listing.append((f.name, f.size, d))
+            listing.sort()
+            self._input_list = listing
+        return self._input_list
 
     def parse_batch(self, files: list[InputFile]) -> "Batch | None":
         """An optional columnar fast path over many files at once (``nikl_dialogue`` has one). Returns the rows
@@ -380,8 +404,8 @@ class Source:
             out.frames.append(frame.drop("_file"))
         return out
 
-    def __getstate__(self):  # sent to worker processes: the input list (and its open archives) stays here
-        return {**self.__dict__, "_inputs": None}
+    def __getstate__(self):  # sent to worker processes with each chunk: the file lists (and open archives) stay here
+        return {**self.__dict__, "_inputs": None, "_input_list": None, "_fp_cache": None}
 
     def _frame(self, rows: list[dict]) -> pl.DataFrame:
         if self.schema is None:

@@ -45,12 +45,12 @@ class _Archive:
         return self._zf.open(member)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a 100k-file listing builds 100k of them, and frozen __init__ is 3x slower
 class InputFile:
     """One readable input: a plain file, or a member of a zip archive."""
 
     name: str  # what errors and lineage show: path relative to the source root, or "archive.zip!member"
-    path: Path  # the file on disk (the archive, for a member)
+    path: Path | str  # the file on disk (the archive, for a member); a plain str from folder listings (cheaper)
     member: str | None = None  # the raw member name inside ``path``
     basename: str = field(default="", compare=False)
     archive: _Archive | None = field(default=None, compare=False, repr=False)
@@ -67,10 +67,25 @@ class InputFile:
             return f.read()
 
 
+class _Patterns:
+    """A source's name patterns, fnmatch's rules; ``PREFIX*SUFFIX`` patterns (every shipped kind's) are checked
+    with startswith/endswith, four times faster than the regex on a 100k-file listing."""
+
+    def __init__(self, patterns: tuple[str, ...]):
+        self.simple = [tuple(p.split("*")) for p in patterns if p.count("*") == 1 and not set(p) & set("?[")]
+        rest = [p for p in patterns if not (p.count("*") == 1 and not set(p) & set("?["))]
+        self.regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in rest)) if rest else None
+
+    def match(self, name: str) -> bool:
+        for head, tail in self.simple:
+            if name.startswith(head) and name.endswith(tail) and len(name) >= len(head) + len(tail):
+                return True
+        return bool(self.regex is not None and self.regex.match(name))
+
+
 @functools.lru_cache(maxsize=64)
-def _pattern(patterns: tuple[str, ...]) -> re.Pattern:
-    """One compiled regex for a source's patterns (fnmatch's rules; a 100k-file listing matches each name once)."""
-    return re.compile("|".join(f"(?:{fnmatch.translate(os.path.normcase(p))})" for p in patterns))
+def _pattern(patterns: tuple[str, ...]) -> _Patterns:
+    return _Patterns(tuple(os.path.normcase(p) for p in patterns))
 
 
 def _matches(relname: str, patterns: list[str]) -> bool:
@@ -96,16 +111,17 @@ def _zip_members(archive: Path, label: str, patterns: list[str]) -> list[InputFi
     return out
 
 
-def _walk(root: str, rel: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], os.DirEntry]]:
-    """Every file under ``root`` (os.scandir: one system call per folder, not per file), as (parts, entry)."""
+def _walk(root: str, rel: str = "") -> list[tuple[str, os.DirEntry]]:
+    """Every file under ``root`` not hidden (os.scandir: one system call per folder, not per file), as
+    (path relative to ``root`` with "/", entry)."""
     out = []
     with os.scandir(root) as it:
         for entry in it:
-            parts = (*rel, entry.name)
+            name = entry.name
             if entry.is_dir(follow_symlinks=False):
-                out += _walk(entry.path, parts)
-            elif entry.is_file():
-                out.append((parts, entry))
+                out += _walk(entry.path, f"{rel}{name}/")
+            elif not name.startswith(".") and entry.is_file():
+                out.append((rel + name, entry))
     return out
 
 
@@ -136,14 +152,13 @@ def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None 
         st = raw.stat()
         return [InputFile(raw.name, raw, None, raw.name, None, st.st_size, st.st_mtime_ns)]
     files: list[InputFile] = []
-    for parts, entry in sorted(_walk(str(raw)), key=lambda pe: pe[0]):  # the order of sorted(Path.rglob)
-        name = parts[-1]
-        if name.startswith("."):
-            continue
-        rel = "/".join(parts)
-        if name.lower().endswith(".zip") and not _matches(rel, patterns):
-            files += _zip_members(Path(entry.path), rel, patterns)
-        elif _matches(rel, patterns):
+    pat = _pattern(tuple(patterns))
+    # the order of sorted(Path.rglob): by path parts, i.e. "/" sorting before every other character
+    for rel, entry in sorted(_walk(str(raw)), key=lambda re_: re_[0].replace("/", "\x00")):
+        name = entry.name
+        if pat.match(name) or ("/" in rel and pat.match(rel)):
             st = entry.stat()
-            files.append(InputFile(rel, Path(entry.path), None, name, None, st.st_size, st.st_mtime_ns))
+            files.append(InputFile(rel, entry.path, None, name, None, st.st_size, st.st_mtime_ns))
+        elif name.lower().endswith(".zip"):
+            files += _zip_members(Path(entry.path), rel, patterns)
     return files

@@ -70,6 +70,11 @@ class Step:
         """What besides the parameters and code enters the version id (a template's text, a prompt)."""
         return {}
 
+    def needs(self, after: set[str]) -> set[str] | None:
+        """The columns this step reads, given those wanted after it: lets the engine drop every other column
+        right after the sources (projection pushdown). ``None``: it may read any column (no dropping)."""
+        return None
+
     def roles(self) -> list[str]:
         """The LLM roles the step asks (the engine adds each role's model identity to the step key)."""
         return []

@@ -18,6 +18,9 @@ class Dedup(Step):
     name = "dedup"
     Params = DedupParams
 
+    def needs(self, after: set[str]) -> set[str] | None:
+        return None if self.params.columns is None else after | set(self.params.columns)
+
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         cols = self.params.columns or [c for c in df.columns if c not in BOOKKEEPING]
         require_columns(df, cols)

@@ -62,6 +62,10 @@ class Filter(Step):
     name = "filter"
     Params = FilterParams
 
+    def needs(self, after: set[str]) -> set[str] | None:
+        rule = self.params.length or self.params.regex
+        return None if rule is None else after | {rule.column}
+
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         if p.expr is not None:

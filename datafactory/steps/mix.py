@@ -46,6 +46,9 @@ class Mix(Step):
     name = "mix"
     Params = MixParams
 
+    def needs(self, after: set[str]) -> set[str] | None:
+        return after | {self.params.by}
+
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         require_columns(df, [p.by])

@@ -21,13 +21,22 @@ Every dropped row is recorded with its kept twin and their estimated similarity 
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 import polars as pl
 from pydantic import Field, model_validator
 
-from datafactory.steps.base import BOOKKEEPING, Params, Step, StepContext, StepError, require_columns
+if TYPE_CHECKING:
+    import numpy as np
 
-_integrate = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed it
+from datafactory.steps.base import (
+    BOOKKEEPING,
+    Params,
+    Step,
+    StepContext,
+    StepError,
+    require_columns,
+)
 
 
 class NearDedupParams(Params):
@@ -49,12 +58,15 @@ class NearDedupParams(Params):
 def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) minimising the equally weighted chances of a false pair (similarity below the
     threshold, yet a shared band) and a missed one (above it, no shared band): datasketch's ``_optimal_param``."""
+    import numpy as np
+
+    integrate = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed it
     best, best_err = (1, num_perm), float("inf")
     lo, hi = np.linspace(0.0, threshold, 201), np.linspace(threshold, 1.0, 201)
     for b in range(1, num_perm + 1):
         for r in range(1, num_perm // b + 1):
-            fp = _integrate(1 - (1 - lo ** r) ** b, lo)
-            fn = _integrate((1 - hi ** r) ** b, hi)
+            fp = integrate(1 - (1 - lo ** r) ** b, lo)
+            fn = integrate((1 - hi ** r) ** b, hi)
             if 0.5 * fp + 0.5 * fn < best_err:
                 best, best_err = (b, r), 0.5 * fp + 0.5 * fn
     return best
@@ -62,6 +74,7 @@ def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
 
 def _coefficients(n: int, tag: str) -> np.ndarray:
     """``n`` fixed 64-bit odd numbers, the same everywhere (XXH3 of a name: no random generator's stream)."""
+    import numpy as np
     import xxhash
 
     return np.array([xxhash.xxh3_64_intdigest(f"datafactory-minhash-{tag}-{i}".encode()) | 1 for i in range(n)],
@@ -73,6 +86,7 @@ def signatures(texts: pl.Series, shingle: int, num_perm: int, block_rows: int = 
     its one empty shingle (so empty texts match each other, as exact dedup would have it). Shingles are hashed
     ``block_rows`` texts at a time; the hash functions run on tiles of ``tile_rows`` texts x 32 functions, which
     stay in the CPU cache (5x faster than whole blocks)."""
+    import numpy as np
     import polars_hash  # noqa: F401  (registers the `nchash` namespace: XXH3 over a column)
 
     a, b = _coefficients(num_perm, "a"), _coefficients(num_perm, "b")
@@ -105,6 +119,8 @@ def signatures(texts: pl.Series, shingle: int, num_perm: int, block_rows: int = 
 def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """Pairs (i, j), i < j, that share at least one band: within a band's bucket each row is paired with the
     bucket's first row (that is enough to connect a cluster)."""
+    import numpy as np
+
     mult = _coefficients(rows, "band")
     pairs = []
     with np.errstate(over="ignore"):
@@ -125,6 +141,8 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 def similarity(sig: np.ndarray, i: np.ndarray, j: np.ndarray, block: int = 65536) -> np.ndarray:
     """Estimated Jaccard similarity of rows i and j: the share of signature positions that agree."""
+    import numpy as np
+
     out = np.empty(len(i), dtype=np.float64)
     for s in range(0, len(i), block):
         out[s:s + block] = (sig[i[s:s + block]] == sig[j[s:s + block]]).mean(axis=1)
@@ -133,6 +151,8 @@ def similarity(sig: np.ndarray, i: np.ndarray, j: np.ndarray, block: int = 65536
 
 def clusters(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """The smallest row index of each row's connected component (pairs as edges)."""
+    import numpy as np
+
     label = np.arange(n)
     if not len(i):
         return label
@@ -156,6 +176,8 @@ class NearDedup(Step):
     cache = True  # signatures of every row: worth keeping
 
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        import numpy as np
+
         p = self.params
         cols = p.columns or [c for c, t in df.schema.items() if t == pl.String and c not in BOOKKEEPING]
         if not cols:
@@ -180,7 +202,7 @@ class NearDedup(Step):
         ctx.table(p.table, pl.DataFrame({
             "id": ids.gather(dropped), "kept_id": ids.gather(root[dropped]),
             "similarity": similarity(sig, dropped, root[dropped]) if len(dropped) else np.empty(0)}))
-        ctx.info["near_dedup"] = {"dropped": int(len(dropped)), "clusters": int(len(np.unique(root[dropped]))),
-                                  "candidate_pairs": int(len(pairs)), "confirmed_pairs": int(keep_pair.sum()),
+        ctx.info["near_dedup"] = {"dropped": len(dropped), "clusters": len(np.unique(root[dropped])),
+                                  "candidate_pairs": len(pairs), "confirmed_pairs": int(keep_pair.sum()),
                                   "bands": bands, "rows_per_band": rows, "table": f"tables/{p.table}.parquet"}
         return df.filter(pl.Series(root == np.arange(df.height)))

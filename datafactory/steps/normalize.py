@@ -25,20 +25,32 @@ class Normalize(Step):
     name = "normalize"
     Params = NormalizeParams
 
+    def needs(self, after: set[str]) -> set[str] | None:
+        return None if self.params.columns is None else after | set(self.params.columns)
+
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         cols = p.columns if p.columns is not None else string_columns(df)
         require_columns(df, cols)
+        if p.unicode == "NFC":  # only values with a character that NFC could change: ASCII and Hangul syllables are NFC
+            df = df.with_columns(_nfc(df[c].cast(pl.String)) for c in cols)
         exprs = []
         for c in cols:
             e = pl.col(c).cast(pl.String)
-            if p.unicode != "none":
+            if p.unicode == "NFKC":
                 e = e.str.normalize(p.unicode)
             if p.remove_control:
                 e = e.str.replace_all(r"[\u200b-\u200f\u2060\ufeff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
-            if p.collapse_spaces:
-                e = e.str.replace_all(r"[ \t\u00a0\u3000]+", " ").str.replace_all(r" *\n *", "\n")
+            if p.collapse_spaces:  # runs of two or more, or one that is not a plain space (same result, fewer writes)
+                e = e.str.replace_all(r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]", " ").str.replace_all(r" *\n *", "\n")
             if p.strip:
                 e = e.str.strip_chars()
             exprs.append(e.alias(c))
         return df.with_columns(exprs)
+
+
+def _nfc(s: pl.Series) -> pl.Series:
+    mask = s.str.contains(r"[^\x00-\x7f가-힣]").fill_null(False)
+    if not mask.any():
+        return s
+    return s.clone().scatter(mask.arg_true(), s.filter(mask).str.normalize("NFC"))

@@ -16,6 +16,10 @@ class Rename(Step):
     name = "rename"
     Params = RenameParams
 
+    def needs(self, after: set[str]) -> set[str] | None:  # the new names too: a clash with one is an error
+        back = {new: old for old, new in self.params.columns.items()}
+        return {back.get(c, c) for c in after} | set(self.params.columns) | set(self.params.columns.values())
+
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         mapping = self.params.columns
         require_columns(df, list(mapping))

@@ -36,6 +36,9 @@ class Sample(Step):
     name = "sample"
     Params = SampleParams
 
+    def needs(self, after: set[str]) -> set[str] | None:
+        return after
+
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         n = p.n if p.n is not None else round(len(df) * p.fraction)

@@ -15,6 +15,9 @@ class Select(Step):
     name = "select"
     Params = SelectParams
 
+    def needs(self, after: set[str]) -> set[str] | None:
+        return set(self.params.columns)
+
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         require_columns(df, self.params.columns)
         keep = [c for c in BOOKKEEPING if c in df.columns and c not in self.params.columns]

@@ -58,6 +58,13 @@ class Template(Step):
     def identity(self) -> dict:
         return {"template": self.tpl}
 
+    def needs(self, after: set[str]) -> set[str] | None:
+        p = self.params
+        cols = {"instruction": p.instruction, "input": p.input}
+        fields = {cols.get(f, f) for k in ("prompt_input", "prompt_no_input") if k in self.tpl
+                  for f in fields_of(self.tpl[k])}
+        return (after - {p.output}) | fields | {p.input, p.instruction}
+
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         cols = {"instruction": p.instruction, "input": p.input}
