@@ -280,13 +280,13 @@ class Factory:
         records: list[dict] = []
         for sp in plan.steps[:start + 1]:
             records.append({**self._load_stats("steps", sp.key), "cached": True})
+        keep = needed_columns(plan.steps[start + 1:])
         if start >= 0:
             frame = pl.read_parquet(self.store.cache_path("steps", plan.steps[start].key, ".parquet"))
             source_stats = {n: self._load_stats("sources", sp.key) for n, sp in plan.sources.items()}
         else:
-            frame, source_stats = self._read_sources(plan)
+            frame, source_stats = self._read_sources(plan, keep)
 
-        keep = needed_columns(plan.steps[start + 1:])
         if keep is not None:  # projection pushdown: columns no later step reads, and the output drops, go now
             frame = frame.select([c for c in frame.columns if c in keep or c in BOOKKEEPING])
         template = None
@@ -342,12 +342,20 @@ class Factory:
                           + (": " + "; ".join(why) if why else "") + "; fix the options or the path, or set "
                           "`allow_empty: true` on the source if that is expected")
 
-    def _read_sources(self, plan: Plan) -> tuple[pl.DataFrame, dict]:
+    def _read_sources(self, plan: Plan, keep: set[str] | None = None) -> tuple[pl.DataFrame, dict]:
+        """Every source's rows: from the cache, or parsed (and cached). With ``keep`` (the columns the steps read,
+        see ``needed_columns``) only those are loaded; a parsed source streams its chunks to the cache file
+        with every column, so the whole table with every column is never in memory."""
+        import pyarrow.parquet as pq
+
+        def wanted(columns) -> list[str]:
+            return [c for c in columns if keep is None or c in keep or c in BOOKKEEPING]
+
         frames, stats = [], {}
         for name, sp in plan.sources.items():
             path = self.store.cache_path("sources", sp.key, ".parquet")
             if sp.cached:
-                frames.append(pl.read_parquet(path))
+                frames.append(pl.read_parquet(path, columns=wanted(pl.read_parquet_schema(path))))
                 stats[name] = self._load_stats("sources", sp.key)
                 self.log(f"  source {name}: {stats[name]['rows']:,} rows (cached)")
                 for w in stats[name].get("warnings", []):
@@ -355,18 +363,42 @@ class Factory:
                 self._check_not_empty(plan, name, stats[name])
                 continue
             t0 = time.perf_counter()
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            writer: list = []
+
+            def sink(chunk: pl.DataFrame) -> pl.DataFrame:
+                table = chunk.to_arrow()
+                if not writer:
+                    tmp.parent.mkdir(parents=True, exist_ok=True)
+                    writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4"))
+                writer[0].write_table(table.cast(writer[0].schema))
+                return chunk.select(wanted(chunk.columns))
+
             try:
                 with self.progress(f"reading {name}", len(sp.source.inputs())) as advance:
-                    read = sp.source.read(on_file=advance)
-            except DataFactoryError as e:
-                raise type(e)(f"{plan.recipe.file}: sources.{name}: {e}") from None
+                    read = sp.source.read(on_file=advance, sink=sink)
+            except BaseException as e:
+                if writer:
+                    writer[0].close()
+                    writer.clear()
+                tmp.unlink(missing_ok=True)
+                if isinstance(e, DataFactoryError):
+                    raise type(e)(f"{plan.recipe.file}: sources.{name}: {e}") from None
+                raise
+            if writer:
+                writer[0].close()
             stats[name] = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
                            "skipped": read.skipped, "cleaned": read.cleaned, "warnings": read.warnings,
                            "seconds": round(time.perf_counter() - t0, 3)}
             if read.quarantine:
                 qpath = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
                 write_atomic(qpath, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in read.quarantine))
-            self._save("sources", sp.key, read.frame, stats[name])
+            if writer:  # streamed: stats first, then the file whose presence marks the entry complete
+                self._save("sources", sp.key, None, stats[name])
+                tmp.replace(path)
+            else:
+                self._save("sources", sp.key, read.frame, stats[name])
+            tmp.unlink(missing_ok=True)
             q = sum(read.quarantined.values())
             skips = ", ".join(f"{k} {v:,}" for k, v in read.skipped.items())
             self.log(f"  source {name}: {read.frame.height:,} rows from {read.files} files"

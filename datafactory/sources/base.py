@@ -325,14 +325,23 @@ class Source:
         (a missing field, another encoding, malformed JSON) goes the per-record way, with its precise errors."""
         return None
 
-    def read(self, on_file=None) -> SourceRead:
+    def read(self, on_file=None, sink=None) -> SourceRead:
         """Parse every input file, in chunks of files; a large source is parsed by worker processes (one per
         core, ``DATAFACTORY_WORKERS`` to set). Rows keep the order of the files and of the records in them.
-        ``on_file(n)`` is called as files are done, for progress bars."""
+        ``on_file(n)`` is called as files are done, for progress bars. ``sink(chunk)``, for a kind with a fixed
+        schema, receives each chunk's rows (with ``id`` and ``source``) as they come and returns what to keep in
+        memory (the engine writes the chunk to the source cache and keeps the columns the recipe reads)."""
         files = self.inputs()
         chunks = [files[i:i + CHUNK_FILES] for i in range(0, len(files), CHUNK_FILES)]
         workers = _workers(files) if len(chunks) > 1 else 1
         result = _Chunk.empty()
+        streaming = sink is not None and self.schema is not None
+
+        def add(part: _Chunk) -> None:
+            if streaming:
+                part.frames = [sink(self._lineage(f)) for f in part.frames]
+            result.add(part)
+
         if workers > 1:
             import concurrent.futures
             import multiprocessing
@@ -340,17 +349,26 @@ class Source:
             # forkserver, not fork: the parent runs polars' thread pool, which a forked child may find locked
             with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as ex:
                 for chunk, part in zip(chunks, ex.map(_read_chunk, [self] * len(chunks), chunks)):
-                    result.add(part)
+                    add(part)
                     if on_file is not None:
                         on_file(len(chunk))
         else:
             for chunk in chunks:
-                result.add(self._read_chunk(chunk))
+                add(self._read_chunk(chunk))
                 if on_file is not None:
                     on_file(len(chunk))
-        frame = pl.concat(result.frames, how="diagonal_relaxed") if result.frames else self._frame([])
+        if streaming and result.frames:
+            frame = pl.concat(result.frames, how="diagonal_relaxed")
+            self._check_unique(frame["id"].str.slice(len(self.name) + 1))
+        else:
+            frame = pl.concat(result.frames, how="diagonal_relaxed") if result.frames else self._frame([])
+            if streaming:  # nothing came: the (empty) frame goes through the sink too
+                frame = sink(self._lineage(frame))
+            else:
+                self._check_unique(frame["_key"].cast(pl.String))
+                frame = self._lineage(frame)
         warnings = [f"{kind}: {result.cleaned[kind]:,}" for kind in sorted(result.warned)]
-        return SourceRead(self._with_lineage(frame), len(files), dict(result.quarantined), result.quarantine,
+        return SourceRead(frame, len(files), dict(result.quarantined), result.quarantine,
                           dict(result.skipped), dict(result.cleaned), warnings)
 
     def _read_chunk(self, files: list[InputFile]) -> "_Chunk":
@@ -421,12 +439,14 @@ class Source:
         schema = {"_key": pl.String, **self.schema}
         return pl.DataFrame(rows, schema=schema, strict=False) if rows else pl.DataFrame(schema=schema)
 
-    def _with_lineage(self, frame: pl.DataFrame) -> pl.DataFrame:
-        keys = frame["_key"].cast(pl.String)
+    def _check_unique(self, keys: pl.Series) -> None:
         dup = keys.filter(keys.is_duplicated())
         if len(dup):
             raise SourceError(f"source '{self.name}' ({self.kind}): record key '{dup[0]}' occurs {int((keys == dup[0]).sum())} "
                               "times; each record needs a unique key (for `files`, set `options.id` to a unique column)")
+
+    def _lineage(self, frame: pl.DataFrame) -> pl.DataFrame:
+        keys = frame["_key"].cast(pl.String)
         # a record's own id/source fields would clash with the lineage columns: keep them as record_*
         frame = frame.rename({c: f"record_{c}" for c in ("id", "source") if c in frame.columns})
         return frame.select(
