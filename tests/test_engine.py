@@ -396,6 +396,8 @@ def test_columns_no_step_reads_are_dropped_after_the_source(project, monkeypatch
                         lambda self, recipe, sp, frame, *a: seen.append(set(frame.columns)) or real(self, recipe, sp, frame, *a))
     res = project.factory().build("sft")
     assert seen[0] == {"id", "source", "instruction", "output", "input"}  # not kind, not extra; input: the template reads it
+    cached = pl.read_parquet(project.data / ".cache" / "sources" / f"{res.manifest['sources']['qa']['cache_key']}.parquet")
+    assert {"kind", "extra"} <= set(cached.columns) and cached.height == 40  # the cache keeps every column
     monkeypatch.setattr(engine, "needed_columns", lambda steps: None)
     (project.data / "sft" / res.version).rename(project.data / "sft" / "projected")
     again = project.factory().build("sft")
@@ -403,3 +405,23 @@ def test_columns_no_step_reads_are_dropped_after_the_source(project, monkeypatch
     for split in res.manifest["files"]:
         assert pl.read_parquet(project.data / "sft" / "projected" / f"{split}.parquet").equals(
             pl.read_parquet(project.data / "sft" / res.version / f"{split}.parquet"))
+
+
+def test_an_unchanged_listing_reads_no_digest_and_a_touched_file_keeps_its_version(built, monkeypatch):
+    project, first = built
+    from datafactory.hashing import FingerprintCache
+
+    def boom(*a, **k):
+        raise AssertionError("per-file digests looked up for an unchanged listing")
+
+    monkeypatch.setattr(FingerprintCache, "entries", boom)
+    monkeypatch.setattr(FingerprintCache, "digest", boom)
+    assert project.factory().plan("sft").version == first.version
+    monkeypatch.undo()
+    qa = project.root / "inputs" / "qa.jsonl"
+    qa.touch()  # a new mtime, the same bytes: re-hashed once, the same version
+    import os
+    os.utime(qa, ns=(qa.stat().st_atime_ns, qa.stat().st_mtime_ns + 10**9))
+    assert project.factory().plan("sft").version == first.version
+    project.jsonl("qa.jsonl", qa_rows(51))
+    assert project.factory().plan("sft").version != first.version

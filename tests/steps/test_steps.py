@@ -68,6 +68,14 @@ def test_normalize_composes_jamo_and_cleans_spaces():
     assert out["text"][0] == "한국어 문장 입니다\n다음 줄"
 
 
+def test_normalize_nfc_only_changes_what_nfc_changes():
+    """NFC runs only on values with a character outside ASCII and Hangul syllables: the result must be NFC's."""
+    values = [unicodedata.normalize("NFD", "한국어"), "한국어 ㅋㅋ", "cafe\u0301", "café", None, "plain text", "",
+              "ｆｕｌｌ　ｗｉｄｔｈ", "\u1100\u1161 jamo", "漢字 한자"]
+    out, _ = run("normalize", frame(text=values), collapse_spaces=False, remove_control=False, strip=False)
+    assert out["text"].to_list() == [None if v is None else unicodedata.normalize("NFC", v) for v in values]
+
+
 def test_normalize_leaves_lineage_alone():
     df = frame(text=["a"])
     out, _ = run("normalize", df)
