@@ -285,8 +285,13 @@ class Source:
         files = self.inputs()
         self._fp_cache = cache
         self._input_list = None
-        listing = xxhash.xxh3_128("".join(
-            f"{f.path}\t{f.member or ''}\t{f.size}\t{f.mtime_ns}\n" for f in files).encode("utf-8")).hexdigest()
+        import array
+
+        h = xxhash.xxh3_128("\n".join([str(f.path) if f.member is None else f"{f.path}!{f.member}" for f in files])
+                            .encode("utf-8", "surrogateescape"))
+        h.update(array.array("q", [f.size for f in files]).tobytes())
+        h.update(array.array("q", [f.mtime_ns for f in files]).tobytes())
+        listing = h.hexdigest()
         known = cache.listing(listing)
         if known is not None:
             return known

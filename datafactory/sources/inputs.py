@@ -72,15 +72,15 @@ class _Patterns:
     with startswith/endswith, four times faster than the regex on a 100k-file listing."""
 
     def __init__(self, patterns: tuple[str, ...]):
-        self.simple = [tuple(p.split("*")) for p in patterns if p.count("*") == 1 and not set(p) & set("?[")]
+        self.simple = [(*p.split("*"), len(p) - 1) for p in patterns if p.count("*") == 1 and not set(p) & set("?[")]
         rest = [p for p in patterns if not (p.count("*") == 1 and not set(p) & set("?["))]
         self.regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in rest)) if rest else None
 
     def match(self, name: str) -> bool:
-        for head, tail in self.simple:
-            if name.startswith(head) and name.endswith(tail) and len(name) >= len(head) + len(tail):
+        for head, tail, n in self.simple:
+            if name.startswith(head) and name.endswith(tail) and len(name) >= n:
                 return True
-        return bool(self.regex is not None and self.regex.match(name))
+        return self.regex is not None and self.regex.match(name) is not None
 
 
 @functools.lru_cache(maxsize=64)
@@ -152,11 +152,16 @@ def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None 
         st = raw.stat()
         return [InputFile(raw.name, raw, None, raw.name, None, st.st_size, st.st_mtime_ns)]
     files: list[InputFile] = []
-    pat = _pattern(tuple(patterns))
+    match = _pattern(tuple(patterns)).match
     # the order of sorted(Path.rglob): by path parts, i.e. "/" sorting before every other character
-    for rel, entry in sorted(_walk(str(raw)), key=lambda re_: re_[0].replace("/", "\x00")):
+    listing = sorted(_walk(str(raw)), key=lambda re_: re_[0].replace("/", "\x00"))
+    # a 100k-file release: one stat per file is the floor, so everything else here is kept to a minimum
+    hits = [(rel, e) for rel, e in listing if match(e.name) or ("/" in rel and match(rel))]
+    if len(hits) == len(listing):
+        return [InputFile(rel, e.path, None, e.name, None, (st := e.stat()).st_size, st.st_mtime_ns) for rel, e in hits]
+    for rel, entry in listing:
         name = entry.name
-        if pat.match(name) or ("/" in rel and pat.match(rel)):
+        if match(name) or ("/" in rel and match(rel)):
             st = entry.stat()
             files.append(InputFile(rel, entry.path, None, name, None, st.st_size, st.st_mtime_ns))
         elif name.lower().endswith(".zip"):
