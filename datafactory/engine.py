@@ -32,7 +32,7 @@ from datafactory.steps import STEPS
 from datafactory.steps.base import BOOKKEEPING, LINEAGE, Step, StepContext, StepError
 from datafactory.steps.split import SplitParams
 from datafactory.publish import FORMAT_VERSION, Publisher
-from datafactory.store import Store, write_atomic
+from datafactory.store import Background, Store, write_atomic
 
 
 
@@ -53,6 +53,10 @@ def apply_step(step: Step, sources: list[str] | None, frame: pl.DataFrame, ctx: 
     if missing:
         raise StepError(f"the step removed the lineage column '{missing[0]}'")
     return out if rest is None else pl.concat([out, rest], how="diagonal_relaxed")
+
+
+def _wanted(columns, keep: set[str] | None) -> list[str]:
+    return [c for c in columns if keep is None or c in keep or c in BOOKKEEPING]
 
 
 def needed_columns(steps: list["StepPlan"]) -> set[str] | None:
@@ -97,6 +101,7 @@ class Plan:
     upstream: dict[str, "Plan | None"]  # source name -> plan (None for a pinned version)
     upstream_versions: dict[str, str]
     built: bool
+    pending: list[str] = field(default_factory=list)  # sources with unhashed files: version unknown until read
 
 
 @dataclass
@@ -133,19 +138,23 @@ class Factory:
         self.llm_name, self.max_cost = llm, max_cost
         self._profile = self._responses = self._client = None
         self._writes: list = []  # cache writes in flight (threads), see _save
-        self._write_errors: list[str] = []
+        self._listed: dict | None = None  # during a build that parsed pending sources: their listings, reused
 
     # -- planning ------------------------------------------------------------------------------------
     def recipe(self, name: str, top: bool = True) -> Recipe:
         return load_recipe(recipe_path(self.recipes_dir, name), self.overrides if top else None)
 
-    def plan(self, name: str, _stack: tuple[str, ...] = ()) -> Plan:
+    def plan(self, name: str, _stack: tuple[str, ...] = (), defer: bool = False) -> Plan:
+        """The build plan of ``name``: version id, what is cached. With ``defer`` (``build`` uses it), a source
+        whose files are new or changed is not hashed here: the plan comes back ``pending`` and the build parses
+        the source first, hashing the bytes its workers read anyway, then plans again."""
         if name in _stack:
             chain = " -> ".join((*_stack[_stack.index(name):], name))
             raise RecipeError(str(recipe_path(self.recipes_dir, name)), "sources",
                               f"recipes depend on each other in a cycle: {chain}", "break the cycle")
         if name in self._plans:
             return self._plans[name]
+        pending: list[str] = []
         recipe = self.recipe(name, top=not _stack)
         base_dir = self.project_root
 
@@ -156,6 +165,9 @@ class Factory:
             cls = SOURCES[spec.kind]
             opts = recipe.source_options[sname]
             src = cls(sname, spec.path, opts, encoding=spec.encoding, on_error=spec.on_error, base_dir=base_dir)
+            listed_key = (spec.kind, spec.path, str(base_dir))
+            if self._listed is not None and listed_key in self._listed:  # the files just parsed, not a new listing
+                src._inputs = self._listed[listed_key]
             if isinstance(src, DatasetSource):
                 if opts.version:
                     _, up_version = self.store.resolve(f"{opts.name}@{opts.version}")
@@ -166,9 +178,11 @@ class Factory:
                 upstream_versions[sname] = up_version
                 src.version_dir = self.store.version_dir(opts.name, up_version)
             try:
-                fp = src.fingerprint(self.fingerprints)
+                fp = src.fingerprint(self.fingerprints, defer=defer)
             except DataFactoryError as e:
                 raise type(e)(f"{recipe.file}: sources.{sname}: {e}") from None
+            if fp is None:
+                pending.append(sname)
             key = digest("source", sname, spec.kind, code_version(cls), opts.model_dump(mode="json"), spec.encoding,
                          spec.on_error, fp, src.identity())
             cached = self.store.cache_path("sources", key, ".parquet").exists()
@@ -203,8 +217,10 @@ class Factory:
 
         self.fingerprints.save()  # the input files' digests, and a local model's
         version = digest(FORMAT_VERSION, key, recipe.canonical(with_paths=False), upstream_versions)[:VERSION_LEN]
-        plan = Plan(recipe, version, sources, steps, upstream, upstream_versions, self.store.has(name, version))
-        self._plans[name] = plan
+        plan = Plan(recipe, version, sources, steps, upstream, upstream_versions,
+                    not pending and self.store.has(name, version), pending)
+        if not pending:
+            self._plans[name] = plan
         return plan
 
     @property
@@ -242,18 +258,34 @@ class Factory:
 
     # -- building ------------------------------------------------------------------------------------
     def build(self, name: str) -> BuildResult:
-        plan = self.plan(name)
+        plan = self.plan(name, defer=True)
         ups = [self.build(p.recipe.name) for p in plan.upstream.values() if p is not None]
-        with self.store.lock(name, on_wait=lambda: self.log(f"waiting for another build of {name} to finish")):
-            if self.store.has(name, plan.version):
-                self.store.set_latest(name, plan.version)
-                return BuildResult(name, plan.version, False, self.store.manifest(name, plan.version), ups)
-            self.running = plan
-            try:
-                manifest = self._run(plan)
-            finally:
-                self._saved()
-            self.running = None
+        pre: dict[str, tuple] = {}
+        try:
+            if plan.pending:  # parse the new or changed sources first: their digests come with the bytes read
+                self.log(f"reading {', '.join(plan.pending)} of {name} (new or changed files)")
+                keep = needed_columns(plan.steps)
+                for sname in plan.pending:
+                    pre[sname] = self._parse_source(plan, sname, keep, hash_reads=True)
+                self.fingerprints.save()
+                self._listed = {(plan.recipe.sources[n].kind, plan.recipe.sources[n].path, str(self.project_root)):
+                                plan.sources[n].source.inputs() for n in plan.pending}
+                plan = self.plan(name)
+            with self.store.lock(name, on_wait=lambda: self.log(f"waiting for another build of {name} to finish")):
+                if self.store.has(name, plan.version):
+                    self.store.set_latest(name, plan.version)
+                    return BuildResult(name, plan.version, False, self.store.manifest(name, plan.version), ups)
+                self.running = plan
+                try:
+                    manifest = self._run(plan, pre=pre)
+                finally:
+                    self._saved()
+                self.running = None
+        finally:
+            self._listed = None
+            for _, _, tmp in pre.values():  # what was parsed and not used (the version existed, or an error)
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
         self._plans.pop(name, None)  # caches changed: a later plan() must look again
         return BuildResult(name, plan.version, True, manifest, ups)
 
@@ -268,7 +300,7 @@ class Factory:
                 f"{len(plan.steps)} steps are kept in the cache (LLM answers are kept as they come; quick steps run "
                 "again from what is kept)")
 
-    def _run(self, plan: Plan, dry_run: bool = False) -> dict | list[dict]:
+    def _run(self, plan: Plan, dry_run: bool = False, pre: dict | None = None) -> dict | list[dict]:
         """Run the steps not cached, from the last cached one. A dry run (cost estimate) asks no LLM, saves
         no step and publishes nothing: it returns the step records, with each LLM step's estimate."""
         recipe = plan.recipe
@@ -285,7 +317,7 @@ class Factory:
             frame = pl.read_parquet(self.store.cache_path("steps", plan.steps[start].key, ".parquet"))
             source_stats = {n: self._load_stats("sources", sp.key) for n, sp in plan.sources.items()}
         else:
-            frame, source_stats = self._read_sources(plan, keep)
+            frame, source_stats = self._read_sources(plan, keep, pre or {})
 
         if keep is not None:  # projection pushdown: columns no later step reads, and the output drops, go now
             frame = frame.select([c for c in frame.columns if c in keep or c in BOOKKEEPING])
@@ -342,63 +374,31 @@ class Factory:
                           + (": " + "; ".join(why) if why else "") + "; fix the options or the path, or set "
                           "`allow_empty: true` on the source if that is expected")
 
-    def _read_sources(self, plan: Plan, keep: set[str] | None = None) -> tuple[pl.DataFrame, dict]:
-        """Every source's rows: from the cache, or parsed (and cached). With ``keep`` (the columns the steps read,
-        see ``needed_columns``) only those are loaded; a parsed source streams its chunks to the cache file
-        with every column, so the whole table with every column is never in memory."""
-        import pyarrow.parquet as pq
-
-        def wanted(columns) -> list[str]:
-            return [c for c in columns if keep is None or c in keep or c in BOOKKEEPING]
-
+    def _read_sources(self, plan: Plan, keep: set[str] | None = None, pre: dict | None = None) -> tuple[pl.DataFrame, dict]:
+        """Every source's rows: from the cache, parsed already (``pre``: a pending source ``build`` read while
+        hashing it), or parsed now; parsed ones are cached. With ``keep`` (the columns the steps read, see
+        ``needed_columns``) only those are loaded; a parsed source streams its chunks to the cache file with every
+        column, so the whole table with every column is never in memory."""
         frames, stats = [], {}
         for name, sp in plan.sources.items():
             path = self.store.cache_path("sources", sp.key, ".parquet")
-            if sp.cached:
-                frames.append(pl.read_parquet(path, columns=wanted(pl.read_parquet_schema(path))))
+            if sp.cached and name not in (pre or {}):
+                frames.append(pl.read_parquet(path, columns=_wanted(pl.read_parquet_schema(path), keep)))
                 stats[name] = self._load_stats("sources", sp.key)
                 self.log(f"  source {name}: {stats[name]['rows']:,} rows (cached)")
                 for w in stats[name].get("warnings", []):
                     self.log(f"  warning: source {name}: {w} (cached)")
                 self._check_not_empty(plan, name, stats[name])
                 continue
-            t0 = time.perf_counter()
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-            writer: list = []
-
-            def sink(chunk: pl.DataFrame) -> pl.DataFrame:
-                table = chunk.to_arrow()
-                if not writer:
-                    tmp.parent.mkdir(parents=True, exist_ok=True)
-                    writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4"))
-                writer[0].write_table(table.cast(writer[0].schema))
-                return chunk.select(wanted(chunk.columns))
-
-            try:
-                with self.progress(f"reading {name}", len(sp.source.inputs())) as advance:
-                    read = sp.source.read(on_file=advance, sink=sink)
-            except BaseException as e:
-                if writer:
-                    writer[0].close()
-                    writer.clear()
-                tmp.unlink(missing_ok=True)
-                if isinstance(e, DataFactoryError):
-                    raise type(e)(f"{plan.recipe.file}: sources.{name}: {e}") from None
-                raise
-            if writer:
-                writer[0].close()
-            stats[name] = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
-                           "skipped": read.skipped, "cleaned": read.cleaned, "warnings": read.warnings,
-                           "seconds": round(time.perf_counter() - t0, 3)}
+            read, stats[name], tmp = (pre or {}).pop(name, None) or self._parse_source(plan, name, keep)
             if read.quarantine:
                 qpath = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
                 write_atomic(qpath, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in read.quarantine))
-            if writer:  # streamed: stats first, then the file whose presence marks the entry complete
+            if tmp is not None:  # streamed: stats first, then the file whose presence marks the entry complete
                 self._save("sources", sp.key, None, stats[name])
                 tmp.replace(path)
             else:
                 self._save("sources", sp.key, read.frame, stats[name])
-            tmp.unlink(missing_ok=True)
             q = sum(read.quarantined.values())
             skips = ", ".join(f"{k} {v:,}" for k, v in read.skipped.items())
             self.log(f"  source {name}: {read.frame.height:,} rows from {read.files} files"
@@ -408,6 +408,53 @@ class Factory:
             self._check_not_empty(plan, name, stats[name])
             frames.append(read.frame)
         return pl.concat(frames, how="diagonal_relaxed"), stats
+
+    def _parse_source(self, plan: Plan, name: str, keep: set[str] | None, hash_reads: bool = False):
+        """Parse one source: (SourceRead with the ``keep`` columns, its stats, the temporary cache file its
+        chunks streamed to, or None). With ``hash_reads`` the digests of the bytes read go to the fingerprint
+        cache (a file the parser did not read is hashed here)."""
+        import pyarrow.parquet as pq
+
+        src = plan.sources[name].source
+        t0 = time.perf_counter()
+        folder = self.store.cache / "sources"
+        tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.parquet.tmp"
+        writer: list = []
+
+        def sink(chunk: pl.DataFrame) -> pl.DataFrame:
+            table = chunk.to_arrow()
+            if not writer:
+                folder.mkdir(parents=True, exist_ok=True)
+                writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4"))
+            writer[0].write_table(table.cast(writer[0].schema))
+            return chunk.select(_wanted(chunk.columns, keep))
+
+        src.hash_reads = hash_reads
+        try:
+            with self.progress(f"reading {name}", len(src.inputs())) as advance:
+                read = src.read(on_file=advance, sink=sink)
+        except BaseException as e:
+            if writer:
+                writer[0].close()
+            tmp.unlink(missing_ok=True)
+            if isinstance(e, DataFactoryError):
+                raise type(e)(f"{plan.recipe.file}: sources.{name}: {e}") from None
+            raise
+        finally:
+            src.hash_reads = False
+        if writer:
+            writer[0].close()
+        if hash_reads:
+            for f in src.inputs():
+                got = read.digests.get(str(f.path))
+                if got is not None and got[:2] == (f.size, f.mtime_ns):
+                    self.fingerprints.remember(str(f.path), *got)
+                else:  # not read by the parser, or changed while it read: hashed on its own
+                    self.fingerprints.digest(f.path, f.size, f.mtime_ns)
+        stats = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
+                 "skipped": read.skipped, "cleaned": read.cleaned, "warnings": read.warnings,
+                 "seconds": round(time.perf_counter() - t0, 3)}
+        return read, stats, tmp if writer else None
 
     def _run_step(self, recipe: Recipe, sp: StepPlan, frame: pl.DataFrame, plan_steps: list[StepPlan],
                   dry_run: bool = False) -> tuple[pl.DataFrame, dict]:
@@ -502,8 +549,6 @@ class Factory:
         The parquet file's presence is what marks the entry resumable; lz4, not zstd: written once, read seldom,
         and kept only until `gc`. The frame is written by a thread while the build goes on (polars writes
         without the GIL); ``_saved()`` waits for every write before the build ends."""
-        import threading
-
         write_atomic(self.store.cache_path(kind, key, ".json"), json.dumps(stats, ensure_ascii=False))
         if frame is None:
             return
@@ -514,21 +559,20 @@ class Factory:
             try:
                 frame.write_parquet(tmp, compression="lz4")
                 tmp.replace(path)
-            except BaseException as e:  # reported by _saved(); a missing entry is only a cache miss
+            except BaseException as e:
                 tmp.unlink(missing_ok=True)
-                self._write_errors.append(f"{path.name}: {e}")
+                raise RuntimeError(f"{path.name}: {e}") from e
 
-        t = threading.Thread(target=write, name=f"cache {key[:12]}")
-        t.start()
-        self._writes.append(t)
+        self._writes.append(Background([(write, ())]))
 
     def _saved(self) -> None:
-        """Wait for the cache writes of this build; say which failed (the build itself is unaffected)."""
+        """Wait for the cache writes of this build; say which failed (the build itself is unaffected: a missing
+        entry is only a cache miss)."""
         while self._writes:
-            self._writes.pop().join()
-        for e in self._write_errors:
-            self.log(f"  warning: a cache entry could not be written ({e}); the next build redoes that work")
-        self._write_errors.clear()
+            w = self._writes.pop()
+            w.join(raise_errors=False)
+            for e in w.errors:
+                self.log(f"  warning: a cache entry could not be written ({e}); the next build redoes that work")
 
     def _load_stats(self, kind: str, key: str) -> dict:
         try:

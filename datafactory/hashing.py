@@ -101,6 +101,11 @@ class FingerprintCache:
         """The remembered ``{absolute path: [size, mtime_ns, digest]}`` (read only: ``digest`` adds to it)."""
         return self._load()
 
+    def remember(self, path: str, size: int, mtime_ns: int, digest: str) -> None:
+        """A digest computed elsewhere (a worker hashed the bytes it parsed)."""
+        self._load()[path] = [size, mtime_ns, digest]
+        self._dirty = True
+
     def digest(self, file: Path | str, size: int | None = None, mtime_ns: int | None = None) -> str:
         """The digest of ``file`` (best an absolute path; ``size`` and ``mtime_ns`` from a listing, else stat)."""
         if size is None or mtime_ns is None:

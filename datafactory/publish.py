@@ -18,7 +18,7 @@ from datafactory.errors import RecipeError
 from datafactory.hashing import code_version
 from datafactory.recipe import Recipe
 from datafactory.sources.dataset import DatasetSource
-from datafactory.store import Store, write_atomic, write_split
+from datafactory.store import Background, Store, write_atomic, write_split
 
 if TYPE_CHECKING:
     from datafactory.engine import Plan
@@ -127,7 +127,8 @@ class Publisher:
             for s in sorted(split_names, key=lambda x: order.index(x) if x in order else len(order)):
                 part = frame.filter(pl.col("split") == s).drop("split") if "split" in frame.columns else frame
                 files[s], sizes[s], parts[s] = f"{s}.parquet", part.height, part
-                write_split(part, staging / files[s])
+            # the split files are written by threads (pyarrow releases the GIL) while the card and plot are drawn
+            writes = Background([(write_split, (p, staging / files[s])) for s, p in parts.items()])
             body = frame.drop("split") if "split" in frame.columns else frame
             quarantine = {}
             for name, sp in plan.sources.items():
@@ -193,7 +194,10 @@ class Publisher:
             write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
             write_atomic(staging / "LICENSE.md", render_license(manifest))
             write_atomic(staging / "README.md", render_card(manifest, parts))
+            writes.join()
         except BaseException:
+            if "writes" in locals():
+                writes.join(raise_errors=False)
             shutil.rmtree(staging, ignore_errors=True)
             raise
         self.store.publish(staging, recipe.name, plan.version)

@@ -48,6 +48,31 @@ def hub_arrow_type(t):
     return t
 
 
+class Background:
+    """Calls run in threads; ``join`` waits for all and raises the first error."""
+
+    def __init__(self, calls: list):
+        import threading
+
+        self.errors: list[BaseException] = []
+
+        def run(fn, args):
+            try:
+                fn(*args)
+            except BaseException as e:  # noqa: BLE001 - raised again by join()
+                self.errors.append(e)
+
+        self.threads = [threading.Thread(target=run, args=call) for call in calls]
+        for t in self.threads:
+            t.start()
+
+    def join(self, raise_errors: bool = True) -> None:
+        for t in self.threads:
+            t.join()
+        if raise_errors and self.errors:
+            raise self.errors[0]
+
+
 def write_split(frame, path: Path) -> None:
     """One split file: parquet with the plain Arrow types (``hub_arrow_type``)."""
     import pyarrow as pa

@@ -425,3 +425,37 @@ def test_an_unchanged_listing_reads_no_digest_and_a_touched_file_keeps_its_versi
     assert project.factory().plan("sft").version == first.version
     project.jsonl("qa.jsonl", qa_rows(51))
     assert project.factory().plan("sft").version != first.version
+
+
+def test_a_cold_build_reads_each_input_once_and_remembers_its_digest(project, monkeypatch):
+    """New files are hashed from the bytes the parser reads, not read a second time in planning."""
+    import datafactory.hashing as hashing
+
+    project.jsonl("qa.jsonl", qa_rows(30))
+    project.recipe("sft", sft_recipe())
+    calls = []
+    real = hashing.file_digest
+    monkeypatch.setattr(hashing, "file_digest", lambda p, *a: calls.append(p) or real(p, *a))
+    res = project.factory().build("sft")
+    assert res.built and calls == []
+    qa = str(project.root / "inputs" / "qa.jsonl")
+    assert hashing.FingerprintCache(project.data / ".cache" / "fingerprints.msgpack").entries()[qa][2] == real(qa)
+    monkeypatch.undo()
+    # the same bytes with a new mtime: read and hashed again, the same version, nothing left behind
+    import os
+    st = os.stat(qa)
+    os.utime(qa, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    again = project.factory().build("sft")
+    assert not again.built and again.version == res.version
+    assert not list((project.data / ".cache" / "sources").glob(".*tmp"))
+    assert project.factory().plan("sft").version == res.version
+
+
+def test_a_failing_source_read_leaves_no_partial_cache(project):
+    project.jsonl("qa.jsonl", qa_rows(5))
+    (project.root / "inputs" / "qa.jsonl").write_text("{broken\n", "utf-8")
+    project.recipe("sft", sft_recipe())
+    with pytest.raises(DataFactoryError, match="qa.jsonl"):
+        project.factory().build("sft")
+    left = [p.name for p in (project.data / ".cache" / "sources").glob("*")] if (project.data / ".cache" / "sources").exists() else []
+    assert not [n for n in left if n.endswith(".parquet") or n.endswith(".tmp")]

@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import os
+import sys
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -69,6 +70,7 @@ class SourceRead:
     skipped: dict[str, int] = field(default_factory=dict)
     cleaned: dict[str, int] = field(default_factory=dict)  # what the parser changed, by kind (``Source.note``)
     warnings: list[str] = field(default_factory=list)  # what a user should look at (unknown tokens, ...)
+    digests: dict = field(default_factory=dict)  # path -> (size, mtime_ns, digest) of the bytes read (hash_reads)
 
 
 def _truncated(e: UnicodeDecodeError, size: int) -> bool:
@@ -112,12 +114,14 @@ class _Chunk:
     skipped: Counter
     cleaned: Counter
     warned: set
+    digests: dict
 
     @classmethod
     def empty(cls) -> "_Chunk":
-        return cls([], Counter(), [], Counter(), Counter(), set())
+        return cls([], Counter(), [], Counter(), Counter(), set(), {})
 
     def add(self, other: "_Chunk") -> None:
+        self.digests.update(other.digests)
         self.frames += other.frames
         self.quarantined.update(other.quarantined)
         self.quarantine += other.quarantine
@@ -139,6 +143,9 @@ def _workers(files: list[InputFile]) -> int:
         except ValueError:
             raise SourceError(f"DATAFACTORY_WORKERS={env!r} is not a number of processes; set it to 1 or more") from None
     size = sum(f.size for f in files)
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main is not None and not os.path.exists(main):  # `python - < script`: workers could not import it
+        return 1
     return min(len(os.sched_getaffinity(0)), 8) if size >= PARALLEL_BYTES else 1
 
 
@@ -174,6 +181,8 @@ class Source:
         self._inputs: list[InputFile] | None = None
         self._cleaned: Counter[str] = Counter()
         self._warned: set[str] = set()
+        self.hash_reads = False  # record the digest of every file's bytes as they are read (SourceRead.digests)
+        self._read_digests: dict | None = None
 
     # -- what a kind implements -------------------------------------------------------------------
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
@@ -194,6 +203,10 @@ class Source:
     def data(self, file: InputFile) -> bytes:
         """The file's bytes; a ``.gz`` file (Anthropic's ``train.jsonl.gz``) is decompressed."""
         raw = file.read_bytes()
+        if self._read_digests is not None and file.member is None:  # planning needs not read this file again
+            import xxhash
+
+            self._read_digests[str(file.path)] = (file.size, file.mtime_ns, xxhash.xxh3_128_hexdigest(raw))
         if not file.basename.lower().endswith(".gz"):
             return raw
         try:
@@ -274,12 +287,13 @@ class Source:
                                   "check the path (--source NAME=PATH)")
         return self._inputs
 
-    def fingerprint(self, cache) -> dict:
+    def fingerprint(self, cache, defer: bool = False) -> dict | None:
         """One digest over every input (its name and content digest) and the file count; the per-file list is
         ``input_list`` (the version's ``inputs/<source>.tsv``). A listing whose every (path, size, mtime) is as
         last time gives the digest remembered for it (a no-op build of 100k files reads no digest at all); else a
         file unchanged in size and mtime is not re-read (``cache``: hashing.FingerprintCache), and an archive is
-        hashed once for all its members."""
+        hashed once for all its members. With ``defer``, new or changed plain files are not hashed here: it
+        returns ``None`` and the build parses them with ``hash_reads`` on (each byte read once)."""
         import xxhash
 
         files = self.inputs()
@@ -295,6 +309,10 @@ class Source:
         known = cache.listing(listing)
         if known is not None:
             return known
+        if defer and all(f.member is None for f in files):
+            entries = cache.entries()
+            if any((e := entries.get(str(f.path))) is None or e[0] != f.size or e[1] != f.mtime_ns for f in files):
+                return None  # new or changed files: the build hashes them as it parses them (hash_reads)
         fp = {"digest": xxhash.xxh3_128("".join(f"{name}\t{d}\n" for name, _, d in self.input_list)
                                         .encode("utf-8")).hexdigest(), "files": len(files)}
         cache.remember_listing(listing, fp)
@@ -347,14 +365,26 @@ class Source:
                 part.frames = [sink(self._lineage(f)) for f in part.frames]
             result.add(part)
 
+        pool_failed = None
         if workers > 1:
             import concurrent.futures
             import multiprocessing
 
-            # forkserver, not fork: the parent runs polars' thread pool, which a forked child may find locked
-            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as ex:
-                for chunk, part in zip(chunks, ex.map(_read_chunk, [self] * len(chunks), chunks)):
-                    add(part)
+            # forkserver, not fork: the parent runs polars' thread pool, which a forked child may find locked.
+            # Workers import the main module again, as every multiprocessing user's do (a script must guard its
+            # top level with `if __name__ == "__main__":`); where they cannot start, one process does the work.
+            done = 0
+            try:
+                with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as ex:
+                    for chunk, part in zip(chunks, ex.map(_read_chunk, [self] * len(chunks), chunks)):
+                        add(part)
+                        done += 1
+                        if on_file is not None:
+                            on_file(len(chunk))
+            except concurrent.futures.process.BrokenProcessPool as e:
+                pool_failed = f"worker processes failed ({e}); parsed in one process instead"
+                for chunk in chunks[done:]:
+                    add(self._read_chunk(chunk))
                     if on_file is not None:
                         on_file(len(chunk))
         else:
@@ -373,14 +403,17 @@ class Source:
                 self._check_unique(frame["_key"].cast(pl.String))
                 frame = self._lineage(frame)
         warnings = [f"{kind}: {result.cleaned[kind]:,}" for kind in sorted(result.warned)]
+        if pool_failed:
+            warnings.append(pool_failed)
         return SourceRead(frame, len(files), dict(result.quarantined), result.quarantine,
-                          dict(result.skipped), dict(result.cleaned), warnings)
+                          dict(result.skipped), dict(result.cleaned), warnings, result.digests)
 
     def _read_chunk(self, files: list[InputFile]) -> "_Chunk":
         """Rows of some files, in file order: the fast path's where it has one, ``parse`` for the rest."""
         out = _Chunk.empty()
         self._cleaned.clear()
         self._warned.clear()
+        self._read_digests = out.digests if self.hash_reads else None
         fast = self.parse_batch(files)
         slow = set(range(len(files))) if fast is None else set(fast.slow)
         if fast is not None:

@@ -32,7 +32,7 @@ class DatasetSource(Source):
         super().__init__(name, path, options, **kw)
         self.version_dir: Path | None = None  # set by the engine once the upstream version is known
 
-    def fingerprint(self, cache) -> dict:
+    def fingerprint(self, cache, defer: bool = False) -> dict:  # a version id: nothing to hash
         assert self.version_dir is not None
         return {"dataset": self.options.name, "version": self.version_dir.name}
 
