@@ -356,3 +356,34 @@ def test_worker_processes_give_the_same_rows_in_the_same_order(monkeypatch, tmp_
     monkeypatch.setenv("DATAFACTORY_WORKERS", "many")
     with pytest.raises(SourceError, match="DATAFACTORY_WORKERS='many'"):
         read_source("nikl_dialogue", tmp_path)
+
+
+def test_workers_that_cannot_start_leave_the_work_to_one_process(monkeypatch, tmp_path):
+    import concurrent.futures
+    import sys
+
+    import datafactory.sources.base as base
+
+    for i, f in enumerate(sorted(NIKL.rglob("SDRW*.json"))[:6] * 2):
+        doc = json.loads(f.read_text("utf-8"))
+        doc["id"] = f"SDRW{i:010d}"
+        for d in doc["document"]:
+            d["id"] = f"SDRW{i:010d}.{d['id'].rsplit('.', 1)[-1]}"
+        (tmp_path / f"SDRW{i:010d}.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+    monkeypatch.setattr(base, "CHUNK_FILES", 3)
+    monkeypatch.setenv("DATAFACTORY_WORKERS", "1")
+    one = read_source("nikl_dialogue", tmp_path)
+
+    class Broken(concurrent.futures.ProcessPoolExecutor):
+        def map(self, *a, **k):
+            raise concurrent.futures.process.BrokenProcessPool("a worker died")
+
+    monkeypatch.setenv("DATAFACTORY_WORKERS", "2")
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Broken)
+    got = read_source("nikl_dialogue", tmp_path)
+    assert got.frame.equals(one.frame) and any("worker processes failed" in w for w in got.warnings)
+    # a main script read from stdin cannot be imported by workers: one process, without trying
+    monkeypatch.delenv("DATAFACTORY_WORKERS")
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", "<stdin>", raising=False)
+    monkeypatch.setattr(base, "PARALLEL_BYTES", 1)
+    assert base._workers(base.resolve_inputs(tmp_path, ["SDRW*.json"])) == 1
