@@ -331,15 +331,20 @@ def test_files_the_fast_path_cannot_take_keep_their_place_and_errors(monkeypatch
         read_source("nikl_dialogue", broken)
 
 
-def test_worker_processes_give_the_same_rows_in_the_same_order(monkeypatch, tmp_path):
-    import datafactory.sources.base as base
-
-    for i, f in enumerate(sorted(NIKL.rglob("SDRW*.json")) * 3):
+def _numbered_copies(folder, files) -> None:
+    """The sample files copied into ``folder`` under new, unique dialogue ids (SDRW0000000000, ...)."""
+    for i, f in enumerate(files):
         doc = json.loads(f.read_text("utf-8"))
         doc["id"] = f"SDRW{i:010d}"
         for d in doc["document"]:
             d["id"] = f"SDRW{i:010d}.{d['id'].rsplit('.', 1)[-1]}"
-        (tmp_path / f"SDRW{i:010d}.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+        (folder / f"SDRW{i:010d}.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+
+
+def test_worker_processes_give_the_same_rows_in_the_same_order(monkeypatch, tmp_path):
+    import datafactory.sources.base as base
+
+    _numbered_copies(tmp_path, sorted(NIKL.rglob("SDRW*.json")) * 3)
     monkeypatch.setattr(base, "CHUNK_FILES", 7)
     monkeypatch.setenv("DATAFACTORY_WORKERS", "1")
     one = read_source("nikl_dialogue", tmp_path, context_turns=1)
@@ -364,12 +369,7 @@ def test_workers_that_cannot_start_leave_the_work_to_one_process(monkeypatch, tm
 
     import datafactory.sources.base as base
 
-    for i, f in enumerate(sorted(NIKL.rglob("SDRW*.json"))[:6] * 2):
-        doc = json.loads(f.read_text("utf-8"))
-        doc["id"] = f"SDRW{i:010d}"
-        for d in doc["document"]:
-            d["id"] = f"SDRW{i:010d}.{d['id'].rsplit('.', 1)[-1]}"
-        (tmp_path / f"SDRW{i:010d}.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+    _numbered_copies(tmp_path, sorted(NIKL.rglob("SDRW*.json"))[:6] * 2)
     monkeypatch.setattr(base, "CHUNK_FILES", 3)
     monkeypatch.setenv("DATAFACTORY_WORKERS", "1")
     one = read_source("nikl_dialogue", tmp_path)
