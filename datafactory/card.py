@@ -179,6 +179,22 @@ def llm_section(usage: dict) -> str:
     return text
 
 
+def labels_section(labels: dict) -> str:
+    """Who decided the preference pairs, per source, and how often people agreed with the LLM judge."""
+    rows = []
+    for source, c in labels.items():
+        agree = (f"{c['agree_with_judge']:,} of {c['compared_with_judge']:,} ({c['judge_agreement']:.0%})"
+                 if c.get("compared_with_judge") else "-")
+        rows.append([source, f"{c['human'] + c['judge'] + c['role']:,}", f"{c['human']:,}", f"{c['judge']:,}",
+                     f"{c['role']:,}", f"{c['human_labelled']:,}", agree])
+    return ("## Labels\n\n" + _table(["source", "pairs", "human", "LLM judge", "rule (role)", "pairs labelled by people",
+                                       "people agree with the judge"], rows) +
+            "\n\nA pair's `label_source` says who chose its `chosen` answer: `human` (labels made with `datafactory "
+            "label`, the majority of the annotators; human ties and both-bad answers drop the pair), `judge` (G-Eval "
+            "totals) or `role` (the teacher's answer over the SFT model's). Agreement counts the pairs where the "
+            "judge and the people each chose a winner.")
+
+
 def template_section(t: dict) -> str:
     used = t.get("used") or {"prompt_no_input" if not t.get("prompt_input") else "prompt_input": None}
     parts = [f"## Prompt template\n\n`{t['name']}`, rendered into `{t['column']}`."]
@@ -223,6 +239,8 @@ def render_card(manifest: dict, frames: dict[str, pl.DataFrame], repo: str | Non
          for i, s in enumerate(manifest["steps"])]))
     if manifest.get("llm_usage"):
         out.append(llm_section(manifest["llm_usage"]))
+    if manifest.get("labels"):
+        out.append(labels_section(manifest["labels"]))
     if manifest.get("warnings"):
         out.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in manifest["warnings"]))
     out.append("## Splits\n\n" + _table(["split", "rows", "file"],

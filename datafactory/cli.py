@@ -436,6 +436,131 @@ def llm_stats():
         print(f"{status}: {n:,} requests, {i or 0:,} input + {o or 0:,} output tokens, ${c or 0:.4f}")
 
 
+@app.command("label")
+def label_cmd(
+    ref: Annotated[str, typer.Argument(help="NAME[@VERSION]: a built preference dataset (its pairs, the judge's dropped ones included).")],
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: a free one).")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but 127.0.0.1/localhost lets other machines label (a warning says so).")] = "127.0.0.1",
+    annotator: Annotated[str, typer.Option("--annotator", help="Your name, filled in on the page (each annotator may type theirs).")] = "",
+    sources: Annotated[Optional[str], typer.Option("--sources", help="Only the pairs of these sources, comma-separated (e.g. sft,hate).")] = None,
+    guideline: Annotated[Optional[Path], typer.Option("--guideline", help="A UTF-8 text file shown beside the pairs instead of the built-in guideline.")] = None,
+):
+    """Serve a local page for labelling preference pairs by hand; labels go to the data folder's label store as
+    they are made, and the next `datafactory build` of a recipe with a `pair` step applies them."""
+    from datafactory.label_server import LabelServer, LabelSession, is_loopback, read_guideline
+    from datafactory.labels import LabelStore
+
+    store = _store()
+    labels = LabelStore(store.labels)
+    session = LabelSession(store, ref, labels, annotator=annotator.strip(),
+                           sources=[x.strip() for x in sources.split(",") if x.strip()] if sources else None,
+                           guideline=read_guideline(guideline))
+    if not is_loopback(host):
+        err.print(f"warning: listening on {host}: anyone who can reach this machine on port {port} can read the pairs "
+                  "and add labels", markup=False, highlight=False)
+    server = LabelServer(session, host, port)
+    _log(f"labelling {session.name}@{session.version}: {len(session.pairs):,} pairs from {', '.join(session.sources)}; "
+         f"labels are saved in {store.labels} as they are made. Ctrl-C stops the server.")
+    print(server.url, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        n = sum(1 for x in labels.live(session.name) if x["decision"] != "skip")
+        labels.close()
+        _log(f"stopped; {n:,} labels on {session.name}. `datafactory build {session.name}` applies them.")
+
+
+labels_app = typer.Typer(no_args_is_help=True, help="Human preference labels (made with `datafactory label`): stats, export, import.")
+app.add_typer(labels_app, name="labels")
+
+
+def _label_store(create: bool = False):
+    from datafactory.labels import LabelStore
+
+    store = _store()
+    if not create and not store.labels.exists():
+        raise DataFactoryError(f"no labels yet in {store.root} (no {store.labels}); make some with "
+                               "`datafactory label NAME` or `datafactory labels import FILE`")
+    return store, LabelStore(store.labels)
+
+
+@labels_app.command("stats")
+def labels_stats(ref: Annotated[Optional[str], typer.Argument(help="NAME[@VERSION]: only the pairs of this version, with the judge agreement and the labels its pairs lost.")] = None,
+                 as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False):
+    """Labels per source and annotator, agreement between annotators (Cohen's kappa), with the LLM judge, time per label."""
+    from datafactory.labels import pairs_of_version, stats
+
+    store, labels = _label_store()
+    live = labels.live()
+    if ref:
+        name, version = store.resolve(ref)
+        pairs = pairs_of_version(store.version_dir(name, version), store.manifest(name, version))
+        keys = set(pairs["pair_key"].to_list())
+        s = stats([x for x in live if x["pair_key"] in keys or x["dataset"] == name], pairs, name)
+        s["dataset"] = f"{name}@{version}"
+    else:
+        s = stats(live)
+    if as_json:
+        print(json.dumps(s, ensure_ascii=False, indent=2))
+        return
+    print(f"{s.get('dataset', 'all datasets')}: {s['labels']:,} labels by {len(s['annotators'])} annotators"
+          + (f" on {s['pairs']:,} pairs" if "pairs" in s else "") + "; decisions: "
+          + ", ".join(f"{k} {v:,}" for k, v in sorted(s["decisions"].items())))
+    for source, by in s["per_source"].items():
+        print(f"  {source}: " + ", ".join(f"{a} {n:,}" for a, n in by.items()))
+    for k in s["kappa"]:
+        kappa = "n/a (one category only)" if k["kappa"] is None else f"{k['kappa']:.3f}"
+        print(f"  {' / '.join(k['annotators'])}: {k['pairs']:,} pairs in common, agreement {k['agreement']:.0%}, "
+              f"Cohen's kappa {kappa}")
+    for source, j in (s.get("judge_agreement") or {}).items():
+        print(f"  {source}: people agree with the LLM judge on {j['agree']:,} of {j['compared']:,} pairs ({j['rate']:.0%})")
+    for a, t in s["seconds"].items():
+        print(f"  {a}: {t['labels']:,} labels, median {t['median']} s, mean {t['mean']} s per label"
+              + (f", {s['skipped'][a]:,} skipped" if s["skipped"].get(a) else ""))
+    if s.get("unmatched", {}).get("labels"):
+        u = s["unmatched"]
+        print(f"  {u['labels']:,} labels made on earlier versions match no pair of this one (the prompt left the "
+              "sample or an answer changed): " + ", ".join(f"{v} {n}" for v, n in u["by_version"].items()))
+
+
+@labels_app.command("export")
+def labels_export(output: Annotated[Path, typer.Argument(help="A JSONL file to write (new).")],
+                  dataset: Annotated[Optional[str], typer.Option("--dataset", help="Only the labels made on this dataset NAME.")] = None):
+    """Write the labels (the latest of each annotator, undone ones left out) as JSONL: prompt, response_a,
+    response_b, winner, annotator, reason, ... (what `labels import` and the `pair` step's `labels:` file read)."""
+    from datafactory.labels import export_rows
+
+    _, labels = _label_store()
+    if output.exists():
+        raise DataFactoryError(f"{output} exists; give a new file name")
+    rows = export_rows(labels.live(dataset))
+    with open(output, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    _log(f"exported {len(rows):,} labels to {output}")
+    print(output)
+
+
+@labels_app.command("import")
+def labels_import(file: Annotated[Path, typer.Argument(help="A JSONL file: prompt, response_a, response_b, winner (a, b, tie, both_bad) per line.")],
+                  annotator: Annotated[Optional[str], typer.Option("--annotator", help="For lines without an annotator (default: file:<name>).")] = None,
+                  dataset: Annotated[Optional[str], typer.Option("--dataset", help="For lines without a dataset.")] = None):
+    """Add labels from a JSONL file (a spreadsheet's export, another machine's `labels export`); importing the same
+    file twice adds nothing."""
+    from datafactory.labels import import_labels, read_label_file
+
+    if not file.is_file():
+        raise DataFactoryError(f"{file}: no such file")
+    rows = read_label_file(file, annotator, dataset)
+    _, labels = _label_store(create=True)
+    added, kept = import_labels(labels, rows)
+    _log(f"imported {added:,} labels; {kept:,} were here already")
+    print(added)
+
+
 @app.command("source")
 def source_cmd(
     kind: Annotated[str, typer.Argument(help="Source kind: nikl_dialogue, aihub_ethics, rlhf_reward, evol_instruct, kobest, files.")],

@@ -138,6 +138,7 @@ class Factory:
         self.llm_name, self.max_cost = llm, max_cost
         self._profile = self._responses = self._client = None
         self._writes: list = []  # cache writes in flight (threads), see _save
+        self._labels: list[dict] | None = None  # the label store's labels, see human_labels
         self._listed: dict | None = None  # during a build that parsed pending sources: their listings, reused
 
     # -- planning ------------------------------------------------------------------------------------
@@ -201,6 +202,8 @@ class Factory:
             cls = STEPS[spec.name]
             try:
                 step = cls(spec.params, base_dir)
+                if step.uses_labels():  # human labels are part of what the step makes
+                    step.human_rows, step.dataset = self.human_labels(), recipe.name
                 identity = step.identity()
                 roles = step.roles()
                 if roles:  # the model behind each role (never its key or URL) is part of what the step makes
@@ -222,6 +225,18 @@ class Factory:
         if not pending:
             self._plans[name] = plan
         return plan
+
+    def human_labels(self) -> list[dict]:
+        """The label store's live labels (read once per Factory; none when nobody has labelled yet)."""
+        if self._labels is None:
+            from datafactory.labels import LabelStore
+
+            store = LabelStore(self.store.labels, create=False)
+            try:
+                self._labels = store.live()
+            finally:
+                store.close()
+        return self._labels
 
     @property
     def project_root(self) -> Path:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 import datafactory
-from datafactory.errors import RecipeError
 from datafactory.hashing import code_version
 from datafactory.recipe import Recipe
 from datafactory.sources.dataset import DatasetSource
@@ -137,14 +136,17 @@ class Publisher:
                     (staging / "quarantine").mkdir(exist_ok=True)
                     shutil.copy(q, staging / "quarantine" / f"{name}.jsonl")
                     quarantine[name] = f"quarantine/{name}.jsonl"
-            for rec in records:  # what steps dropped, row by row (near_dedup's twins)
+            tables: dict[str, list] = {}  # what steps dropped, row by row (near_dedup's twins, pair's candidates)
+            for rec in records:
                 for name, rel in rec.get("tables", {}).items():
-                    (staging / "tables").mkdir(exist_ok=True)
-                    src = self.store.cache_path("steps", rec["cache_key"], f".table.{name}.parquet")
-                    if (staging / rel).exists():
-                        raise RecipeError(str(recipe.file), rec["key"], f"two steps publish a table named '{name}'",
-                                          "give one of them another `table:` name")
-                    shutil.copy(src, staging / rel)
+                    tables.setdefault(rel, []).append(self.store.cache_path("steps", rec["cache_key"],
+                                                                            f".table.{name}.parquet"))
+            for rel, paths in tables.items():  # two steps' tables of one name (two `pair` steps) become one
+                (staging / "tables").mkdir(exist_ok=True)
+                if len(paths) == 1:
+                    shutil.copy(paths[0], staging / rel)
+                else:
+                    pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed").write_parquet(staging / rel)
             inputs = {}
             for n, sp in plan.sources.items():  # every input file, its size and digest: beside the manifest
                 listing = getattr(sp.source, "input_list", None)
@@ -185,6 +187,7 @@ class Publisher:
                 "warnings": warnings,
                 "cache_keys": [sp.key for sp in plan.sources.values()] + [sp.key for sp in plan.steps],
                 "llm_usage": llm_usage(records),
+                "labels": label_counts(records),
             }
             llm_keys = self.llm_keys(plan, records)
             if llm_keys:  # every request the build asked, for `datafactory llm export NAME` and a replay elsewhere
@@ -202,3 +205,20 @@ class Publisher:
             raise
         self.store.publish(staging, recipe.name, plan.version)
         return manifest
+
+
+def label_counts(records: list[dict]) -> dict:
+    """Per source, who decided the preference pairs (``pair`` steps): human, judge (the LLM), role (a rule), the
+    pairs people labelled, and how often they agreed with the judge where both chose a winner."""
+    out: dict[str, dict] = {}
+    for rec in records:
+        for source, counts in (rec.get("info") or {}).get("labels", {}).items():
+            acc = out.setdefault(source, {})
+            for k, v in counts.items():
+                acc[k] = acc.get(k, 0) + v
+    for acc in out.values():
+        for k in ("human", "judge", "role", "human_labelled", "compared_with_judge", "agree_with_judge"):
+            acc.setdefault(k, 0)
+        n = acc["compared_with_judge"]
+        acc["judge_agreement"] = round(acc["agree_with_judge"] / n, 4) if n else None
+    return out

@@ -9,6 +9,7 @@ Layout::
     data/.cache/sources/<key>.*, data/.cache/steps/<key>.*    (step-level cache, gc removes unused)
     data/.cache/work/<key>/                             (what resumable steps have done; gc keeps it)
     data/.llm/responses.sqlite3                         (every LLM answer paid for; gc never touches it)
+    data/.labels/labels.sqlite3                         (human preference labels, datafactory/labels.py; nor this)
 
 A version is built in a staging folder beside its final place and renamed into it, so a crash never leaves
 a half-written version; a per-dataset file lock serialises builds of one recipe.
@@ -98,6 +99,7 @@ class Store:
         self.root = Path(root)
         self.cache = self.root / ".cache"
         self.responses = self.root / ".llm" / "responses.sqlite3"  # the LLM response store (datafactory/llm/store.py)
+        self.labels = self.root / ".labels" / "labels.sqlite3"  # human labels (datafactory/labels.py)
 
     # -- datasets and versions --------------------------------------------------------------------
     def dataset_dir(self, name: str) -> Path:

@@ -75,6 +75,11 @@ class Step:
         right after the sources (projection pushdown). ``None``: it may read any column (no dropping)."""
         return None
 
+    def uses_labels(self) -> bool:
+        """Whether the step takes the human labels of the data folder's label store: the engine then sets
+        ``human_rows`` (the live labels) and ``dataset`` (the recipe's name) before asking ``identity()``."""
+        return False
+
     def roles(self) -> list[str]:
         """The LLM roles the step asks (the engine adds each role's model identity to the step key)."""
         return []

@@ -187,7 +187,11 @@ def test_human_labels_win_over_the_judge(tmp_path):
     df = answers(("a", "teacher", "좋은 답", 28), ("a", "sft", "약한 답", 15), ("b", "teacher", "B1", 25), ("b", "sft", "B2", 20))
     out, ctx = run("pair", df, by="score", labels=str(labels))
     assert out.select("chosen", "rejected", "label_source").row(0) == ("약한 답", "좋은 답", "human")
-    assert ctx.dropped["human_tie"] == 2 and ctx.info["human_labels"] == 2
+    assert ctx.dropped["human_tie"] == 2
+    # the judge chose "좋은 답" in pair a, the human the other: one comparison, no agreement
+    assert ctx.info["labels"]["s"] == {"human_labelled": 2, "compared_with_judge": 1, "agree_with_judge": 0, "human": 1}
+    table = ctx.tables["pairs"]
+    assert table["outcome"].to_list() == ["kept", "human_tie"] and table["human"].to_list() == ["winner", "tie"]
     assert pair_key("q", "x", "y") == pair_key("q ", "y", "x")
 
 
