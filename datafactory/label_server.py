@@ -86,19 +86,42 @@ class LabelSession:
         self.annotator = annotator
         self.guideline = guideline or GUIDELINE
         self.showing: dict[str, str] = {}  # annotator -> the pair on their screen (others get another one first)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the label state and who sees what: one request at a time
+        self._seen = 0  # the last label-store row read
+        self._live: dict[int, tuple[str, str, str]] = {}  # seq -> (pair_key, annotator, decision), not undone
+        self._seqs: dict[str, dict[str, list[int]]] = {}  # pair_key -> annotator -> live seqs, oldest first
+        self._state: dict[str, dict[str, dict]] = {}  # pair_key -> annotator -> latest live label (see _latest)
 
     # -- what each annotator has done -------------------------------------------------------------------
     def _latest(self) -> dict[str, dict[str, dict]]:
-        """pair_key -> annotator -> latest live label (skips included), for this session's pairs."""
-        out: dict[str, dict[str, dict]] = {}
-        for label in self.labels.live():
-            if label["pair_key"] in self.pairs:
-                out.setdefault(label["pair_key"], {})[label["annotator"]] = label
-        return out
+        """pair_key -> annotator -> latest live label's {seq, decision} (skips included), for this session's pairs.
+        Kept up to date from the rows written since the last request (by this server or another one); call it with
+        ``self._lock`` held and read the result under it."""
+        for seq, kind, undoes, key, who, decision in self.labels.since(self._seen):
+            self._seen = seq
+            if kind == "label" and key in self.pairs:
+                self._live[seq] = (key, who, decision)
+                self._seqs.setdefault(key, {}).setdefault(who, []).append(seq)
+            elif kind == "undo" and undoes in self._live:
+                key, who, _ = self._live.pop(undoes)
+                self._seqs[key][who].remove(undoes)
+            else:
+                continue
+            seqs = self._seqs[key][who]
+            by = self._state.setdefault(key, {})
+            if seqs:
+                by[who] = {"seq": seqs[-1], "decision": self._live[seqs[-1]][2]}
+            else:
+                by.pop(who, None)
+                if not by:
+                    del self._state[key]
+        return self._state
 
-    def progress(self, annotator: str, latest: dict | None = None) -> dict:
-        latest = self._latest() if latest is None else latest
+    def progress(self, annotator: str) -> dict:
+        with self._lock:
+            return self._progress(annotator, self._latest())
+
+    def _progress(self, annotator: str, latest: dict) -> dict:
         per = {s: {"done": 0, "skipped": 0, "total": 0} for s in self.sources}
         for key, pair in self.pairs.items():
             p = per[pair["source"]]
@@ -107,28 +130,30 @@ class LabelSession:
             if mine is not None:
                 p["skipped" if mine["decision"] == "skip" else "done"] += 1
         total = {k: sum(p[k] for p in per.values()) for k in ("done", "skipped", "total")}
-        everyone = Counter(label["annotator"] for who in latest.values() for label in who.values()
-                           if label["decision"] != "skip")
+        everyone = Counter(who for by in latest.values() for who, label in by.items() if label["decision"] != "skip")
         return {**total, "left": total["total"] - total["done"] - total["skipped"], "per_source": per,
                 "annotators": dict(everyone)}
 
     def next(self, annotator: str, sources: list[str] | None = None, queue: str = "todo") -> dict:
+        with self._lock:
+            return self._next(annotator, sources, queue)
+
+    def _next(self, annotator: str, sources: list[str] | None, queue: str) -> dict:
         latest = self._latest()
         wanted = set(sources or self.sources)
         if queue == "review":
             mine = [(latest[k][annotator]["seq"], k) for k in latest
                     if annotator in latest[k] and latest[k][annotator]["decision"] == "skip"
                     and self.pairs[k]["source"] in wanted]
-            keys = [k for _, k in sorted(mine)]
+            key = min(mine)[1] if mine else None
         else:
             open_keys = [k for k, p in self.pairs.items() if p["source"] in wanted and annotator not in latest.get(k, {})]
             # pairs fewer people have labelled or are looking at first (annotators working at once spread out, then
             # overlap: the pairs two people labelled give their kappa), in a stable shuffle
-            with self._lock:
-                busy = Counter(k for who, k in self.showing.items() if who != annotator)
-            keys = sorted(open_keys, key=lambda k: (len(latest.get(k, {})) + busy[k], self.order[k]))
-        item = self.show(keys[0], annotator=annotator) if keys else None
-        return {"item": item, "progress": self.progress(annotator, latest), "queue": queue}
+            busy = Counter(k for who, k in self.showing.items() if who != annotator)
+            key = min(open_keys, key=lambda k: (len(latest.get(k, {})) + busy[k], self.order[k]), default=None)
+        item = self.show(key, annotator=annotator) if key is not None else None
+        return {"item": item, "progress": self._progress(annotator, latest), "queue": queue}
 
     def show(self, key: str, left_is: str | None = None, annotator: str | None = None) -> dict:
         """A pair as the page shows it: the two answers on sides drawn at random, and a request id that makes the
@@ -219,6 +244,7 @@ def _host_allowed(host: str | None, port: int) -> bool:
 class Handler(BaseHTTPRequestHandler):
     server: LabelServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave at once: no 40 ms delayed-ACK stall per request
 
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's name; requests are not logged
         pass

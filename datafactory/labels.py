@@ -154,6 +154,16 @@ class LabelStore:
         with self.lock:
             return [dict(r) for r in self.db.execute(sql + " ORDER BY seq", args)]
 
+    def since(self, seq: int) -> list[tuple]:
+        """The rows after ``seq`` as (seq, kind, undoes, pair_key, annotator, decision), oldest first, without the
+        texts: how a page keeps up with the labels (its own and other servers') one request at a time. Writers are
+        serialised by SQLite, so rows commit in ``seq`` order and none is skipped."""
+        if self.db is None:
+            return []
+        with self.lock:
+            return self.db.execute("SELECT seq, kind, undoes, pair_key, annotator, decision FROM labels WHERE seq > ? "
+                                   "ORDER BY seq", (seq,)).fetchall()
+
     def counts(self) -> dict[str, int]:
         if self.db is None:
             return {}
