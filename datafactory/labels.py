@@ -25,8 +25,9 @@ from pathlib import Path
 
 import polars as pl
 
-from datafactory.errors import DataFactoryError, StoreError
+from datafactory.errors import DataFactoryError
 from datafactory.hashing import digest
+from datafactory.store import open_sqlite
 
 DECISIONS = ("a", "b", "tie", "both_bad", "skip")
 WINNERS = ("a", "b", "tie", "both_bad")  # what a label file's `winner` may say
@@ -80,18 +81,9 @@ class LabelStore:
         if not create and not self.path.exists():
             self.db = None
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
-        try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA busy_timeout=30000")
-            self.db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.path}: the label store cannot be opened ({e}); it holds people's work: move it "
-                             "aside rather than deleting it") from None
+        self.db = open_sqlite(self.path, SCHEMA, "the label store (it holds people's work)")
+        self.db.row_factory = sqlite3.Row
 
     def close(self) -> None:
         if self.db is not None:

@@ -84,6 +84,25 @@ def write_split(frame, path: Path) -> None:
     pq.write_table(table, path)
 
 
+def open_sqlite(path: Path, schema: str, what: str):
+    """A durable SQLite store (the LLM responses, the human labels): WAL, a fsync per commit (``synchronous=FULL``),
+    autocommit (one statement, one transaction, unless a caller says BEGIN), shared between threads and processes.
+    ``what`` names it in the error, which says never to delete it."""
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.executescript(schema)
+        return db
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path}: {what} cannot be opened ({e}); move it aside rather than deleting it, and report "
+                         "the error") from None
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")

@@ -16,12 +16,11 @@ Secrets never reach this file: a request is stored as its messages and sampling 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from datafactory.errors import StoreError
+from datafactory.store import open_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -63,16 +62,7 @@ CREATE TABLE IF NOT EXISTS batches (
 class ResponseStore:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA busy_timeout=30000")
-            self.db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.path}: the LLM response store cannot be opened ({e}); it holds paid answers: "
-                             "move it aside rather than deleting it, and report the error") from None
+        self.db = open_sqlite(self.path, SCHEMA, "the LLM response store (it holds paid answers)")
 
     def close(self) -> None:
         self.db.close()
