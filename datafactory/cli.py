@@ -455,6 +455,10 @@ def label_cmd(
     session = LabelSession(store, ref, labels, annotator=annotator.strip(),
                            sources=[x.strip() for x in sources.split(",") if x.strip()] if sources else None,
                            guideline=read_guideline(guideline))
+    if not session.applied:
+        err.print(f"warning: the recipe {session.name} has no `pair` step taking human labels: the labels are stored "
+                  "(and exported with `datafactory labels export`) but its rebuild will not apply them",
+                  markup=False, highlight=False)
     if not is_loopback(host):
         err.print(f"warning: listening on {host}: anyone who can reach this machine on port {port} can read the pairs "
                   "and add labels", markup=False, highlight=False)

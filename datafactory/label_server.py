@@ -79,6 +79,8 @@ class LabelSession:
         if pairs.height == 0:
             raise DataFactoryError(f"{self.name}@{self.version} has no pairs to label")
         self.all_pairs = pairs
+        self.applied = any(st.get("step") == "pair" and st["params"].get("human", True)
+                           for st in manifest.get("steps", []))  # does a rebuild of this recipe apply the labels?
         self.pairs = {r["pair_key"]: r for r in pairs.iter_rows(named=True)}
         self.order = {k: digest("label-order", k) for k in self.pairs}  # a stable shuffle: not the judge's order
         self.sources = sorted(pairs["source"].unique().to_list())

@@ -142,6 +142,19 @@ def test_label_with_the_keyboard_undo_held_key_double_click_reload_and_resume(br
     page.keyboard.press("1")
     expect(page.locator("#skipped")).to_have_text("0")
     done(page, 5)
+    # a restarted server (a new process would open the same file) resumes too
+    srv.shutdown()
+    srv.server_close()
+    store = Store(data)
+    restarted = LabelServer(LabelSession(store, "rm_v3", LabelStore(store.labels)))
+    restarted.start()
+    try:
+        page.goto(restarted.url + "?annotator=kim")
+        done(page, 5)
+        assert page.locator("#prompt").text_content() not in {x["prompt"] for x in mine(data, "kim")}
+    finally:
+        restarted.shutdown()
+        restarted.server_close()
     page.context.close()
 
 

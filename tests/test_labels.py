@@ -378,3 +378,30 @@ def test_label_command_serves_until_stopped_and_prints_its_address(rm):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "stopped; 0 labels on rm_v3" in err
+
+
+def test_a_preference_dataset_without_a_pair_step_is_labelled_from_its_rows(project):
+    project.jsonl("pref.jsonl", [{"k": f"p{i}", "q": f"질문 {i}", "good": f"좋은 답 {i}", "bad": f"나쁜 답 {i}"}
+                                 for i in range(10)])
+    project.recipe("pref", {"description": "pairs from a file",
+                            "sources": {"p": {"kind": "files", "path": "inputs/pref.jsonl",
+                                              "options": {"id": "k", "fields": {"prompt": "q", "chosen": "good",
+                                                                                "rejected": "bad"}}}},
+                            "output": {"format": "preference"}, "splits": {"train": 0.8, "test": 0.2}, "seed": 1})
+    project.factory().build("pref")
+    store = Store(project.data)
+    labels = LabelStore(store.labels)
+    session = LabelSession(store, "pref", labels)
+    assert len(session.pairs) == 10 and not session.applied
+    item = session.next("kim")["item"]
+    assert item["prompt"].startswith("질문") and {item["left"], item["right"]} == {item["prompt"].replace("질문", "좋은 답"),
+                                                                                 item["prompt"].replace("질문", "나쁜 답")}
+    got = cli(project.data, "label", "pref", "--port", "0", "--sources", "nope")
+    assert got.returncode == 1 and "its sources: p" in got.stderr
+    srv = LabelServer(session)
+    try:  # a port in use is a one-line error naming what to do
+        with pytest.raises(DataFactoryError, match=r"cannot listen on 127.0.0.1:\d+ .*another --port"):
+            LabelServer(session, port=srv.server_address[1])
+    finally:
+        srv.server_close()
+        labels.close()
