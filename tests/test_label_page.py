@@ -200,7 +200,7 @@ def test_two_annotators_at_once_then_a_rebuild_applies_the_labels(browser, serve
         done(kim, i)
         done(lee, i)
     lee.locator("#statsbtn").click()
-    expect(lee.locator("#stats")).to_contain_text("6 labels by 2 annotators on 18 pairs")
+    expect(lee.locator("#stats")).to_contain_text(": 6 labels by 2 annotators on 18 pairs")
     k, m = mine(data, "kim"), mine(data, "lee")
     assert len(k) == 3 and len(m) == 3
     assert not {x["pair_key"] for x in k} & {x["pair_key"] for x in m}  # spread out first
