@@ -15,6 +15,43 @@ from pathlib import Path
 # polars' allocator (jemalloc) keeps freed pages for 10 s by default; a build frees whole columns step after step,
 # so it gives them back within half a second instead (before polars loads; worker processes inherit it)
 os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:500,muzzy_decay_ms:0")
+
+
+def _lazy_polars() -> None:
+    """polars (a tenth of a second to import) loads on first use, not at start: a no-op build, `list`, `pin` or
+    `--help` never uses it. Only in the CLI's own process, before any module imports polars. (importlib's
+    LazyLoader would load it at the next `import polars`: the import system reads ``__spec__``; this module only
+    loads on an attribute it does not have yet.)"""
+    import importlib.util
+    import threading
+    import types
+
+    if "polars" in sys.modules:
+        return
+    spec = importlib.util.find_spec("polars")
+    if spec is None or spec.loader is None:
+        return
+    lock = threading.RLock()
+
+    class LazyModule(types.ModuleType):
+        def __getattr__(self, name):
+            with lock:
+                if type(self) is LazyModule and not self.__dict__.get("_loading"):
+                    self.__dict__["_loading"] = True
+                    try:
+                        spec.loader.exec_module(self)
+                    finally:
+                        del self.__dict__["_loading"]
+                    self.__class__ = types.ModuleType
+                    return getattr(self, name)
+            raise AttributeError(f"module 'polars' has no attribute '{name}'")
+
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = LazyModule
+    sys.modules["polars"] = module
+
+
+_lazy_polars()
 from typing import Annotated, Optional
 
 import typer

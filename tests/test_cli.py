@@ -37,6 +37,19 @@ def test_build_prints_ref_last_then_noop(cli_project):
     assert second.stdout.strip() == ref and second.stderr == ""
 
 
+def test_a_noop_build_never_loads_polars_and_a_real_one_does(cli_project):
+    """polars loads on first use in the CLI (a tenth of a second of every no-op build otherwise)."""
+    code = ("import sys, datafactory.cli as c\n"
+            "try:\n    c.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(type(sys.modules['polars']).__name__)")
+    args = [sys.executable, "-c", code, "--data", str(cli_project.data), "--recipes", str(cli_project.recipes), "-q",
+            "build", "sft"]
+    first = subprocess.run(args, capture_output=True, text=True, cwd=cli_project.root)
+    assert first.stdout.split()[-1] == "module" and first.stdout.startswith("sft@"), first.stderr  # it built
+    again = subprocess.run(args, capture_output=True, text=True, cwd=cli_project.root)
+    assert again.stdout.split() == [first.stdout.split()[0], "LazyModule"], again.stderr
+
+
 def test_plan_list_show_card_diff_gc(cli_project, tmp_path):
     plan = cli(cli_project, "plan", "sft").stdout
     assert "[to build]" in plan and "source qa (files): read" in plan and "steps[0].normalize: run" in plan

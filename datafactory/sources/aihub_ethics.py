@@ -61,11 +61,13 @@ class AihubEthicsSource(Source):
                   "immoral": "options.immoral: false keeps only clean sentences",
                   "intensity": "options.min_intensity / max_intensity"}
     Options = AihubOptions
-    schema = {
-        "text": pl.String, "origin_text": pl.String, "types": pl.List(pl.String), "is_immoral": pl.Boolean,
-        "intensity": pl.Float64, "intensity_sum": pl.Float64, "speaker": pl.Int32, "talkset_id": pl.String,
-        "sentence_id": pl.String, "position": pl.Int32, "file": pl.String, "aihub_split": pl.String,
-    }
+    @property
+    def schema(self) -> dict:  # a property: polars is not touched when the module is imported
+        return {
+            "text": pl.String, "origin_text": pl.String, "types": pl.List(pl.String), "is_immoral": pl.Boolean,
+            "intensity": pl.Float64, "intensity_sum": pl.Float64, "speaker": pl.Int32, "talkset_id": pl.String,
+            "sentence_id": pl.String, "position": pl.Int32, "file": pl.String, "aihub_split": pl.String,
+        }
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)

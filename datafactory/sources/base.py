@@ -23,7 +23,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from datafactory.errors import SourceError
-from datafactory.sources.inputs import InputFile, resolve_inputs
+from datafactory.sources.inputs import InputFile, Listing, resolve_inputs
 
 BATCH_ROWS = 20_000
 CHUNK_FILES = 1000  # files per unit of work (and per worker task)
@@ -301,15 +301,19 @@ class Source:
         self._input_list = None
         import array
 
-        h = xxhash.xxh3_128("\n".join([str(f.path) if f.member is None else f"{f.path}!{f.member}" for f in files])
-                            .encode("utf-8", "surrogateescape"))
-        h.update(array.array("q", [f.size for f in files]).tobytes())
-        h.update(array.array("q", [f.mtime_ns for f in files]).tobytes())
+        if isinstance(files, Listing):  # a folder's files as columns: no InputFile made unless something changed
+            paths, sizes, mtimes = files.paths, files.sizes, files.mtimes
+        else:
+            paths = [str(f.path) if f.member is None else f"{f.path}!{f.member}" for f in files]
+            sizes, mtimes = [f.size for f in files], [f.mtime_ns for f in files]
+        h = xxhash.xxh3_128("\n".join(paths).encode("utf-8", "surrogateescape"))
+        h.update(array.array("q", sizes).tobytes())
+        h.update(array.array("q", mtimes).tobytes())
         listing = h.hexdigest()
         known = cache.listing(listing)
         if known is not None:
             return known
-        if defer and all(f.member is None for f in files):
+        if defer and (isinstance(files, Listing) or all(f.member is None for f in files)):
             entries = cache.entries()
             if any((e := entries.get(str(f.path))) is None or e[0] != f.size or e[1] != f.mtime_ns for f in files):
                 return None  # new or changed files: the build hashes them as it parses them (hash_reads)

@@ -11,7 +11,10 @@ import glob as globlib
 import os
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -67,6 +70,35 @@ class InputFile:
             return f.read()
 
 
+class Listing(Sequence):
+    """A folder's input files as columns; the ``InputFile`` objects are made on first use. A no-op build of a
+    100k-file release needs only the paths, sizes and mtimes (the listing's digest), and making 100k objects was a
+    sixth of its time."""
+
+    __slots__ = ("_files", "basenames", "mtimes", "names", "paths", "sizes")
+
+    def __init__(self, names: list[str], paths: list[str], basenames: list[str], sizes: list[int], mtimes: list[int]):
+        self.names, self.paths, self.basenames, self.sizes, self.mtimes = names, paths, basenames, sizes, mtimes
+        self._files: list[InputFile] | None = None
+
+    @property
+    def files(self) -> list[InputFile]:
+        if self._files is None:
+            n = len(self.paths)
+            self._files = list(map(InputFile, self.names, self.paths, repeat(None, n), self.basenames,
+                                   repeat(None, n), self.sizes, self.mtimes))
+        return self._files
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        return self.files[i]
+
+    def __iter__(self):
+        return iter(self.files)
+
+
 class _Patterns:
     """A source's name patterns, fnmatch's rules; ``PREFIX*SUFFIX`` patterns (every shipped kind's) are checked
     with startswith/endswith, four times faster than the regex on a 100k-file listing."""
@@ -81,6 +113,15 @@ class _Patterns:
             if name.startswith(head) and name.endswith(tail) and len(name) >= n:
                 return True
         return self.regex is not None and self.regex.match(name) is not None
+
+    def match_all(self, names: list[str]) -> list[bool]:
+        """``match`` of each name; one pattern (``SDRW*.json``) inline, without a call per name."""
+        if self.regex is None and len(self.simple) == 1:
+            head, tail, n = self.simple[0]
+            if not head:
+                return [x.endswith(tail) for x in names]
+            return [x.startswith(head) and x.endswith(tail) and len(x) >= n for x in names]
+        return [self.match(x) for x in names]
 
 
 @functools.lru_cache(maxsize=64)
@@ -111,21 +152,21 @@ def _zip_members(archive: Path, label: str, patterns: list[str]) -> list[InputFi
     return out
 
 
-def _walk(root: str, rel: str = "") -> list[tuple[str, os.DirEntry]]:
-    """Every file under ``root`` not hidden (os.scandir: one system call per folder, not per file), as
-    (path relative to ``root`` with "/", entry)."""
-    out = []
+def _walk(root: str, out: list[os.DirEntry]) -> bool:
+    """Every file under ``root`` not hidden, appended to ``out`` (os.scandir: one system call per folder, not per
+    file). Whether there were subfolders."""
+    nested = False
     with os.scandir(root) as it:
         for entry in it:
-            name = entry.name
             if entry.is_dir(follow_symlinks=False):
-                out += _walk(entry.path, f"{rel}{name}/")
-            elif not name.startswith(".") and entry.is_file():
-                out.append((rel + name, entry))
-    return out
+                nested = True
+                _walk(entry.path, out)
+            elif entry.is_file() and not entry.name.startswith("."):
+                out.append(entry)
+    return nested
 
 
-def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None = None) -> list[InputFile]:
+def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None = None) -> Sequence[InputFile]:
     """All input files under ``path`` whose name matches one of ``patterns``, in a stable order.
 
     Zips found on the way are opened in place and their members matched the same way, so a folder may hold
@@ -151,17 +192,30 @@ def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None 
             return _zip_members(raw, raw.name, patterns)
         st = raw.stat()
         return [InputFile(raw.name, raw, None, raw.name, None, st.st_size, st.st_mtime_ns)]
-    files: list[InputFile] = []
-    match = _pattern(tuple(patterns)).match
-    # the order of sorted(Path.rglob): by path parts, i.e. "/" sorting before every other character
-    listing = sorted(_walk(str(raw)), key=lambda re_: re_[0].replace("/", "\x00"))
     # a 100k-file release: one stat per file is the floor, so everything else here is kept to a minimum
-    hits = [(rel, e) for rel, e in listing if match(e.name) or ("/" in rel and match(rel))]
-    if len(hits) == len(listing):
-        return [InputFile(rel, e.path, None, e.name, None, (st := e.stat()).st_size, st.st_mtime_ns) for rel, e in hits]
-    for rel, entry in listing:
-        name = entry.name
-        if match(name) or ("/" in rel and match(rel)):
+    entries: list[os.DirEntry] = []
+    pat = _pattern(tuple(patterns))
+    # the order of sorted(Path.rglob): by path parts, i.e. "/" sorting before every other character
+    if _walk(str(raw), entries):
+        cut = len(os.path.join(str(raw), ""))
+        listing = sorted(((e.path[cut:].replace(os.sep, "/"), e) for e in entries),
+                         key=lambda re_: re_[0].replace("/", "\x00"))
+        rels = [rel for rel, _ in listing]
+        entries = [e for _, e in listing]
+    else:  # one folder of files (the usual release): names are the relative paths
+        entries.sort(key=attrgetter("name"))
+        rels = None
+    names = [e.name for e in entries]
+    ok = pat.match_all(names)
+    if rels is not None:
+        ok = [m or ("/" in rel and pat.match(rel)) for m, rel in zip(ok, rels)]
+    if all(ok):
+        stats = [e.stat() for e in entries]
+        return Listing(rels or names, [e.path for e in entries], names, [st.st_size for st in stats],
+                       [st.st_mtime_ns for st in stats])
+    files: list[InputFile] = []
+    for rel, name, entry, hit in zip(rels or names, names, entries, ok):
+        if hit:
             st = entry.stat()
             files.append(InputFile(rel, entry.path, None, name, None, st.st_size, st.st_mtime_ns))
         elif name.lower().endswith(".zip"):

@@ -71,10 +71,12 @@ class RlhfRewardSource(Source):
     description = "DeepSpeed-Chat/HH preference rows (prompt, chosen, rejected), e.g. yitingxie/rlhf-reward-datasets."
     license = "see the dataset card of yitingxie/rlhf-reward-datasets (licence not stated there)"
     patterns = ["*.parquet", "*.jsonl", "*.json", "*.jsonl.gz", "*.json.gz"]
-    schema = {
-        "question": pl.String, "history": pl.List(pl.Struct({"role": pl.String, "content": pl.String})),
-        "chosen": pl.String, "rejected": pl.String, "raw_prompt": pl.String, "origin_split": pl.String,
-    }
+    @property
+    def schema(self) -> dict:  # a property: polars is not touched when the module is imported
+        return {
+            "question": pl.String, "history": pl.List(pl.Struct({"role": pl.String, "content": pl.String})),
+            "chosen": pl.String, "rejected": pl.String, "raw_prompt": pl.String, "origin_split": pl.String,
+        }
 
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
         base = file.basename.lower().removesuffix(".gz").rsplit(".", 1)[0]

@@ -29,7 +29,8 @@ from datafactory.llm.types import Answer, Failure, Request
 from datafactory.steps.base import StepContext, StepError, require_columns
 from datafactory.steps.llm import LLMParams, LLMStep, fill, with_calls
 
-SCORES = pl.List(pl.Struct({"criterion": pl.String, "score": pl.Float64, "dist": pl.List(pl.Float64)}))
+def _scores_type():
+    return pl.List(pl.Struct({"criterion": pl.String, "score": pl.Float64, "dist": pl.List(pl.Float64)}))
 _DIGIT = re.compile(r"^\s*([1-5])(?![0-9])")
 
 
@@ -98,7 +99,7 @@ class Judge(LLMStep):
             scores.append([{"criterion": c, "score": round(s, 4), "dist": [round(x, 4) for x in d]}
                            for c, (s, d) in zip(criteria, parsed)])
             totals.append(round(sum(s for s, _ in parsed), 4))
-        out = df.with_columns(pl.Series("scores", scores, dtype=SCORES), pl.Series("score_total", totals, dtype=pl.Float64))
+        out = df.with_columns(pl.Series("scores", scores, dtype=_scores_type()), pl.Series("score_total", totals, dtype=pl.Float64))
         return self.keep_or_fail(with_calls(out, calls), reasons, ctx)
 
 

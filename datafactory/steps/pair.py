@@ -169,7 +169,7 @@ class Pair(Step):
             ctx.warn(f"{len(gone)} human labels made on an earlier version match no pair of this build (the prompt "
                      f"was not sampled again or an answer changed; labelled on version {', '.join(versions)}): "
                      "`datafactory labels stats` counts them")
-        ctx.table(PAIRS_TABLE, pl.DataFrame(table, schema=TABLE_SCHEMA))
+        ctx.table(PAIRS_TABLE, pl.DataFrame(table, schema=_table_schema()))
         schema = {c: df.schema[c] for c in ["id", "source", *keep]}
         schema.update({"chosen": pl.String, "rejected": pl.String, "chosen_role": pl.String, "rejected_role": pl.String,
                        "chosen_score": pl.Float64, "rejected_score": pl.Float64, "label_source": pl.String,
@@ -177,7 +177,8 @@ class Pair(Step):
         return pl.DataFrame(out, schema=schema)
 
 
-TABLE_SCHEMA = {"id": pl.String, "source": pl.String, "pair_key": pl.String, "prompt": pl.String, "context": pl.String,
-                "response_a": pl.String, "response_b": pl.String, "role_a": pl.String, "role_b": pl.String,
-                "score_a": pl.Float64, "score_b": pl.Float64, "judge": pl.String, "decided_by": pl.String,
-                "human": pl.String, "outcome": pl.String}
+def _table_schema() -> dict:
+    return {"id": pl.String, "source": pl.String, "pair_key": pl.String, "prompt": pl.String, "context": pl.String,
+            "response_a": pl.String, "response_b": pl.String, "role_a": pl.String, "role_b": pl.String,
+            "score_a": pl.Float64, "score_b": pl.Float64, "judge": pl.String, "decided_by": pl.String,
+            "human": pl.String, "outcome": pl.String}

@@ -179,3 +179,47 @@ def test_files_field_of_mixed_kinds_is_named(tmp_path):
     with pytest.raises(SourceError, match="field 'meta' holds values of different kinds"):
         read_source("files", tmp_path)
     assert read_source("files", tmp_path, fields={"instruction": "q"}).frame["instruction"].to_list() == ["가", "나"]
+
+
+def test_folder_listings_match_the_rglob_order_flat_nested_and_with_zips(tmp_path):
+    """A folder of files comes back as columns (made into InputFiles on first use), in the order of
+    sorted(Path.rglob) by path parts, hidden files left out; a nested folder with a zip goes the general way."""
+    import zipfile
+
+    from datafactory.sources.inputs import Listing, resolve_inputs
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ["b.json", "a-2.json", "a.json", ".hidden.json", "a_1.json"]:
+        (flat / name).write_text("{}", "utf-8")
+    got = resolve_inputs(flat, ["*.json"])
+    assert isinstance(got, Listing) and [f.name for f in got] == ["a-2.json", "a.json", "a_1.json", "b.json"]
+    assert got[1].path == str(flat / "a.json") and got[1].size == 2 and got[1].member is None
+    assert [f.name for f in got.files[:2]] == ["a-2.json", "a.json"] and len(got) == 4
+
+    nested = tmp_path / "nested"
+    (nested / "x").mkdir(parents=True)
+    (nested / "x-y").mkdir()
+    for rel in ["x/2.json", "x/1.json", "x-y/0.json", "top.json", "notes.txt", "x/.hidden.json"]:
+        (nested / rel).write_text("{}", "utf-8")
+    with zipfile.ZipFile(nested / "x" / "pack.zip", "w") as zf:
+        zf.writestr("in/z.json", "{}")
+    got = resolve_inputs(nested, ["*.json"])
+    # "/" sorts before "-": x/... before x-y/...
+    assert [f.name for f in got] == ["top.json", "x/1.json", "x/2.json", "x/pack.zip!in/z.json", "x-y/0.json"]
+    expect = sorted(p.relative_to(nested).as_posix() for p in nested.rglob("*.json") if not p.name.startswith("."))
+    assert [f.name for f in got if "!" not in f.name] == sorted(expect, key=lambda r: r.split("/"))
+
+
+@pytest.mark.parametrize("patterns", [["*.json"], ["SDRW*.json"], ["ab*ba"], ["*.json", "*.jsonl"], ["x?.json"],
+                                      ["talksets-train-*.json", "*.txt"]])
+def test_name_patterns_match_as_fnmatch_does(patterns):
+    import fnmatch
+
+    from datafactory.sources.inputs import _pattern
+
+    names = ["a.json", "SDRW1.json", "SDRW.json", "sdrw1.json", "aba", "abba", "ab-x-ba", "x1.json", "x12.json",
+             "f.jsonl", "talksets-train-1.json", "t.txt", ".json", "json"]
+    pat = _pattern(tuple(patterns))
+    expect = [any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names]
+    assert [pat.match(n) for n in names] == expect and pat.match_all(names) == expect
