@@ -8,6 +8,7 @@ A PNG of the length distributions per split (``lengths.png``) sits beside the ca
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -65,7 +66,7 @@ def _feature_repr(entry: dict) -> str:
     return json.dumps({k: v for k, v in entry.items() if k != "name"}, ensure_ascii=False)
 
 
-def front_matter(manifest: dict, frames: dict[str, pl.DataFrame], feats=None) -> dict:
+def front_matter(manifest: dict, feats=None) -> dict:
     card = manifest["recipe"]["card"]
     meta = {
         "language": card["language"],
@@ -95,25 +96,54 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def length_stats(frames: dict[str, pl.DataFrame]) -> list[list]:
-    if not frames:
-        return []
-    all_rows = pl.concat(list(frames.values()), how="diagonal_relaxed")
-    rows = []
-    for c, t in all_rows.schema.items():
+@dataclass
+class Rows:
+    """A version's rows as the card reads them, without a copy per split: the table (no ``split`` column), the split
+    of each row (``None``: one split) and the splits in order."""
+    body: pl.DataFrame
+    split: pl.Series | None
+    names: list[str]
+
+    @classmethod
+    def of(cls, frames: dict[str, pl.DataFrame]) -> Rows:
+        """From one frame per split."""
+        names = list(frames)
+        if len(names) == 1:
+            return cls(frames[names[0]], None, names)
+        body = pl.concat(list(frames.values()), how="diagonal_relaxed")
+        return cls(body, pl.Series("split", [s for s in names for _ in range(frames[s].height)], dtype=pl.String), names)
+
+    def lengths(self, column: str) -> dict[str, pl.Series]:
+        """Characters per row of ``column``, per split (nulls left out)."""
+        n = self.body[column].str.len_chars()
+        if self.split is None:
+            return {self.names[0]: n.drop_nulls()}
+        both = pl.DataFrame({"split": self.split, "n": n})
+        return {s: both.filter(pl.col("split") == s)["n"].drop_nulls() for s in self.names}
+
+    def head(self, n: int = 3) -> pl.DataFrame:
+        """The first rows of the first split."""
+        if self.split is None:
+            return self.body.head(n)
+        return self.body[(self.split == self.names[0]).arg_true().head(n)]
+
+
+def length_stats(rows: Rows) -> list[list]:
+    out = []
+    for c, t in rows.body.schema.items():
         if t != pl.String or c in ("id", "source", "upstream_source"):
             continue
-        n = all_rows[c].str.len_chars().drop_nulls()
+        n = rows.body[c].str.len_chars().drop_nulls()
         if len(n):
-            rows.append([c, int(n.min()), round(float(n.mean()), 1), int(n.median()), int(n.max())])
-    return rows
+            out.append([c, int(n.min()), round(float(n.mean()), 1), int(n.median()), int(n.max())])
+    return out
 
 
-def render_length_plot(manifest: dict, frames: dict[str, pl.DataFrame], folder: Path) -> list[str]:
+def render_length_plot(manifest: dict, rows: Rows, folder: Path) -> list[str]:
     """``lengths.png``: a histogram of characters per row of each text column of the format, one colour per
     split. Returns the file names written (none for an empty dataset)."""
-    columns = [c for c in FORMATS[manifest["format"]] if frames and all(c in f.columns for f in frames.values())]
-    if not columns or not any(f.height for f in frames.values()):
+    columns = [c for c in FORMATS[manifest["format"]] if c in rows.body.columns]
+    if not columns or not rows.body.height:
         return []
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -123,8 +153,8 @@ def render_length_plot(manifest: dict, frames: dict[str, pl.DataFrame], folder: 
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(columns), squeeze=False)
     for ax, col in zip(axes[0], columns):
-        for split, f in frames.items():
-            lengths = f[col].str.len_chars().drop_nulls().to_numpy()
+        for split, n in rows.lengths(col).items():
+            lengths = n.to_numpy()
             if len(lengths):  # densities, so a small test split is as visible as train; binned by numpy
                 density, edges = np.histogram(lengths, bins=40, density=True)
                 ax.stairs(density, edges, linewidth=1.5, label=f"{split} ({len(lengths):,})")
@@ -205,10 +235,11 @@ def template_section(t: dict) -> str:
     return "\n\n".join(parts)
 
 
-def render_card(manifest: dict, frames: dict[str, pl.DataFrame], repo: str | None = None) -> str:
+def render_card(manifest: dict, rows: Rows | dict[str, pl.DataFrame], repo: str | None = None) -> str:
     name, version = manifest["name"], manifest["version"]
-    feats = features(frames) if frames else None
-    meta = yaml.safe_dump(front_matter(manifest, frames, feats), allow_unicode=True, sort_keys=False)
+    rows = Rows.of(rows) if isinstance(rows, dict) else rows
+    feats = features({rows.names[0]: rows.body.head(0)}) if rows.names else None
+    meta = yaml.safe_dump(front_matter(manifest, feats), allow_unicode=True, sort_keys=False)
     recipe = manifest["recipe"]
     terms = manifest.get("terms", {})
     out = [f"---\n{meta}---", f"# {recipe['card']['pretty_name'] or name}"]
@@ -250,7 +281,7 @@ def render_card(manifest: dict, frames: dict[str, pl.DataFrame], repo: str | Non
                                              [[f["name"], f"`{_feature_repr(f)}`"] for f in feats]) +
                    "\n\nEvery row carries `id` (`<source>/<record key>`, unique and stable) and `source` (the recipe "
                    "source it came from), so any row can be traced to its original record.")
-    stats = length_stats(frames)
+    stats = length_stats(rows)
     if stats:
         section = "## Length statistics (characters)\n\n" + _table(["column", "min", "mean", "median", "max"], stats)
         if LENGTH_PLOT in manifest.get("plots", []):
@@ -258,10 +289,10 @@ def render_card(manifest: dict, frames: dict[str, pl.DataFrame], repo: str | Non
         out.append(section)
     if manifest.get("template"):
         out.append(template_section(manifest["template"]))
-    first = next(iter(frames.values()), None)
+    first = rows.head(3) if rows.names else None
     if first is not None and first.height:
         examples = "\n\n".join("```json\n" + json.dumps({k: _cell(v) for k, v in row.items() if k != "llm_calls"},
                                                       ensure_ascii=False, indent=2)
-                               + "\n```" for row in first.head(3).to_dicts())
-        out.append(f"## Examples ({next(iter(frames))})\n\n{examples}")
+                               + "\n```" for row in first.to_dicts())
+        out.append(f"## Examples ({rows.names[0]})\n\n{examples}")
     return "\n\n".join(out) + "\n"

@@ -138,6 +138,7 @@ class Factory:
         self.llm_name, self.max_cost = llm, max_cost
         self._profile = self._responses = self._client = None
         self._writes: list = []  # cache writes in flight (threads), see _save
+        self._later: list = []  # cache writes kept for the end of the build (the last step's frame)
         self._labels: list[dict] | None = None  # the label store's labels, see human_labels
         self._listed: dict | None = None  # during a build that parsed pending sources: their listings, reused
 
@@ -516,7 +517,9 @@ class Factory:
             tmp.replace(path)
         last = [p for p in plan_steps if p.spec.key != "splits"][-1:]  # the recipe's last step, before the split
         keep = asks_llm or sp.step.cache or sp in last
-        self._save("steps", sp.key, out if keep else None, rec)
+        # the last step's frame is written when the version is published: written while the split files are, the
+        # two would hold their encoding buffers at once (a third more peak memory on a large corpus)
+        self._save("steps", sp.key, out if keep else None, rec, later=sp in last and not asks_llm)
         if asks_llm:
             self._log_llm(spec.key, ctx.llm.usage)
         drops = ", ".join(f"{k} {v:,}" for k, v in dropped.items())
@@ -559,11 +562,12 @@ class Factory:
         return frame.select(*LINEAGE, *needed, *rest)
 
     # -- cache files ---------------------------------------------------------------------------------
-    def _save(self, kind: str, key: str, frame: pl.DataFrame | None, stats: dict) -> None:
+    def _save(self, kind: str, key: str, frame: pl.DataFrame | None, stats: dict, later: bool = False) -> None:
         """A cache entry: its stats (always: the manifest lists every step), then the frame unless ``None``.
         The parquet file's presence is what marks the entry resumable; lz4, not zstd: written once, read seldom,
         and kept only until `gc`. The frame is written by a thread while the build goes on (polars writes
-        without the GIL); ``_saved()`` waits for every write before the build ends."""
+        without the GIL), or with ``later`` when ``_saved()`` is called, at the end of the build (whether it
+        published or failed); ``_saved()`` waits for every write before the build ends."""
         write_atomic(self.store.cache_path(kind, key, ".json"), json.dumps(stats, ensure_ascii=False))
         if frame is None:
             return
@@ -571,18 +575,24 @@ class Factory:
 
         def write():
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-            try:
-                frame.write_parquet(tmp, compression="lz4")
+            try:  # row groups of 64k rows: polars encodes a file's row groups at once, so smaller is less memory
+                frame.write_parquet(tmp, compression="lz4", row_group_size=65_536)
                 tmp.replace(path)
             except BaseException as e:
                 tmp.unlink(missing_ok=True)
                 raise RuntimeError(f"{path.name}: {e}") from e
 
-        self._writes.append(Background([(write, ())]))
+        if later:
+            self._later.append(write)
+        else:
+            self._writes.append(Background([(write, ())]))
 
     def _saved(self) -> None:
-        """Wait for the cache writes of this build; say which failed (the build itself is unaffected: a missing
-        entry is only a cache miss)."""
+        """Run the writes kept for the end, wait for the cache writes of this build; say which failed (the build
+        itself is unaffected: a missing entry is only a cache miss)."""
+        if self._later:
+            self._writes.append(Background([(w, ()) for w in self._later]))
+            self._later = []
         while self._writes:
             w = self._writes.pop()
             w.join(raise_errors=False)

@@ -17,7 +17,7 @@ import datafactory
 from datafactory.hashing import code_version
 from datafactory.recipe import Recipe
 from datafactory.sources.dataset import DatasetSource
-from datafactory.store import Background, Store, write_atomic, write_split
+from datafactory.store import Background, Store, write_atomic, write_splits
 
 if TYPE_CHECKING:
     from datafactory.engine import Plan
@@ -109,7 +109,7 @@ class Publisher:
 
     def publish(self, plan: Plan, frame: pl.DataFrame, records: list[dict], source_stats: dict,
                  template: dict | None) -> dict:
-        from datafactory.card import render_card, render_length_plot
+        from datafactory.card import Rows, render_card, render_length_plot
         from datafactory.terms import render_license
 
         recipe = plan.recipe
@@ -122,13 +122,16 @@ class Publisher:
             for w in self.split_warnings(recipe, frame):
                 self.log(f"  warning: {w}")
                 warnings.append(w)
-            files, sizes, parts = {}, {}, {}
-            for s in sorted(split_names, key=lambda x: order.index(x) if x in order else len(order)):
-                part = frame.filter(pl.col("split") == s).drop("split") if "split" in frame.columns else frame
-                files[s], sizes[s], parts[s] = f"{s}.parquet", part.height, part
-            # the split files are written by threads (pyarrow releases the GIL) while the card and plot are drawn
-            writes = Background([(write_split, (p, staging / files[s])) for s, p in parts.items()])
-            body = frame.drop("split") if "split" in frame.columns else frame
+            names = sorted(split_names, key=lambda x: order.index(x) if x in order else len(order))
+            split = frame["split"] if "split" in frame.columns else None
+            body = frame.drop("split") if split is not None else frame
+            counts = split.value_counts() if split is not None else None
+            files = {s: f"{s}.parquet" for s in names}
+            sizes = {s: body.height if counts is None else int(counts.filter(counts["split"] == s)["count"].sum())
+                     for s in names}
+            rows = Rows(body, split, names)
+            # the split files are written by a thread (pyarrow releases the GIL) while the card and plot are drawn
+            writes = Background([(write_splits, (body, split, {s: staging / f for s, f in files.items()}))])
             quarantine = {}
             for name, sp in plan.sources.items():
                 q = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
@@ -193,10 +196,10 @@ class Publisher:
             if llm_keys:  # every request the build asked, for `datafactory llm export NAME` and a replay elsewhere
                 write_atomic(staging / LLM_KEYS, "".join(k + "\n" for k in llm_keys))
                 manifest["llm_keys"] = LLM_KEYS
-            manifest["plots"] = render_length_plot(manifest, parts, staging)
+            manifest["plots"] = render_length_plot(manifest, rows, staging)
             write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
             write_atomic(staging / "LICENSE.md", render_license(manifest))
-            write_atomic(staging / "README.md", render_card(manifest, parts))
+            write_atomic(staging / "README.md", render_card(manifest, rows))
             writes.join()
         except BaseException:
             if "writes" in locals():

@@ -74,14 +74,36 @@ class Background:
             raise self.errors[0]
 
 
-def write_split(frame, path: Path) -> None:
-    """One split file: parquet with the plain Arrow types (``hub_arrow_type``)."""
+def write_splits(body, split, paths: dict, chunk_rows: int = 100_000) -> None:
+    """The split files: parquet with the plain Arrow types (``hub_arrow_type``), from the whole table and the split
+    of each row (``None``: one split), a slice of rows at a time: no copy of a split, nor of its Arrow form, is ever
+    whole in memory. Row groups of up to ``chunk_rows`` rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = frame.to_arrow()
-    table = table.cast(pa.schema([pa.field(f.name, hub_arrow_type(f.type), f.nullable) for f in table.schema]))
-    pq.write_table(table, path)
+    schema = pa.schema([pa.field(f.name, hub_arrow_type(f.type), f.nullable) for f in body.head(0).to_arrow().schema])
+    writers = {s: pq.ParquetWriter(p, schema) for s, p in paths.items()}
+    pending: dict[str, list] = {s: [] for s in paths}
+    try:
+        def flush(s):
+            if pending[s]:
+                writers[s].write_table(pa.concat_tables(pending[s]))
+                pending[s] = []
+
+        for offset in range(0, body.height, chunk_rows):
+            part = body.slice(offset, chunk_rows)
+            where = split.slice(offset, chunk_rows) if split is not None else None
+            for s in paths:
+                sub = part if where is None else part.filter(where == s)
+                if sub.height:
+                    pending[s].append(sub.to_arrow().cast(schema))
+                    if sum(t.num_rows for t in pending[s]) >= chunk_rows:
+                        flush(s)
+        for s in paths:
+            flush(s)
+    finally:
+        for w in writers.values():
+            w.close()
 
 
 def open_sqlite(path: Path, schema: str, what: str):

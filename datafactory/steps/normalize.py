@@ -34,19 +34,39 @@ class Normalize(Step):
         require_columns(df, cols)
         if p.unicode == "NFC":  # only values with a character that NFC could change: ASCII and Hangul syllables are NFC
             df = df.with_columns(_nfc(df[c].cast(pl.String)) for c in cols)
-        exprs = []
+        exprs, needs = [], []
         for c in cols:
             e = pl.col(c).cast(pl.String)
             if p.unicode == "NFKC":
                 e = e.str.normalize(p.unicode)
             if p.remove_control:
-                e = e.str.replace_all(r"[\u200b-\u200f\u2060\ufeff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
+                e = e.str.replace_all(CONTROL, "")
+                needs.append(CONTROL)
             if p.collapse_spaces:  # runs of two or more, or one that is not a plain space (same result, fewer writes)
                 e = e.str.replace_all(r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]", " ").str.replace_all(r" *\n *", "\n")
+                needs += [r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]", r" \n|\n "]
             if p.strip:
                 e = e.str.strip_chars()
-            exprs.append(e.alias(c))
-        return df.with_columns(exprs)
+                needs.append(r"^\s|\s$")
+            exprs.append(e)
+        if p.unicode == "NFKC" or not needs:
+            return df.with_columns(e.alias(c) for e, c in zip(exprs, cols))
+        # the rules change only values with one of these: the others are kept as they are, and only the few values
+        # that change are rewritten (not every value once per rule: a copy of the column each, on a large corpus)
+        pattern = "|".join(dict.fromkeys(needs))
+        return df.with_columns(_only_where(df[c].cast(pl.String), pattern, e) for e, c in zip(exprs, cols))
+
+
+CONTROL = r"[\u200b-\u200f\u2060\ufeff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def _only_where(s: pl.Series, pattern: str, expr: pl.Expr) -> pl.Series:
+    """``expr`` (over a column named like ``s``) applied to the values matching ``pattern`` only."""
+    mask = s.str.contains(pattern).fill_null(False)
+    if not mask.any():
+        return s
+    changed = s.filter(mask).to_frame().select(expr.alias(s.name)).to_series()
+    return s.clone().scatter(mask.arg_true(), changed)
 
 
 def _nfc(s: pl.Series) -> pl.Series:
