@@ -551,7 +551,7 @@ class Factory:
         for c in needed:
             if frame.schema[c] != pl.String:
                 raise RecipeError(where, "output.format", f"column '{c}' is {frame.schema[c]}, not text")
-            bad = frame.filter(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == ""))
+            bad = frame.filter(pl.col(c).is_null() | pl.col(c).str.contains(r"^\s*$"))  # no stripped copy
             if bad.height:
                 raise RecipeError(where, "output.format", f"{bad.height} rows have an empty or null '{c}' "
                                   f"(first: id '{bad['id'][0]}')", f"add `- filter: {{length: {{column: {c}, min: 1}}}}`")
@@ -575,8 +575,8 @@ class Factory:
 
         def write():
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-            try:  # row groups of 64k rows: polars encodes a file's row groups at once, so smaller is less memory
-                frame.write_parquet(tmp, compression="lz4", row_group_size=65_536)
+            try:  # row groups of 16k rows: polars holds a row group's encoded pages at once (64k: +150 MiB at 100k files)
+                frame.write_parquet(tmp, compression="lz4", row_group_size=16_384)
                 tmp.replace(path)
             except BaseException as e:
                 tmp.unlink(missing_ok=True)

@@ -74,10 +74,10 @@ class Background:
             raise self.errors[0]
 
 
-def write_splits(body, split, paths: dict, chunk_rows: int = 100_000) -> None:
+def write_splits(body, split, paths: dict, chunk_rows: int = 16_384, group_rows: int = 32_768) -> None:
     """The split files: parquet with the plain Arrow types (``hub_arrow_type``), from the whole table and the split
-    of each row (``None``: one split), a slice of rows at a time: no copy of a split, nor of its Arrow form, is ever
-    whole in memory. Row groups of up to ``chunk_rows`` rows."""
+    of each row (``None``: one split), ``chunk_rows`` rows at a time: no copy of a split, nor of its Arrow form, is
+    ever whole in memory. Row groups of at least ``group_rows`` rows (the last one smaller)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -97,7 +97,7 @@ def write_splits(body, split, paths: dict, chunk_rows: int = 100_000) -> None:
                 sub = part if where is None else part.filter(where == s)
                 if sub.height:
                     pending[s].append(sub.to_arrow().cast(schema))
-                    if sum(t.num_rows for t in pending[s]) >= chunk_rows:
+                    if sum(t.num_rows for t in pending[s]) >= group_rows:
                         flush(s)
         for s in paths:
             flush(s)

@@ -104,6 +104,21 @@ def test_normalize_leaves_lineage_alone():
     assert out["id"].to_list() == ["s/0"]
 
 
+@pytest.mark.parametrize("hash_expr", [None, "first column only", "constant"])
+def test_dedup_keeps_exactly_the_first_of_equal_rows_even_when_hashes_collide(hash_expr):
+    import random
+
+    from datafactory.steps.dedup import first_distinct
+
+    rng = random.Random(5)
+    keys = pl.DataFrame({"a": [rng.choice(["x", "y", "z", None]) for _ in range(2000)],
+                         "b": [rng.choice(["1", "2", "3", "4", None]) for _ in range(2000)]})
+    expr = {None: None, "first column only": pl.col("a").hash(), "constant": pl.int_range(pl.len()) * 0}[hash_expr]
+    got = first_distinct(keys, expr)
+    assert got.to_list() == keys.select(pl.struct(pl.all()).is_first_distinct())[:, 0].to_list()
+    assert got.sum() == keys.unique().height
+
+
 def test_dedup_exact_and_ignoring_space_and_case():
     df = frame(q=["같은 질문", "같은 질문", "같은  질문", "Other", "other"])
     out, ctx = run("dedup", df, columns=["q"])
