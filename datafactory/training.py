@@ -271,6 +271,31 @@ def write_meta(output: Path, stage: str, ds: DatasetRef, args: tuple, **extra) -
     return meta
 
 
+def prepare(stage: str, kind: str, ds: DatasetRef, args: tuple, output: Path, columns: tuple[str, ...]):
+    """What every trainer does before it trains: the tokenizer and the model (``kind``, see ``load_model``) from
+    ``--model``, the train split and the eval split (None when the dataset has none) with ``columns``, the metadata
+    written (incomplete) and the dataset version pinned. Returns (tok, model, train, test, meta)."""
+    data_args, training_args, model_args = args
+    base = model_args.model_name_or_path
+    tok = load_tokenizer(base)
+    model = load_model(kind, base, model_args, training_args, tok)
+    train = ds.split(data_args.train_split).select_columns(list(columns))
+    test = ds.split(data_args.eval_split).select_columns(list(columns)) if data_args.eval_split in ds.splits else None
+    meta = write_meta(output, stage, ds, args, base_model=base)
+    pin(ds, output)
+    return tok, model, train, test, meta
+
+
+def train_and_check(trainer, tok, ds: DatasetRef, data_args, test) -> dict:
+    """Train, evaluate on the eval split (when there is one), and check that greedy answers to held-out prompts
+    stop with an EOS (SFT and DPO): the metrics."""
+    metrics = {"train": trainer.train().metrics}
+    if test is not None:
+        metrics["eval"] = trainer.evaluate()
+    metrics["stopping"] = stopping_check(trainer, tok, held_out_prompts(ds, data_args, 8), ds.template)
+    return metrics
+
+
 def finish_meta(output: Path, meta: dict, **extra) -> dict:
     meta.update(extra, complete=True, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     (output / META).write_text(json.dumps(meta, ensure_ascii=False, indent=2, default=str), "utf-8")

@@ -16,8 +16,8 @@ split's DPO metrics (reward accuracy and margins of the implicit reward) and whe
 """
 from __future__ import annotations
 
-from datafactory.training import (finish_meta, held_out_prompts, load_model, load_tokenizer, output_dir, pin,
-                                  resolve_dataset, run, save, start_from_sft, stopping_check, write_meta)
+from datafactory.training import (finish_meta, load_model, output_dir, prepare, resolve_dataset, run, save,
+                                  start_from_sft, train_and_check)
 
 DEFAULTS = {"num_train_epochs": 1, "learning_rate": 5e-7, "per_device_train_batch_size": 4,
             "gradient_accumulation_steps": 4, "max_length": 1024, "beta": 0.1}
@@ -30,24 +30,15 @@ def main(data_args, training_args, model_args):
     start_from_sft(ds, data_args, model_args)
     base = model_args.model_name_or_path
     output = output_dir(data_args, training_args, f"dpo-{ds.name}")
-    tok = load_tokenizer(base)
-    model = load_model("causal", base, model_args, training_args, tok)
+    tok, model, train, test, meta = prepare("dpo", "causal", ds, (data_args, training_args, model_args), output,
+                                            ("prompt", "chosen", "rejected"))
     peft_config = get_peft_config(model_args)
     ref = None if peft_config else load_model("causal", base, model_args, training_args, tok)
-    columns = ["prompt", "chosen", "rejected"]
-    train = ds.split(data_args.train_split).select_columns(columns)
-    test = ds.split(data_args.eval_split).select_columns(columns) if data_args.eval_split in ds.splits else None
-    meta = write_meta(output, "dpo", ds, (data_args, training_args, model_args), base_model=base)
-    pin(ds, output)
     print(f"DPO on {ds.ref} ({len(train)} pairs) from {base} -> {output}", flush=True)
 
     trainer = DPOTrainer(model=model, ref_model=ref, args=training_args, train_dataset=train, eval_dataset=test,
                          processing_class=tok, peft_config=peft_config)
-    result = trainer.train()
-    metrics = {"train": result.metrics}
-    if test is not None:
-        metrics["eval"] = trainer.evaluate()
-    metrics["stopping"] = stopping_check(trainer, tok, held_out_prompts(ds, data_args, 8), ds.template)
+    metrics = train_and_check(trainer, tok, ds, data_args, test)
     save(trainer, tok, output)
     finish_meta(output, meta, metrics=metrics)
     acc = metrics.get("eval", {}).get("eval_rewards/accuracies")

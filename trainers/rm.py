@@ -16,8 +16,8 @@ seed's RM v1 reached 0.65). Scores are taken as RewardTrainer trains them: promp
 """
 from __future__ import annotations
 
-from datafactory.training import (finish_meta, load_model, load_tokenizer, output_dir, pin, resolve_dataset,
-                                  reward_accuracy, run, save, sharded, start_from_sft, to_device, write_meta)
+from datafactory.training import (finish_meta, output_dir, prepare, resolve_dataset, reward_accuracy, run, save,
+                                  sharded, start_from_sft, to_device)
 
 DEFAULTS = {"num_train_epochs": 1, "learning_rate": 1e-5, "per_device_train_batch_size": 4,
             "gradient_accumulation_steps": 4, "max_length": 1024, "lora_task_type": "SEQ_CLS"}
@@ -31,13 +31,8 @@ def main(data_args, training_args, model_args):
     start_from_sft(ds, data_args, model_args)  # the seed: the reward model starts from the SFT model
     base = model_args.model_name_or_path
     output = output_dir(data_args, training_args, ds.name)
-    tok = load_tokenizer(base)
-    model = load_model("score", base, model_args, training_args, tok)
-    columns = ["prompt", "chosen", "rejected"]
-    train = ds.split(data_args.train_split).select_columns(columns)
-    test = ds.split(data_args.eval_split).select_columns(columns) if data_args.eval_split in ds.splits else None
-    meta = write_meta(output, "rm", ds, (data_args, training_args, model_args), base_model=base)
-    pin(ds, output)
+    tok, model, train, test, meta = prepare("rm", "score", ds, (data_args, training_args, model_args), output,
+                                            ("prompt", "chosen", "rejected"))
     print(f"reward model on {ds.ref} ({len(train)} pairs) from {base} -> {output}", flush=True)
 
     trainer = RewardTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,

@@ -16,8 +16,7 @@ held-out prompts stop with an EOS). Any SFTConfig/ModelConfig option of TRL work
 """
 from __future__ import annotations
 
-from datafactory.training import (DEFAULT_BASE, finish_meta, held_out_prompts, load_model, load_tokenizer,
-                                  output_dir, pin, resolve_dataset, run, save, stopping_check, write_meta)
+from datafactory.training import DEFAULT_BASE, finish_meta, output_dir, prepare, resolve_dataset, run, save, train_and_check
 
 DEFAULTS = {"num_train_epochs": 3, "learning_rate": 2e-5, "per_device_train_batch_size": 4,
             "gradient_accumulation_steps": 4, "max_length": 1024, "model_name_or_path": DEFAULT_BASE}
@@ -28,21 +27,13 @@ def main(data_args, training_args, model_args):
 
     ds = resolve_dataset(data_args.dataset, data_args.data_dir, columns=("prompt", "completion"), stage="SFT")
     output = output_dir(data_args, training_args, ds.name)
-    tok = load_tokenizer(model_args.model_name_or_path)
-    model = load_model("causal", model_args.model_name_or_path, model_args, training_args, tok)
-    train = ds.split(data_args.train_split).select_columns(["prompt", "completion"])
-    test = ds.split(data_args.eval_split).select_columns(["prompt", "completion"]) if data_args.eval_split in ds.splits else None
-    meta = write_meta(output, "sft", ds, (data_args, training_args, model_args), base_model=model_args.model_name_or_path)
-    pin(ds, output)
+    tok, model, train, test, meta = prepare("sft", "causal", ds, (data_args, training_args, model_args), output,
+                                            ("prompt", "completion"))
     print(f"SFT on {ds.ref} ({len(train)} rows) from {model_args.model_name_or_path} -> {output}", flush=True)
 
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
                          processing_class=tok, peft_config=get_peft_config(model_args))
-    result = trainer.train()
-    metrics = {"train": result.metrics}
-    if test is not None:
-        metrics["eval"] = trainer.evaluate()
-    metrics["stopping"] = stopping_check(trainer, tok, held_out_prompts(ds, data_args, 8), ds.template)
+    metrics = train_and_check(trainer, tok, ds, data_args, test)
     save(trainer, tok, output)
     finish_meta(output, meta, metrics=metrics)
     s = metrics["stopping"]
