@@ -43,8 +43,9 @@ def _lazy_polars() -> None:
                     finally:
                         del self.__dict__["_loading"]
                     self.__class__ = types.ModuleType
-                    return getattr(self, name)
-            raise AttributeError(f"module 'polars' has no attribute '{name}'")
+            if type(self) is not LazyModule:  # loaded (by this or another thread): the plain module's lookup
+                return getattr(self, name)
+            raise AttributeError(f"module 'polars' has no attribute '{name}'")  # polars' own import, mid-way
 
     module = importlib.util.module_from_spec(spec)
     module.__class__ = LazyModule

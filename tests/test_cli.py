@@ -50,6 +50,16 @@ def test_a_noop_build_never_loads_polars_and_a_real_one_does(cli_project):
     assert again.stdout.split() == [first.stdout.split()[0], "LazyModule"], again.stderr
 
 
+def test_the_lazy_polars_loads_once_for_threads_that_race_to_it():
+    code = ("import sys, threading\nimport datafactory.cli\nimport polars as pl\n"
+            "assert type(sys.modules['polars']).__name__ == 'LazyModule'\nout = []\n"
+            "ts = [threading.Thread(target=lambda: out.append(pl.DataFrame({'a': [1, 2]}).height)) for _ in range(8)]\n"
+            "[t.start() for t in ts]\n[t.join() for t in ts]\n"
+            "print(out, type(sys.modules['polars']).__name__, hasattr(pl, 'no_such_name'))")
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert got.stdout.split("\n")[0] == "[2, 2, 2, 2, 2, 2, 2, 2] module False", got.stderr
+
+
 def test_plan_list_show_card_diff_gc(cli_project, tmp_path):
     plan = cli(cli_project, "plan", "sft").stdout
     assert "[to build]" in plan and "source qa (files): read" in plan and "steps[0].normalize: run" in plan
