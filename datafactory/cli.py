@@ -533,16 +533,14 @@ def _label_store(create: bool = False):
 def labels_stats(ref: Annotated[Optional[str], typer.Argument(help="NAME[@VERSION]: only the pairs of this version, with the judge agreement and the labels its pairs lost.")] = None,
                  as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False):
     """Labels per source and annotator, agreement between annotators (Cohen's kappa), with the LLM judge, time per label."""
-    from datafactory.labels import pairs_of_version, stats
+    from datafactory.labels import pairs_of_version, stats, version_stats
 
     store, labels = _label_store()
     live = labels.live()
     if ref:
         name, version = store.resolve(ref)
-        pairs = pairs_of_version(store.version_dir(name, version), store.manifest(name, version))
-        keys = set(pairs["pair_key"].to_list())
-        s = stats([x for x in live if x["pair_key"] in keys or x["dataset"] == name], pairs, name)
-        s["dataset"] = f"{name}@{version}"
+        s = version_stats(live, pairs_of_version(store.version_dir(name, version), store.manifest(name, version)),
+                          name, version)
     else:
         s = stats(live)
     if as_json:

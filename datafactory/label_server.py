@@ -28,7 +28,7 @@ import polars as pl
 
 from datafactory.errors import DataFactoryError
 from datafactory.hashing import digest
-from datafactory.labels import LabelStore, export_rows, pairs_of_version, stats
+from datafactory.labels import LabelStore, export_rows, pairs_of_version, version_stats
 from datafactory.store import Store
 
 MAX_BODY = 64 * 1024
@@ -207,8 +207,7 @@ class LabelSession:
                 "decision": undone["decision"] if undone else None}
 
     def stats(self) -> dict:
-        return stats([label for label in self.labels.live() if label["pair_key"] in self.pairs], self.all_pairs,
-                     self.name) | {"dataset": f"{self.name}@{self.version}"}
+        return version_stats(self.labels.live(), self.all_pairs, self.name, self.version)
 
     def export(self) -> str:
         rows = export_rows([label for label in self.labels.live() if label["pair_key"] in self.pairs])

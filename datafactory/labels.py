@@ -199,10 +199,10 @@ class Outcome:
         return self.winner is not None and self.winner == text_key(text)
 
 
-def resolve(labels: list[dict]) -> dict[str, Outcome]:
-    """Majority over annotators, per pair key."""
+def resolve(labels: list[dict], latest: dict[str, dict[str, dict]] | None = None) -> dict[str, Outcome]:
+    """Majority over annotators, per pair key (``latest``: ``latest_votes(labels)`` when the caller has it)."""
     out = {}
-    for key, by in latest_votes(labels).items():
+    for key, by in (latest_votes(labels) if latest is None else latest).items():
         votes = Counter(vote(label) for label in by.values())
         (top, n), *rest = votes.most_common()
         if rest and rest[0][1] == n:
@@ -278,7 +278,7 @@ def import_labels(store: LabelStore, rows: list[dict]) -> tuple[int, int]:
     added = kept = 0
     for r in rows:
         _, dup = store.add(request_id=r["request_id"], annotator=r["annotator"], dataset=r["dataset"],
-                           version=r.get("version"), pair={**r, "id": r.get("id")}, decision=r["decision"],
+                           version=r.get("version"), pair=r, decision=r["decision"],
                            shown_left=r.get("shown_left") if r.get("shown_left") in ("a", "b") else None,
                            reason=r.get("reason"), seconds=r.get("seconds"), created=r.get("created") or None)
         kept += dup
@@ -382,7 +382,7 @@ def stats(labels: list[dict], pairs: pl.DataFrame | None = None, dataset: str | 
            "seconds": {a: {"labels": len(t), "median": round(statistics.median(t), 2), "mean": round(statistics.mean(t), 2)}
                        for a, t in sorted(times.items())}}
     if pairs is not None:
-        outcomes = resolve(labels)
+        outcomes = resolve(labels, by)
         judge: dict[str, Counter] = defaultdict(Counter)
         for row in pairs.filter(pl.col("pair_key").is_in(list(outcomes))).iter_rows(named=True):
             o = outcomes[row["pair_key"]]
@@ -400,3 +400,11 @@ def stats(labels: list[dict], pairs: pl.DataFrame | None = None, dataset: str | 
             out["unmatched"] = {"labels": sum(gone.values()), "by_version": dict(gone)}
         out["pairs"] = pairs.height
     return out
+
+
+def version_stats(labels: list[dict], pairs: pl.DataFrame, name: str, version: str) -> dict:
+    """``stats`` of one built version (the page's stats view and `datafactory labels stats NAME`): the labels of its
+    pairs, and those made on its dataset whose pair it no longer has (counted under ``unmatched``)."""
+    keys = set(pairs["pair_key"].to_list())
+    return stats([x for x in labels if x["pair_key"] in keys or x["dataset"] == name], pairs, name) | {
+        "dataset": f"{name}@{version}"}

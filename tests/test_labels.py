@@ -229,6 +229,17 @@ def test_skip_goes_to_the_review_queue_and_undo_shows_the_pair_again(server):
     assert stored["decision"] == "tie" and stored["version"] == server.session.version and stored["row_id"]
 
 
+def test_the_stats_view_counts_labels_whose_pair_is_gone(server):
+    item = next_item(server, "kim")["item"]
+    send(server, "kim", item, "left", seconds=2.0)
+    gone = pair(prompt="이전 버전의 질문", source="sft")
+    server.session.labels.add(request_id="old", annotator="lee", dataset="rm_v3", version="0ld", pair=gone,
+                              decision="a")
+    status, got = call(server, "GET", "/api/stats")
+    assert status == 200 and got["dataset"] == f"rm_v3@{server.session.version}" and got["pairs"] == 18
+    assert got["unmatched"] == {"labels": 1, "by_version": {"0ld": 1}} and got["seconds"]["kim"]["labels"] == 1
+
+
 def test_two_annotators_at_once_lose_and_duplicate_nothing(rm):
     """Two servers on one data folder (two annotators' terminals), each labelling from several threads with
     every request sent twice: each annotator ends with exactly one label per pair."""
