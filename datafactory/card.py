@@ -104,15 +104,6 @@ class Rows:
     split: pl.Series | None
     names: list[str]
 
-    @classmethod
-    def of(cls, frames: dict[str, pl.DataFrame]) -> Rows:
-        """From one frame per split."""
-        names = list(frames)
-        if len(names) == 1:
-            return cls(frames[names[0]], None, names)
-        body = pl.concat(list(frames.values()), how="diagonal_relaxed")
-        return cls(body, pl.Series("split", [s for s in names for _ in range(frames[s].height)], dtype=pl.String), names)
-
     def lengths(self, column: str) -> dict[str, pl.Series]:
         """Characters per row of ``column``, per split (nulls left out)."""
         n = self.body[column].str.len_chars()
@@ -235,9 +226,8 @@ def template_section(t: dict) -> str:
     return "\n\n".join(parts)
 
 
-def render_card(manifest: dict, rows: Rows | dict[str, pl.DataFrame], repo: str | None = None) -> str:
+def render_card(manifest: dict, rows: Rows, repo: str | None = None) -> str:
     name, version = manifest["name"], manifest["version"]
-    rows = Rows.of(rows) if isinstance(rows, dict) else rows
     feats = features({rows.names[0]: rows.body.head(0)}) if rows.names else None
     meta = yaml.safe_dump(front_matter(manifest, feats), allow_unicode=True, sort_keys=False)
     recipe = manifest["recipe"]

@@ -70,7 +70,4 @@ def _only_where(s: pl.Series, pattern: str, expr: pl.Expr) -> pl.Series:
 
 
 def _nfc(s: pl.Series) -> pl.Series:
-    mask = s.str.contains(r"[^\x00-\x7f가-힣]").fill_null(False)
-    if not mask.any():
-        return s
-    return s.clone().scatter(mask.arg_true(), s.filter(mask).str.normalize("NFC"))
+    return _only_where(s, r"[^\x00-\x7f가-힣]", pl.col(s.name).str.normalize("NFC"))
