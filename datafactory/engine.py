@@ -32,7 +32,7 @@ from datafactory.steps import STEPS
 from datafactory.steps.base import BOOKKEEPING, LINEAGE, Step, StepContext, StepError
 from datafactory.steps.split import SplitParams
 from datafactory.publish import FORMAT_VERSION, Publisher
-from datafactory.store import Background, Store, write_atomic
+from datafactory.store import Background, Store, write_atomic, write_parquet_atomic
 
 
 
@@ -507,14 +507,11 @@ class Factory:
             return out, rec
         if asks_llm:  # before the step's parquet, whose presence marks the cache entry complete
             write_atomic(self.store.cache_path("steps", sp.key, ".llm_keys"), "".join(k + "\n" for k in ctx.llm.keys))
+        for name, table in ctx.tables.items():  # before the step's entry: cached steps publish them again
+            write_parquet_atomic(table, self.store.cache_path("steps", sp.key, f".table.{name}.parquet"))
         # the frame is kept only where it is costly to make again (LLM answers, a step that says so) or is the
         # recipe's last step's (a step added at the end, or other splits, start from it); the others are quick to
         # redo from the source or the kept step before them
-        for name, table in ctx.tables.items():  # before the step's entry: cached steps publish them again
-            path = self.store.cache_path("steps", sp.key, f".table.{name}.parquet")
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-            table.write_parquet(tmp)
-            tmp.replace(path)
         last = [p for p in plan_steps if p.spec.key != "splits"][-1:]  # the recipe's last step, before the split
         keep = asks_llm or sp.step.cache or sp in last
         # the last step's frame is written when the version is published: written while the split files are, the
@@ -574,12 +571,9 @@ class Factory:
         path = self.store.cache_path(kind, key, ".parquet")
 
         def write():
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
             try:  # row groups of 16k rows: polars holds a row group's encoded pages at once (64k: +150 MiB at 100k files)
-                frame.write_parquet(tmp, compression="lz4", row_group_size=16_384)
-                tmp.replace(path)
+                write_parquet_atomic(frame, path, compression="lz4", row_group_size=16_384)
             except BaseException as e:
-                tmp.unlink(missing_ok=True)
                 raise RuntimeError(f"{path.name}: {e}") from e
 
         if later:

@@ -123,19 +123,15 @@ class FingerprintCache:
         return d
 
     def save(self) -> None:
+        from datafactory.store import write_atomic  # store imports this module
+
         if self._dirty:
             import msgspec
 
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(msgspec.msgpack.encode(self._data))
-            os.replace(tmp, self.path)
+            write_atomic(self.path, msgspec.msgpack.encode(self._data))
             self._dirty = False
         if self._listings_dirty:  # after the digests it stands for
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._listings_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self._listings), "utf-8")
-            os.replace(tmp, self._listings_path)
+            write_atomic(self._listings_path, json.dumps(self._listings))
             self._listings_dirty = False
 
 

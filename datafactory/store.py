@@ -135,6 +135,17 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_parquet_atomic(frame, path: Path, **options) -> None:
+    """A polars frame as a parquet file that appears whole or not at all (written beside it, then renamed)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        frame.write_parquet(tmp, **options)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class Store:
     def __init__(self, root: Path):
         self.root = Path(root)
