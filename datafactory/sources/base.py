@@ -294,12 +294,13 @@ class Source:
         file unchanged in size and mtime is not re-read (``cache``: hashing.FingerprintCache), and an archive is
         hashed once for all its members. With ``defer``, new or changed plain files are not hashed here: it
         returns ``None`` and the build parses them with ``hash_reads`` on (each byte read once)."""
+        import array
+
         import xxhash
 
         files = self.inputs()
         self._fp_cache = cache
         self._input_list = None
-        import array
 
         if isinstance(files, Listing):  # a folder's files as columns: no InputFile made unless something changed
             paths, sizes, mtimes = files.paths, files.sizes, files.mtimes
@@ -364,10 +365,12 @@ class Source:
         result = _Chunk.empty()
         streaming = sink is not None and self.schema is not None
 
-        def add(part: _Chunk) -> None:
+        def add(part: _Chunk, chunk: list[InputFile]) -> None:
             if streaming:
                 part.frames = [sink(self._lineage(f)) for f in part.frames]
             result.add(part)
+            if on_file is not None:
+                on_file(len(chunk))
 
         pool_failed = None
         if workers > 1:
@@ -381,21 +384,15 @@ class Source:
             try:
                 with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as ex:
                     for chunk, part in zip(chunks, ex.map(_read_chunk, [self] * len(chunks), chunks)):
-                        add(part)
+                        add(part, chunk)
                         done += 1
-                        if on_file is not None:
-                            on_file(len(chunk))
             except concurrent.futures.process.BrokenProcessPool as e:
                 pool_failed = f"worker processes failed ({e}); parsed in one process instead"
                 for chunk in chunks[done:]:
-                    add(self._read_chunk(chunk))
-                    if on_file is not None:
-                        on_file(len(chunk))
+                    add(self._read_chunk(chunk), chunk)
         else:
             for chunk in chunks:
-                add(self._read_chunk(chunk))
-                if on_file is not None:
-                    on_file(len(chunk))
+                add(self._read_chunk(chunk), chunk)
         if streaming and result.frames:
             frame = pl.concat(result.frames, how="diagonal_relaxed")
             self._check_unique(frame["id"].str.slice(len(self.name) + 1))
