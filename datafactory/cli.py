@@ -486,10 +486,8 @@ def label_cmd(
     """Serve a local page for labelling preference pairs by hand; labels go to the data folder's label store as
     they are made, and the next `datafactory build` of a recipe with a `pair` step applies them."""
     from datafactory.label_server import LabelServer, LabelSession, is_loopback, read_guideline
-    from datafactory.labels import LabelStore
 
-    store = _store()
-    labels = LabelStore(store.labels)
+    store, labels = _label_store(create=True)
     session = LabelSession(store, ref, labels, annotator=annotator.strip(),
                            sources=[x.strip() for x in sources.split(",") if x.strip()] if sources else None,
                            guideline=read_guideline(guideline))
