@@ -125,10 +125,9 @@ class Publisher:
             names = sorted(split_names, key=lambda x: order.index(x) if x in order else len(order))
             split = frame["split"] if "split" in frame.columns else None
             body = frame.drop("split") if split is not None else frame
-            counts = split.value_counts() if split is not None else None
+            counts = dict(split.value_counts().iter_rows()) if split is not None else None
             files = {s: f"{s}.parquet" for s in names}
-            sizes = {s: body.height if counts is None else int(counts.filter(counts["split"] == s)["count"].sum())
-                     for s in names}
+            sizes = {s: body.height if counts is None else counts[s] for s in names}
             rows = Rows(body, split, names)
             # the split files are written by a thread (pyarrow releases the GIL) while the card and plot are drawn
             writes = Background([(write_splits, (body, split, {s: staging / f for s, f in files.items()}))])
