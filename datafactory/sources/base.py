@@ -134,6 +134,13 @@ def _read_chunk(source: "Source", files: list[InputFile]) -> _Chunk:
     return source._read_chunk(files)
 
 
+def _start_worker() -> None:
+    """Each worker is one of as many processes as cores: polars' own pool of a thread per core in every one of
+    them would oversubscribe the cores (100k NIKL files: parsing 12.1 s -> 9.8 s with one thread each). Runs
+    before a task's arguments are unpickled, so before polars is loaded (unless the user set the variable)."""
+    os.environ.setdefault("POLARS_MAX_THREADS", "1")
+
+
 def _workers(files: list[InputFile]) -> int:
     """Worker processes for a source: ``DATAFACTORY_WORKERS`` if set, else one per core for a large input."""
     env = os.environ.get("DATAFACTORY_WORKERS")
@@ -382,7 +389,8 @@ class Source:
             # top level with `if __name__ == "__main__":`); where they cannot start, one process does the work.
             done = 0
             try:
-                with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as ex:
+                with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
+                                                            initializer=_start_worker) as ex:
                     for chunk, part in zip(chunks, ex.map(_read_chunk, [self] * len(chunks), chunks)):
                         add(part, chunk)
                         done += 1
