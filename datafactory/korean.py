@@ -149,25 +149,73 @@ def clean_utterance(text: str, *, placeholders: dict[str, str] | None = None, gu
 # -- the same rules over a whole column (polars), for the sources' columnar fast path ---------------------------
 # polars' regex engine has no look-around, so only what it can do exactly runs vectorised: event tags, fillers and
 # '~' (the look-behind of _FILLER is emulated: every run of '~' becomes exactly '~~', a filler match consumes the
-# character before it and one '~', and the second '~' stays free to stand before the next filler), space runs and
-# stripping. A value the other rules could touch (ASCII letters or '&': pseudonyms, inaudible x; '((' ; '-';
-# control characters, whose whitespace class differs between the engines) is cleaned by ``clean_utterance``
-# instead. tests/test_korean.py checks both give the same text on every sample utterance and the edge cases.
+# character before it and one '~', and the second '~' stays free to stand before the next filler), de-identification
+# tokens (below), space runs and stripping. A value the other rules could touch (ASCII letters, '&' or '-' outside
+# a token: inaudible x, unknown tokens, incomplete words; '((' ; control characters, whose whitespace class differs
+# between the engines) is cleaned by ``clean_utterance`` instead. tests/sources/test_nikl_dialogue.py checks both give the same text
+# (and token count) on every sample utterance, the edge cases and random strings of tokens and markup.
+#
+# Tokens: `&name1&` anywhere, and `name1` / `name` where the character before is not [A-Za-z0-9&-] (or none) and
+# the one after is not [A-Za-z0-9&-] (or none). There the regex rule's look-behind and look-ahead hold, so one
+# left-to-right pass that consumes the character before finds the same tokens as ``replace_pseudonyms``. A value
+# with a token the pass cannot decide that way (a digit or letter before it, '&', '-' or a letter after it) keeps
+# ASCII letters or '&' once the tokens are taken out, and so goes to ``clean_utterance``.
 NEEDS_PYTHON = r"\(\(|[A-Za-z&\-]|[\x00-\x1f\x7f-\x9f]"
+_MARK, _END = "\x02", "\x03"  # control characters: a value holding one is cleaned by the regex rules
 
 
-def clean_column(col: str, placeholders: dict[str, str] | None = None):
-    """(cleaned text, needs-Python mask) as polars expressions over the string column ``col``: where the mask
-    is true the cleaned text is not valid, and the value must go through ``clean_utterance``."""
+def _vector_tokens(table: dict[str, str]) -> bool:
+    """Whether the fast path can replace this table's tokens: ASCII kinds without 'x' (the inaudible-x rule runs
+    before the tokens are replaced), and values without a number ("{n}") or '&' (the unknown-token rule runs after)."""
+    return (all(re.fullmatch(r"[A-Za-z_-]+", k) and "x" not in k for k in table)
+            and not any("{n}" in v or "&" in v for v in table.values()))
+
+
+def only_where(s, pattern: str, expr):
+    """``expr`` (over a column named like the polars Series ``s``) applied to the values matching ``pattern`` only:
+    a rewrite of every value copies the whole column, most values need none."""
+    mask = s.str.contains(pattern).fill_null(False)
+    if not mask.any():
+        return s
+    changed = s.filter(mask).to_frame().select(expr.alias(s.name)).to_series()
+    return s.clone().scatter(mask.arg_true(), changed)
+
+
+def clean_column(values, placeholders: dict[str, str] | None = None):
+    """(cleaned text, needs-Python mask, tokens replaced) for a polars string Series: where the mask is true the
+    cleaned text and the count are not valid, and the value must go through ``clean_utterance``. The token pass
+    runs only on the values with an ASCII letter or '&' (its patterns are long alternations)."""
     import polars as pl
 
-    text = pl.col(col).str.replace_all(r"\{[^{}]*\}", " ")
-    needs = text.str.contains(NEEDS_PYTHON)
+    table = DEFAULT_PLACEHOLDERS if placeholders is None else {**DEFAULT_PLACEHOLDERS, **placeholders}
+    col = pl.col(values.name)
+    text = only_where(values, "[{~]", col.str.replace_all(r"\{[^{}]*\}", " ")
+                      .str.replace_all("~+", "~~")
+                      .str.replace_all(f"(^|[^가-힣])(?:{FILLER_SYLLABLES})~", "${1} ")
+                      .str.replace_all("~", "", literal=True))
+    tokens = pl.zeros(len(values), pl.UInt32, eager=True)
     if placeholders and any(not re.fullmatch(r"[A-Za-z_-]+", k) for k in placeholders):
-        needs = pl.lit(True)  # a kind that is not ASCII letters could match anywhere: all by the regex rules
-    text = (text.str.replace_all("~+", "~~")
-            .str.replace_all(f"(^|[^가-힣])(?:{FILLER_SYLLABLES})~", "${1} ")
-            .str.replace_all("~", "", literal=True)
-            .str.replace_all(_SPACES.pattern, " ")
-            .str.strip_chars())
-    return text, needs
+        needs = pl.repeat(True, len(values), eager=True)  # a kind that is not ASCII letters could match anywhere
+    elif not _vector_tokens(table):
+        needs = text.str.contains(NEEDS_PYTHON)
+    else:
+        needs = text.str.contains(r"\(\(|[\x00-\x1f\x7f-\x9f]")
+        letters = text.str.contains("[A-Za-z&]")
+        needs = needs | (~letters & text.str.contains("-", literal=True))
+        take = (letters & ~needs).arg_true()
+        if len(take):
+            by_len = lambda ks: "|".join(sorted((re.escape(k) for k in ks), key=len, reverse=True))  # noqa: E731
+            kinds = by_len(table)
+            bare = by_len([k for k in table if k in BARE_UNNUMBERED or k not in DEFAULT_PLACEHOLDERS])
+            edge = "[^A-Za-z0-9&-]"
+            token = rf"&({kinds})\d*&|(^|{edge})({kinds})\d+|(^|{edge})({bare})"
+            undecided = rf"(?:^|{edge})(?:(?:{kinds})\d+|(?:{bare}))[A-Za-z&-]"
+            sub = text.gather(take)
+            marked = sub.str.replace_all(token, f"${{2}}${{4}}{_MARK}${{1}}${{3}}${{5}}{_END}")
+            left = (sub.str.contains(undecided)
+                    | marked.str.replace_all(f"{_MARK}[^{_END}]*{_END}", "").str.contains(r"[A-Za-z&\-]"))
+            needs = needs.scatter(take, left)
+            tokens = tokens.scatter(take, marked.str.count_matches(_MARK, literal=True))
+            text = text.scatter(take, marked.str.replace_many([f"{_MARK}{k}{_END}" for k in table], list(table.values())))
+    text = only_where(text, rf"{_SPACES.pattern}|^\s|\s$", col.str.replace_all(_SPACES.pattern, " ").str.strip_chars())
+    return text, needs, tokens

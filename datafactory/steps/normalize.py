@@ -10,6 +10,7 @@ from typing import Literal
 
 import polars as pl
 
+from datafactory.korean import only_where
 from datafactory.steps.base import Params, Step, StepContext, require_columns, string_columns
 
 
@@ -54,20 +55,11 @@ class Normalize(Step):
         # the rules change only values with one of these: the others are kept as they are, and only the few values
         # that change are rewritten (not every value once per rule: a copy of the column each, on a large corpus)
         pattern = "|".join(dict.fromkeys(needs))
-        return df.with_columns(_only_where(df[c].cast(pl.String), pattern, e) for e, c in zip(exprs, cols))
+        return df.with_columns(only_where(df[c].cast(pl.String), pattern, e) for e, c in zip(exprs, cols))
 
 
 CONTROL = r"[\u200b-\u200f\u2060\ufeff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 
 
-def _only_where(s: pl.Series, pattern: str, expr: pl.Expr) -> pl.Series:
-    """``expr`` (over a column named like ``s``) applied to the values matching ``pattern`` only."""
-    mask = s.str.contains(pattern).fill_null(False)
-    if not mask.any():
-        return s
-    changed = s.filter(mask).to_frame().select(expr.alias(s.name)).to_series()
-    return s.clone().scatter(mask.arg_true(), changed)
-
-
 def _nfc(s: pl.Series) -> pl.Series:
-    return _only_where(s, r"[^\x00-\x7f가-힣]", pl.col(s.name).str.normalize("NFC"))
+    return only_where(s, r"[^\x00-\x7f가-힣]", pl.col(s.name).str.normalize("NFC"))

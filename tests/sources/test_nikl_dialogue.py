@@ -278,15 +278,47 @@ def test_vectorised_cleaning_matches_the_regex_rules(placeholders):
     samples = [u["form"] for f in sorted(NIKL.rglob("SDRW*.json"))
                for d in json.loads(f.read_text("utf-8"))["document"] for u in d["utterance"]]
     values = EDGE_UTTERANCES + samples
-    text, needs = clean_column("raw", placeholders)
-    got = pl.DataFrame({"raw": values}).select(text.alias("t"), needs.alias("py"))
-    fast = [(v, t) for v, t, py in zip(values, got["t"], got["py"]) if not py]
+    text, needs, tokens = clean_column(pl.Series(values, dtype=pl.String), placeholders)
+    got = {"t": text, "py": needs, "n": tokens}
+    fast = [(v, t, n) for v, t, py, n in zip(values, got["t"], got["py"], got["n"]) if not py]
     if placeholders and "이름" in placeholders:  # a kind that is not ASCII letters: every value by the regex rules
         assert not fast
     else:
         assert len(fast) > len(values) // 3  # most values do not need the regex rules
-    for value, cleaned in fast:
-        assert cleaned == clean_utterance(value, placeholders=placeholders), value
+    for value, cleaned, n in fast:
+        counts = Counter()
+        assert cleaned == clean_utterance(value, placeholders=placeholders, counts=counts), value
+        assert n == counts["pseudonym"] and set(counts) <= {"pseudonym"}, value
+
+
+@pytest.mark.parametrize("placeholders", [None, {"product": "제품", "name": "누구"}, {"name": "사람{n}"}])
+def test_vectorised_tokens_match_the_regex_rules_on_random_strings(placeholders):
+    """Tokens next to digits, letters, '&', '-', '~', fillers, other tokens: the columnar pass either gives
+    ``clean_utterance``'s text and token count or leaves the value to it."""
+    import random
+
+    from datafactory.korean import clean_column
+
+    rng = random.Random(7)
+    parts = ["name", "name1", "name12", "&name1&", "&name&", "company-name", "company-name2", "tel-num3", "others",
+             "other", "others2", "art", "art1", "brand", "address", "&product3&", "&unknown1&", "product1", "id",
+             "1", "23", "a", "s", "x", "xx", "&", "-", "~", "~~", "음~", "어~~", "((", "))", "{laughing}", " ", "  ",
+             "\t", "\u00a0", "가", "철수", "는", "요", "○", "."]
+    values = ["".join(rng.choice(parts) for _ in range(rng.randint(1, 8))) for _ in range(6000)]
+    text, needs, tokens = clean_column(pl.Series(values, dtype=pl.String), placeholders)
+    got = {"t": text, "py": needs, "n": tokens}
+    fast_tokens = 0
+    for value, cleaned, py, n in zip(values, got["t"], got["py"], got["n"]):
+        if py:
+            continue
+        counts = Counter()
+        assert (cleaned, n) == (clean_utterance(value, placeholders=placeholders, counts=counts),
+                                counts["pseudonym"]), value
+        fast_tokens += n > 0
+    if placeholders and "{n}" in placeholders["name"]:
+        assert fast_tokens == 0  # numbered placeholders: values with tokens by the regex rules
+    else:
+        assert fast_tokens > 400  # the pass takes most values with tokens
 
 
 def _both_paths(monkeypatch, path, **options):
@@ -321,12 +353,18 @@ def test_files_the_fast_path_cannot_take_keep_their_place_and_errors(monkeypatch
     bad["document"][0]["utterance"][2] = "not an object"
     (broken / "SDRW2000000003.json").write_text(json.dumps(bad, ensure_ascii=False), "utf-8")
     (broken / "SDRW2000000004.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(good).replace("SDRW2000000001", "SDRW2000000004").encode())
+    numbers = json.loads(json.dumps(good).replace("SDRW2000000001", "SDRW2000000005"))
+    for u in numbers["document"][0]["utterance"]:  # speaker ids as numbers only: the fast path takes the file
+        u["speaker_id"] = int(u["speaker_id"].encode().hex(), 16) % 1000
+    (broken / "SDRW2000000005.json").write_text(json.dumps(numbers, ensure_ascii=False), "utf-8")
     fast, slow = _both_paths(monkeypatch, broken, on_error="quarantine")
     assert fast.frame.equals(slow.frame) and fast.quarantine == slow.quarantine == [
         {"file": "SDRW2000000003.json", "record": "SDRW2000000003.1 utterance[2]", "reason": "wrong_type",
          "detail": "utterance SDRW2000000003.1 utterance[2] is not an object", "raw": "not an object"}]
     files = fast.frame["dialogue_id"].unique(maintain_order=True).to_list()
-    assert files == ["SDRW1999999999.1", "SDRW2000000001.1", "SDRW2000000002.1", "SDRW2000000003.1", "SDRW2000000004.1"]
+    assert files == ["SDRW1999999999.1", "SDRW2000000001.1", "SDRW2000000002.1", "SDRW2000000003.1", "SDRW2000000004.1",
+                     "SDRW2000000005.1"]
+    assert fast.frame.filter(pl.col("dialogue_id") == "SDRW2000000005.1")["instruction_speaker"].str.contains(r"^\d+$").all()
     with pytest.raises(SourceError, match=r"SDRW2000000003\.json, record SDRW2000000003\.1 utterance\[2\]"):
         read_source("nikl_dialogue", broken)
 
