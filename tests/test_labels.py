@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from pathlib import Path
+
 
 import polars as pl
 import pytest
