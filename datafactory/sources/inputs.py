@@ -66,8 +66,20 @@ class InputFile:
         return (self.archive or _Archive(self.path)).open(self.member)
 
     def read_bytes(self) -> bytes:
-        with self.open() as f:
-            return f.read()
+        if self.member is not None:
+            with self.open() as f:
+                return f.read()
+        # os.read rather than a file object: half the cost per file, which counts at 100k files; asks for one byte
+        # more than the listing's size and reads on to the end, so a file that grew or shrank since is read whole
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            parts, want = [], self.size + 1
+            while part := os.read(fd, want):
+                parts.append(part)
+                want = 1 << 20
+        finally:
+            os.close(fd)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class Listing(Sequence):

@@ -211,6 +211,22 @@ def test_folder_listings_match_the_rglob_order_flat_nested_and_with_zips(tmp_pat
     assert [f.name for f in got if "!" not in f.name] == sorted(expect, key=lambda r: r.split("/"))
 
 
+def test_a_file_is_read_whole_whatever_its_listed_size(tmp_path):
+    """Files are read with the size from the listing as a hint only: one that grew or shrank since, or is empty,
+    comes back as it is on disk."""
+    from datafactory.sources.inputs import resolve_inputs
+
+    for name, data in [("grew.json", b"[1]"), ("shrank.json", b"[1, 2, 3]"), ("empty.json", b""), ("big.json", b"7" * 3_000_000)]:
+        (tmp_path / name).write_bytes(data)
+    files = {f.name: f for f in resolve_inputs(tmp_path, ["*.json"])}
+    (tmp_path / "grew.json").write_bytes(b"[1, 2, 3, 4, 5]" * 100_000)
+    (tmp_path / "shrank.json").write_bytes(b"[]")
+    assert files["grew.json"].size == 3 and files["grew.json"].read_bytes() == b"[1, 2, 3, 4, 5]" * 100_000
+    assert files["shrank.json"].read_bytes() == b"[]"
+    assert files["empty.json"].read_bytes() == b""
+    assert files["big.json"].read_bytes() == b"7" * 3_000_000
+
+
 @pytest.mark.parametrize("patterns", [["*.json"], ["SDRW*.json"], ["ab*ba"], ["*.json", "*.jsonl"], ["x?.json"],
                                       ["talksets-train-*.json", "*.txt"]])
 def test_name_patterns_match_as_fnmatch_does(patterns):
