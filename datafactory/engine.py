@@ -32,7 +32,7 @@ from datafactory.steps import STEPS
 from datafactory.steps.base import BOOKKEEPING, LINEAGE, Step, StepContext, StepError
 from datafactory.steps.split import SplitParams
 from datafactory.publish import FORMAT_VERSION, Publisher
-from datafactory.store import Background, Store, write_atomic, write_parquet_atomic
+from datafactory.store import Background, Store, dictionary_columns, write_atomic, write_parquet_atomic
 
 
 
@@ -441,7 +441,8 @@ class Factory:
             table = chunk.to_arrow()
             if not writer:
                 folder.mkdir(parents=True, exist_ok=True)
-                writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4"))
+                writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4",
+                                               use_dictionary=dictionary_columns(chunk)))
             writer[0].write_table(table.cast(writer[0].schema))
             return chunk.select(_wanted(chunk.columns, keep))
 

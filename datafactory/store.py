@@ -74,20 +74,25 @@ class Background:
             raise self.errors[0]
 
 
+def dictionary_columns(frame) -> list[str]:
+    """The columns worth parquet's dictionary encoding: those whose first 10,000 values repeat (source, topic,
+    split...). On free text (prompts, answers) the writer builds a dictionary per row group and throws it away:
+    a third of its time."""
+    import polars as pl
+
+    head = frame.head(10_000)
+    return [c for c in frame.columns if head[c].dtype != pl.String or head[c].n_unique() <= head.height // 2]
+
+
 def write_splits(body, split, paths: dict, chunk_rows: int = 16_384, group_rows: int = 32_768) -> None:
     """The split files: parquet with the plain Arrow types (``hub_arrow_type``), from the whole table and the split
     of each row (``None``: one split), ``chunk_rows`` rows at a time: no copy of a split, nor of its Arrow form, is
     ever whole in memory. Row groups of at least ``group_rows`` rows (the last one smaller)."""
-    import polars as pl
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.schema([pa.field(f.name, hub_arrow_type(f.type), f.nullable) for f in body.head(0).to_arrow().schema])
-    # dictionary encoding only for the columns that repeat values (source, topic, split...): on free text (prompts,
-    # answers) the writer builds a dictionary per row group and throws it away, a third of its time
-    head = body.head(10_000)
-    repeats = [c for c in body.columns if head[c].dtype != pl.String or head[c].n_unique() <= head.height // 2]
-    writers = {s: pq.ParquetWriter(p, schema, use_dictionary=repeats) for s, p in paths.items()}
+    writers = {s: pq.ParquetWriter(p, schema, use_dictionary=dictionary_columns(body)) for s, p in paths.items()}
     pending: dict[str, list] = {s: [] for s in paths}
     try:
         def flush(s):
