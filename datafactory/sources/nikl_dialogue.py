@@ -180,27 +180,25 @@ class NiklDialogueSource(Source):
 
     def _pairs(self, docs: dict[str, list], utt: dict[str, list], skipped: Counter) -> pl.DataFrame:
         o = self.options
-        u = pl.DataFrame(utt, schema={"doc": pl.Int64, "raw": pl.String, "original": pl.String, "speaker": pl.String},
+        counts: Counter[str] = Counter()
+        raws = utt["raw"]
+        if o.text_field == "form" and o.incomplete == "drop":  # the fragments original_form marks -frag-, first
+            for i, original in enumerate(utt["original"]):
+                if original is not None and "-" in original:
+                    raws[i] = drop_fragments(raws[i], original, counts)
+        u = pl.DataFrame({"doc": utt["doc"], "raw": raws, "speaker": utt["speaker"]},
+                         schema={"doc": pl.Int64, "raw": pl.String, "speaker": pl.String},
                          strict=False)  # speaker: str(number), as the record parser does
         text, needs, tokens = clean_column(u["raw"], o.placeholders or None)
-        frag = o.text_field == "form" and o.incomplete == "drop"
-        if frag:
-            needs = needs | u["original"].str.contains("-", literal=True).fill_null(False)
-        u = u.with_columns(text.alias("text"), needs.alias("_py"))
+        u = u.with_columns(text.alias("text"))
         self.note("pseudonym", int(tokens.filter(~needs).sum()))
-        by_python = u.filter("_py")
-        if by_python.height:
-            counts: Counter[str] = Counter()
-            out = []
-            for raw, original in zip(by_python["raw"].to_list(), by_python["original"].to_list()):
-                if frag and original is not None and "-" in original:
-                    raw = drop_fragments(raw, original, counts)
-                out.append(clean_utterance(raw, placeholders=o.placeholders or None, guessed=o.guessed,
-                                           incomplete=o.incomplete, counts=counts))
-            rows = u.select(pl.arg_where("_py")).to_series()
+        if needs.any():
+            rows = needs.arg_true()
+            out = [clean_utterance(raw, placeholders=o.placeholders or None, guessed=o.guessed, incomplete=o.incomplete,
+                                   counts=counts) for raw in u["raw"].gather(rows).to_list()]
             u = u.with_columns(u["text"].scatter(rows, pl.Series(out, dtype=pl.String)))
-            for kind, n in counts.items():
-                self.note(kind, n, warn=kind.startswith("unknown"))
+        for kind, n in counts.items():
+            self.note(kind, n, warn=kind.startswith("unknown"))
         empty = u["text"] == ""
         skipped["empty_utterance"] += int(empty.sum())
         u = u.filter(~empty).select("doc", "speaker", "text")
