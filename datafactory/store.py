@@ -84,33 +84,22 @@ def dictionary_columns(frame) -> list[str]:
     return [c for c in frame.columns if head[c].dtype != pl.String or head[c].n_unique() <= head.height // 2]
 
 
-def write_splits(body, split, paths: dict, chunk_rows: int = 16_384, group_rows: int = 32_768) -> None:
+def write_splits(body, split, paths: dict, group_rows: int = 32_768) -> None:
     """The split files: parquet with the plain Arrow types (``hub_arrow_type``), from the whole table and the split
-    of each row (``None``: one split), ``chunk_rows`` rows at a time: no copy of a split, nor of its Arrow form, is
-    ever whole in memory. Row groups of at least ``group_rows`` rows (the last one smaller)."""
+    of each row (``None``: one split), one row group of ``group_rows`` rows at a time, gathered by row number: no
+    copy of a split, nor of its Arrow form, is ever whole in memory, and the per-row-group work is polars' and
+    pyarrow's (without the GIL: the card and the plot are drawn meanwhile)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.schema([pa.field(f.name, hub_arrow_type(f.type), f.nullable) for f in body.head(0).to_arrow().schema])
     writers = {s: pq.ParquetWriter(p, schema, use_dictionary=dictionary_columns(body)) for s, p in paths.items()}
-    pending: dict[str, list] = {s: [] for s in paths}
     try:
-        def flush(s):
-            if pending[s]:
-                writers[s].write_table(pa.concat_tables(pending[s]))
-                pending[s] = []
-
-        for offset in range(0, body.height, chunk_rows):
-            part = body.slice(offset, chunk_rows)
-            where = split.slice(offset, chunk_rows) if split is not None else None
-            for s in paths:
-                sub = part if where is None else part.filter(where == s)
-                if sub.height:
-                    pending[s].append(sub.to_arrow().cast(schema))
-                    if sum(t.num_rows for t in pending[s]) >= group_rows:
-                        flush(s)
-        for s in paths:
-            flush(s)
+        for s, writer in writers.items():
+            rows = None if split is None else (split == s).arg_true()
+            for offset in range(0, body.height if rows is None else len(rows), group_rows):
+                part = body.slice(offset, group_rows) if rows is None else body[rows.slice(offset, group_rows)]
+                writer.write_table(part.to_arrow().cast(schema))
     finally:
         for w in writers.values():
             w.close()

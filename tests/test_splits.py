@@ -121,3 +121,28 @@ def test_a_source_missing_from_a_split_is_reported(project):
     m = project.factory().build("sft").manifest
     assert any(w.startswith(f"source 'evol' has none of its {len(train_only)} rows in split 'test'") and "stratify_by" in w
                for w in m["warnings"])
+
+
+def test_split_files_hold_each_split_in_order_in_bounded_row_groups(tmp_path):
+    """write_splits: every row of a split in table order, row groups of the asked size, plain Arrow string types
+    (not polars' large strings), dictionary encoding only where values repeat."""
+    import pyarrow.parquet as pq
+
+    from datafactory.store import write_splits
+
+    n = 10_000
+    body = pl.DataFrame({"id": [f"r{i}" for i in range(n)], "source": ["daily"] * n, "n": list(range(n))})
+    split = pl.Series(["train", "test", "train", "validation"] * (n // 4))
+    paths = {s: tmp_path / f"{s}.parquet" for s in ("train", "test", "validation")}
+    write_splits(body, split, paths, group_rows=1_000)
+    for s, path in paths.items():
+        assert pl.read_parquet(path).equals(body.filter(split == s))
+        meta = pq.ParquetFile(path).metadata
+        assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [1_000] * (meta.num_rows // 1_000) + (
+            [meta.num_rows % 1_000] if meta.num_rows % 1_000 else [])
+        schema = pq.read_schema(path)
+        assert str(schema.field("id").type) == "string" and str(schema.field("n").type) == "int64"
+        encodings = {c: meta.row_group(0).column(i).encodings for i, c in enumerate(body.columns)}
+        assert "RLE_DICTIONARY" in encodings["source"] and "RLE_DICTIONARY" not in encodings["id"]
+    write_splits(body, None, {"train": tmp_path / "all.parquet"}, group_rows=4_096)
+    assert pl.read_parquet(tmp_path / "all.parquet").equals(body)
