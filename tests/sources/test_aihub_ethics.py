@@ -123,3 +123,49 @@ def test_cp949_json(tmp_path):
     with pytest.raises(SourceError, match="not valid utf-8"):
         read_source("aihub_ethics", tmp_path)
     assert read_source("aihub_ethics", tmp_path, encoding="auto").frame["text"].to_list() == ["안녕하세요"]
+
+
+# -- the columnar fast path: the same rows, skips and errors as the per-record parser ------------------------
+def _both_paths(monkeypatch, path, **options):
+    from datafactory.sources.aihub_ethics import AihubEthicsSource
+
+    fast = read_source("aihub_ethics", path, **options)
+    monkeypatch.setattr(AihubEthicsSource, "parse_batch", lambda self, files: None)
+    slow = read_source("aihub_ethics", path, **options)
+    monkeypatch.undo()
+    return fast, slow
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"positions": "first"}, {"types": ["HATE", "ABUSE"]}, {"immoral": True}, {"immoral": False},
+    {"min_intensity": 1.0, "max_intensity": 2.5}, {"files": "both"}, {"types": ["CENSURE"], "immoral": True, "min_intensity": 2},
+])
+def test_fast_path_gives_the_rows_of_the_record_parser(monkeypatch, options):
+    fast, slow = _both_paths(monkeypatch, AIHUB, **options)
+    assert fast.frame.height > 0 and fast.frame.equals(slow.frame)
+    assert (fast.skipped, fast.quarantined) == (slow.skipped, slow.quarantined)
+
+
+def test_fast_path_takes_the_variations_it_can_and_leaves_the_rest(monkeypatch, tmp_path):
+    from datafactory.sources.aihub_ethics import AihubEthicsSource, AihubOptions
+
+    takes = [{"sentences": [  # no talkset id: its position; ids null or absent; codes as one string; text as flags
+        {"id": None, "speaker": "2", "text": " 넌 정말 최악이야 ", "types": "CENSURE", "is_immoral": " TRUE", "intensity": 2},
+        {"text": "그만해", "types": [], "speaker": "둘"}, {"id": "s3", "text": "\u3000응\x1c", "types": ["HATE", "ABUSE"],
+                                                          "is_immoral": None, "intensity_sum": 3}]},
+        {"id": None, "sentences": []}, {"id": "t9", "sentences": [{"id": 0, "text": "좋아", "types": ["IMMORAL_NONE"],
+                                                                   "is_immoral": False, "speaker": 1}]}]
+    write(tmp_path, takes, "talksets-train-1_aihub.json")
+    write(tmp_path, {"talksets": takes}, "talksets-train-2.json")  # the wrapper object
+    write(tmp_path, [{"id": 1, "sentences": [{"text": "x", "types": ["HATE"], "intensity": "1.5", "speaker": 1.0}]}],
+          "talksets-train-3.json")  # a numeric string and a float speaker: converted by parse
+    write(tmp_path, [{"id": 1, "sentences": [{"text": "x", "types": ["HATRED"]}]}], "talksets-train-4.json")
+    (tmp_path / "talksets-train-5.txt").write_text("{좋아|그래}\n", "utf-8")
+    src = AihubEthicsSource("hate", str(tmp_path), AihubOptions(files="both"))
+    assert src.parse_batch(src.inputs()).slow == [1, 2, 3, 4]
+    fast, slow = _both_paths(monkeypatch, tmp_path, files="both", on_error="quarantine")
+    assert fast.frame.equals(slow.frame) and fast.quarantined == slow.quarantined == {"unknown_label": 1}
+    rows = fast.frame.filter(pl.col("file") == "talksets-train-1_aihub")
+    assert rows["talkset_id"].to_list() == ["0", "0", "0", "t9"] and rows["sentence_id"].to_list() == ["None", "1", "s3", "0"]
+    assert rows["text"].to_list() == ["넌 정말 최악이야", "그만해", "응", "좋아"] and rows["speaker"].to_list() == [2, None, None, 1]
+    assert rows["is_immoral"].to_list() == [True, False, True, False] and rows["types"].to_list()[1] == []
