@@ -26,7 +26,9 @@ from datafactory.errors import SourceError
 from datafactory.sources.inputs import InputFile, Listing, resolve_inputs
 
 BATCH_ROWS = 20_000
-CHUNK_FILES = 1000  # files per unit of work (and per worker task)
+CHUNK_FILES = 1000  # files per unit of work (and per worker task) at most
+CHUNK_BYTES = 16 << 20  # and bytes per unit at most (a file more when one alone is larger): a release of a few
+                        # large files (AIHub's six talkset files) is parsed by every worker too
 PARALLEL_BYTES = 64 << 20  # below this much input, worker processes cost more than they save
 RECORD_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "tsv"}
 
@@ -132,6 +134,20 @@ class _Chunk:
 
 def _read_chunk(source: "Source", files: list[InputFile]) -> _Chunk:
     return source._read_chunk(files)
+
+
+def _chunks(files: list[InputFile]) -> list[list[InputFile]]:
+    """The files in order, cut into units of at most CHUNK_FILES files and, past one file, CHUNK_BYTES bytes."""
+    sizes = files.sizes if isinstance(files, Listing) else [f.size for f in files]
+    chunks, start, size = [], 0, 0
+    for i, n in enumerate(sizes):
+        if i > start and (i - start >= CHUNK_FILES or size + n > CHUNK_BYTES):
+            chunks.append(files[start:i])
+            start, size = i, 0
+        size += n
+    if start < len(sizes):
+        chunks.append(files[start:])
+    return chunks
 
 
 def _start_worker() -> None:
@@ -367,7 +383,7 @@ class Source:
         schema, receives each chunk's rows (with ``id`` and ``source``) as they come and returns what to keep in
         memory (the engine writes the chunk to the source cache and keeps the columns the recipe reads)."""
         files = self.inputs()
-        chunks = [files[i:i + CHUNK_FILES] for i in range(0, len(files), CHUNK_FILES)]
+        chunks = _chunks(files)
         workers = _workers(files) if len(chunks) > 1 else 1
         result = _Chunk.empty()
         streaming = sink is not None and self.schema is not None

@@ -239,3 +239,15 @@ def test_name_patterns_match_as_fnmatch_does(patterns):
     pat = _pattern(tuple(patterns))
     expect = [any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names]
     assert [pat.match(n) for n in names] == expect and pat.match_all(names) == expect
+
+
+def test_files_are_cut_into_units_of_work_by_count_and_by_bytes(monkeypatch):
+    from datafactory.sources import base
+    from datafactory.sources.inputs import InputFile
+
+    monkeypatch.setattr(base, "CHUNK_FILES", 4)
+    monkeypatch.setattr(base, "CHUNK_BYTES", 100)
+    files = [InputFile(f"{i}.json", f"/x/{i}.json", size=s) for i, s in enumerate([10] * 9 + [500, 60, 60, 30, 10, 200])]
+    chunks = base._chunks(files)
+    assert [[f.size for f in c] for c in chunks] == [[10] * 4, [10] * 4, [10], [500], [60], [60, 30, 10], [200]]
+    assert [f for c in chunks for f in c] == files and base._chunks([]) == []
