@@ -199,10 +199,11 @@ def clean_column(values, placeholders: dict[str, str] | None = None):
     elif not _vector_tokens(table):
         needs = text.str.contains(NEEDS_PYTHON)
     else:
-        needs = text.str.contains(r"\(\(|[\x00-\x1f\x7f-\x9f]")
-        letters = text.str.contains("[A-Za-z&]")
-        needs = needs | (~letters & text.str.contains("-", literal=True))
-        take = (letters & ~needs).arg_true()
+        needs = text.str.contains(NEEDS_PYTHON)  # one scan of every value; the rest only over these few
+        odd = needs.arg_true()
+        rest = text.gather(odd)
+        # the values the token pass can take: with an ASCII letter or '&', no '((' nor control character
+        take = odd.filter(rest.str.contains("[A-Za-z&]") & ~rest.str.contains(r"\(\(|[\x00-\x1f\x7f-\x9f]"))
         if len(take):
             by_len = lambda ks: "|".join(sorted((re.escape(k) for k in ks), key=len, reverse=True))  # noqa: E731
             kinds = by_len(table)
