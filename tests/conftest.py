@@ -81,3 +81,14 @@ def read_source(kind: str, path, *, encoding: str = "utf-8", on_error: str = "fa
 
     cls = SOURCES[kind]
     return cls("s", str(path), cls.Options.model_validate(options), encoding=encoding, on_error=on_error).read()
+
+
+def both_paths(monkeypatch, kind: str, path, **options):
+    """``read_source`` with the kind's columnar fast path, then without it (every file through ``parse``)."""
+    from datafactory.sources import SOURCES
+
+    fast = read_source(kind, path, **options)
+    monkeypatch.setattr(SOURCES[kind], "parse_batch", lambda self, files: None)
+    slow = read_source(kind, path, **options)
+    monkeypatch.undo()
+    return fast, slow

@@ -8,7 +8,7 @@ import pytest
 
 from datafactory.errors import SourceError
 from datafactory.sources.aihub_ethics import LABELS
-from tests.conftest import SAMPLES, read_source
+from tests.conftest import SAMPLES, both_paths, read_source
 
 AIHUB = SAMPLES / "aihub_ethics"
 
@@ -126,22 +126,12 @@ def test_cp949_json(tmp_path):
 
 
 # -- the columnar fast path: the same rows, skips and errors as the per-record parser ------------------------
-def _both_paths(monkeypatch, path, **options):
-    from datafactory.sources.aihub_ethics import AihubEthicsSource
-
-    fast = read_source("aihub_ethics", path, **options)
-    monkeypatch.setattr(AihubEthicsSource, "parse_batch", lambda self, files: None)
-    slow = read_source("aihub_ethics", path, **options)
-    monkeypatch.undo()
-    return fast, slow
-
-
 @pytest.mark.parametrize("options", [
     {}, {"positions": "first"}, {"types": ["HATE", "ABUSE"]}, {"immoral": True}, {"immoral": False},
     {"min_intensity": 1.0, "max_intensity": 2.5}, {"files": "both"}, {"types": ["CENSURE"], "immoral": True, "min_intensity": 2},
 ])
 def test_fast_path_gives_the_rows_of_the_record_parser(monkeypatch, options):
-    fast, slow = _both_paths(monkeypatch, AIHUB, **options)
+    fast, slow = both_paths(monkeypatch, "aihub_ethics", AIHUB, **options)
     assert fast.frame.height > 0 and fast.frame.equals(slow.frame)
     assert (fast.skipped, fast.quarantined) == (slow.skipped, slow.quarantined)
 
@@ -163,7 +153,7 @@ def test_fast_path_takes_the_variations_it_can_and_leaves_the_rest(monkeypatch, 
     (tmp_path / "talksets-train-5.txt").write_text("{좋아|그래}\n", "utf-8")
     src = AihubEthicsSource("hate", str(tmp_path), AihubOptions(files="both"))
     assert src.parse_batch(src.inputs()).slow == [1, 2, 3, 4]
-    fast, slow = _both_paths(monkeypatch, tmp_path, files="both", on_error="quarantine")
+    fast, slow = both_paths(monkeypatch, "aihub_ethics", tmp_path, files="both", on_error="quarantine")
     assert fast.frame.equals(slow.frame) and fast.quarantined == slow.quarantined == {"unknown_label": 1}
     rows = fast.frame.filter(pl.col("file") == "talksets-train-1_aihub")
     assert rows["talkset_id"].to_list() == ["0", "0", "0", "t9"] and rows["sentence_id"].to_list() == ["None", "1", "s3", "0"]

@@ -13,7 +13,7 @@ from datafactory.errors import SourceError
 from datafactory.korean import clean_utterance, drop_fragments, replace_pseudonyms
 from datafactory.sources.inputs import _zip_member_name, resolve_inputs
 from datafactory.sources.nikl_dialogue import SEED_TOPICS
-from tests.conftest import SAMPLES, read_source
+from tests.conftest import SAMPLES, both_paths, read_source
 
 NIKL = SAMPLES / "nikl_dialogue"
 
@@ -321,22 +321,12 @@ def test_vectorised_tokens_match_the_regex_rules_on_random_strings(placeholders)
         assert fast_tokens > 400  # the pass takes most values with tokens
 
 
-def _both_paths(monkeypatch, path, **options):
-    from datafactory.sources.nikl_dialogue import NiklDialogueSource
-
-    fast = read_source("nikl_dialogue", path, **options)
-    monkeypatch.setattr(NiklDialogueSource, "parse_batch", lambda self, files: None)
-    slow = read_source("nikl_dialogue", path, **options)
-    monkeypatch.undo()
-    return fast, slow
-
-
 @pytest.mark.parametrize("options", [
     {}, {"pairing": "all", "context_turns": 2}, {"text_field": "original_form"}, {"skip_overlap": True, "guessed": "drop"},
     {"incomplete": "keep", "placeholders": {"name": "사람{n}"}}, {"topics": SEED_TOPICS, "titles": ["2인 일상 대화"]},
 ])
 def test_fast_path_gives_the_rows_of_the_record_parser(monkeypatch, options):
-    fast, slow = _both_paths(monkeypatch, NIKL, **options)
+    fast, slow = both_paths(monkeypatch, "nikl_dialogue", NIKL, **options)
     assert fast.frame.height > 0 and fast.frame.equals(slow.frame)
     assert (fast.skipped, fast.cleaned, fast.warnings) == (slow.skipped, slow.cleaned, slow.warnings)
 
@@ -357,7 +347,7 @@ def test_files_the_fast_path_cannot_take_keep_their_place_and_errors(monkeypatch
     for u in numbers["document"][0]["utterance"]:  # speaker ids as numbers only: the fast path takes the file
         u["speaker_id"] = int(u["speaker_id"].encode().hex(), 16) % 1000
     (broken / "SDRW2000000005.json").write_text(json.dumps(numbers, ensure_ascii=False), "utf-8")
-    fast, slow = _both_paths(monkeypatch, broken, on_error="quarantine")
+    fast, slow = both_paths(monkeypatch, "nikl_dialogue", broken, on_error="quarantine")
     assert fast.frame.equals(slow.frame) and fast.quarantine == slow.quarantine == [
         {"file": "SDRW2000000003.json", "record": "SDRW2000000003.1 utterance[2]", "reason": "wrong_type",
          "detail": "utterance SDRW2000000003.1 utterance[2] is not an object", "raw": "not an object"}]
