@@ -152,8 +152,9 @@ def clean_utterance(text: str, *, placeholders: dict[str, str] | None = None, gu
 # character before it and one '~', and the second '~' stays free to stand before the next filler), de-identification
 # tokens (below), space runs and stripping. A value the other rules could touch (ASCII letters, '&' or '-' outside
 # a token: inaudible x, unknown tokens, incomplete words; '((' ; control characters, whose whitespace class differs
-# between the engines) is cleaned by ``clean_utterance`` instead. tests/sources/test_nikl_dialogue.py checks both give the same text
-# (and token count) on every sample utterance, the edge cases and random strings of tokens and markup.
+# between the engines) is cleaned by ``clean_utterance`` instead. tests/sources/test_nikl_dialogue.py checks both
+# give the same text (and token count) on every sample utterance, the edge cases and random strings of tokens and
+# markup.
 #
 # Tokens: `&name1&` anywhere, and `name1` / `name` where the character before is not [A-Za-z0-9&-] (or none) and
 # the one after is not [A-Za-z0-9&-] (or none). There the regex rule's look-behind and look-ahead hold, so one
@@ -217,6 +218,7 @@ def clean_column(values, placeholders: dict[str, str] | None = None):
                     | marked.str.replace_all(f"{_MARK}[^{_END}]*{_END}", "").str.contains(r"[A-Za-z&\-]"))
             needs = needs.scatter(take, left)
             tokens = tokens.scatter(take, marked.str.count_matches(_MARK, literal=True))
-            text = text.scatter(take, marked.str.replace_many([f"{_MARK}{k}{_END}" for k in table], list(table.values())))
+            text = text.scatter(take, marked.str.replace_many([f"{_MARK}{k}{_END}" for k in table],
+                                                              list(table.values())))
     text = only_where(text, rf"{_SPACES.pattern}|^\s|\s$", col.str.replace_all(_SPACES.pattern, " ").str.strip_chars())
     return text, needs, tokens

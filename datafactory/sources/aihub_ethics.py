@@ -180,7 +180,8 @@ class AihubEthicsSource(Source):
         # the label lists as one flat column and offsets: polars builds a list of lists one inner Series at a time
         types = cols.pop("types")
         offsets = [0, *accumulate(map(len, types))]
-        flat = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(list(chain.from_iterable(types)), pa.string()))
+        flat = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
+                                        pa.array(list(chain.from_iterable(types)), pa.string()))
         schema = {"_key": pl.String, **self.schema, "_file": pl.Int32}
         frame = pl.DataFrame(cols, schema={k: v for k, v in schema.items() if k != "types"}).with_columns(
             pl.Series("types", flat, dtype=schema["types"])).select(list(schema))
