@@ -149,12 +149,12 @@ def clean_utterance(text: str, *, placeholders: dict[str, str] | None = None, gu
 # -- the same rules over a whole column (polars), for the sources' columnar fast path ---------------------------
 # polars' regex engine has no look-around, so only what it can do exactly runs vectorised: event tags, fillers and
 # '~' (the look-behind of _FILLER is emulated: every run of '~' becomes exactly '~~', a filler match consumes the
-# character before it and one '~', and the second '~' stays free to stand before the next filler), de-identification
-# tokens (below), space runs and stripping. A value the other rules could touch (ASCII letters, '&' or '-' outside
-# a token: inaudible x, unknown tokens, incomplete words; '((' ; control characters, whose whitespace class differs
-# between the engines) is cleaned by ``clean_utterance`` instead. tests/sources/test_nikl_dialogue.py checks both
-# give the same text (and token count) on every sample utterance, the edge cases and random strings of tokens and
-# markup.
+# character before it and one '~', and the second '~' stays free to stand before the next filler), inaudible x and
+# de-identification tokens (below), space runs and stripping. A value the other rules could touch (ASCII letters,
+# '&' or '-' outside a token or an x run: unknown tokens, incomplete words; '((' ; control characters, whose
+# whitespace class differs between the engines) is cleaned by ``clean_utterance`` instead.
+# tests/sources/test_nikl_dialogue.py checks both give the same text and counts on every sample utterance, the edge
+# cases and random strings of tokens, x runs and markup.
 #
 # Tokens: `&name1&` anywhere, and `name1` / `name` where the character before is not [A-Za-z0-9&-] (or none) and
 # the one after is not [A-Za-z0-9&-] (or none). There the regex rule's look-behind and look-ahead hold, so one
@@ -162,6 +162,13 @@ def clean_utterance(text: str, *, placeholders: dict[str, str] | None = None, gu
 # with a token the pass cannot decide that way (a digit or letter before it, '&', '-' or a letter after it) keeps
 # ASCII letters or '&' once the tokens are taken out, and so goes to ``clean_utterance``.
 NEEDS_PYTHON = r"\(\(|[A-Za-z&\-]|[\x00-\x1f\x7f-\x9f]"
+# Inaudible x: a run of 'x' with no other ASCII letter or digit beside it is what _INAUDIBLE_X removes (two or more:
+# its first branch; one after a syllable: the second; one alone: the third), so one pass that consumes the
+# character before replaces the same runs. It leaves a run with a letter or digit before it (the letter or x left
+# sends the value to ``clean_utterance``); a run with one after it, or a single x before a syllable but not after
+# one, is _X_UNDECIDED and sends it there too.
+_X_RUN = r"(^|[^A-Za-z0-9])x+"
+_X_UNDECIDED = r"x[A-Za-wyz0-9]|(?:^|[^가-힣x])x[가-힣]"
 _MARK, _END = "\x02", "\x03"  # control characters: a value holding one is cleaned by the regex rules
 
 
@@ -183,25 +190,39 @@ def only_where(s, pattern: str, expr):
 
 
 def clean_column(values, placeholders: dict[str, str] | None = None):
-    """(cleaned text, needs-Python mask, tokens replaced) for a polars string Series: where the mask is true the
-    cleaned text and the count are not valid, and the value must go through ``clean_utterance``. The token pass
-    runs only on the values with an ASCII letter or '&' (its patterns are long alternations)."""
+    """(cleaned text, needs-Python mask, counts) for a polars string Series: where the mask is true the cleaned
+    text and the counts are not valid, and the value must go through ``clean_utterance``. ``counts`` holds per
+    value what ``clean_utterance`` counts (``pseudonym``, ``inaudible_x``). The token and x passes run only over
+    the values that have something for them (their patterns are long alternations)."""
     import polars as pl
 
     table = DEFAULT_PLACEHOLDERS if placeholders is None else {**DEFAULT_PLACEHOLDERS, **placeholders}
     col = pl.col(values.name)
-    text = only_where(values, "[{~]", col.str.replace_all(r"\{[^{}]*\}", " ")
-                      .str.replace_all("~+", "~~")
+    # (Series.scatter changes the Series it is called on: every one scattered into here is this function's own)
+    counts = {kind: pl.zeros(len(values), pl.UInt32, eager=True) for kind in ("pseudonym", "inaudible_x")}
+    text = only_where(values, r"\{", col.str.replace_all(r"\{[^{}]*\}", " ")).clone()
+    ascii_kinds = not (placeholders and any(not re.fullmatch(r"[A-Za-z_-]+", k) for k in placeholders))
+    vector = ascii_kinds and _vector_tokens(table)
+    undecided_x = pl.repeat(False, len(values), eager=True)
+    if vector:  # inaudible x, before fillers and '~' as in clean_utterance
+        has = text.str.contains("x", literal=True).arg_true()
+        if len(has):
+            bad = text.gather(has).str.contains(_X_UNDECIDED)
+            undecided_x = undecided_x.scatter(has.filter(bad), True)
+            ok = has.filter(~bad)
+            runs = text.gather(ok)
+            counts["inaudible_x"].scatter(ok, runs.str.count_matches(_X_RUN))
+            text = text.scatter(ok, runs.str.replace_all(_X_RUN, "${1} "))
+    text = only_where(text, "~", col.str.replace_all("~+", "~~")
                       .str.replace_all(f"(^|[^가-힣])(?:{FILLER_SYLLABLES})~", "${1} ")
                       .str.replace_all("~", "", literal=True))
-    tokens = pl.zeros(len(values), pl.UInt32, eager=True)
-    if placeholders and any(not re.fullmatch(r"[A-Za-z_-]+", k) for k in placeholders):
+    if not ascii_kinds:
         needs = pl.repeat(True, len(values), eager=True)  # a kind that is not ASCII letters could match anywhere
-    elif not _vector_tokens(table):
+    elif not vector:
         needs = text.str.contains(NEEDS_PYTHON)
     else:
         needs = text.str.contains(NEEDS_PYTHON)  # one scan of every value; the rest only over these few
-        odd = needs.arg_true()
+        odd = (needs & ~undecided_x).arg_true()
         rest = text.gather(odd)
         # the values the token pass can take: with an ASCII letter or '&', no '((' nor control character
         take = odd.filter(rest.str.contains("[A-Za-z&]") & ~rest.str.contains(r"\(\(|[\x00-\x1f\x7f-\x9f]"))
@@ -217,8 +238,8 @@ def clean_column(values, placeholders: dict[str, str] | None = None):
             left = (sub.str.contains(undecided)
                     | marked.str.replace_all(f"{_MARK}[^{_END}]*{_END}", "").str.contains(r"[A-Za-z&\-]"))
             needs = needs.scatter(take, left)
-            tokens = tokens.scatter(take, marked.str.count_matches(_MARK, literal=True))
+            counts["pseudonym"].scatter(take, marked.str.count_matches(_MARK, literal=True))
             text = text.scatter(take, marked.str.replace_many([f"{_MARK}{k}{_END}" for k in table],
                                                               list(table.values())))
     text = only_where(text, rf"{_SPACES.pattern}|^\s|\s$", col.str.replace_all(_SPACES.pattern, " ").str.strip_chars())
-    return text, needs, tokens
+    return text, needs, counts

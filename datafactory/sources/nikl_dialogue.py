@@ -189,9 +189,10 @@ class NiklDialogueSource(Source):
         u = pl.DataFrame({"doc": utt["doc"], "raw": raws, "speaker": utt["speaker"]},
                          schema={"doc": pl.Int64, "raw": pl.String, "speaker": pl.String},
                          strict=False)  # speaker: str(number), as the record parser does
-        text, needs, tokens = clean_column(u["raw"], o.placeholders or None)
+        text, needs, cleaned = clean_column(u["raw"], o.placeholders or None)
         u = u.with_columns(text.alias("text"))
-        self.note("pseudonym", int(tokens.filter(~needs).sum()))
+        for kind, n in cleaned.items():
+            counts[kind] += int(n.filter(~needs).sum())
         if needs.any():
             rows = needs.arg_true()
             out = [clean_utterance(raw, placeholders=o.placeholders or None, guessed=o.guessed, incomplete=o.incomplete,
