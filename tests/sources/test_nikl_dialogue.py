@@ -415,3 +415,25 @@ def test_workers_that_cannot_start_leave_the_work_to_one_process(monkeypatch, tm
     monkeypatch.setattr(sys.modules["__main__"], "__file__", "<stdin>", raising=False)
     monkeypatch.setattr(base, "PARALLEL_BYTES", 1)
     assert base._workers(base.resolve_inputs(tmp_path, ["SDRW*.json"])) == 1
+
+
+def test_workers_and_their_polars_threads_follow_the_cores(monkeypatch, tmp_path):
+    """One worker per core (at most 8), also where os has no sched_getaffinity (macOS, Windows), and each worker's
+    polars gets its share of the cores unless the user set POLARS_MAX_THREADS."""
+    import os
+
+    import datafactory.sources.base as base
+
+    (tmp_path / "SDRW1.json").write_text("{}", "utf-8")
+    monkeypatch.delenv("DATAFACTORY_WORKERS", raising=False)
+    monkeypatch.setattr(base, "PARALLEL_BYTES", 1)
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 12)
+    assert base._cores() == 12 and base._workers(base.resolve_inputs(tmp_path, ["SDRW*.json"])) == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert base._workers(base.resolve_inputs(tmp_path, ["SDRW*.json"])) == 2
+    monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
+    base._start_worker(3)
+    assert os.environ["POLARS_MAX_THREADS"] == "3"
+    base._start_worker(1)  # already set (by the user, or the parent's environment): kept
+    assert os.environ["POLARS_MAX_THREADS"] == "3"
