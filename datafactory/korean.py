@@ -72,12 +72,18 @@ _SPACES = re.compile(r"[ \t\u00a0]{2,}")
 _AMP_ANY = re.compile(r"&([A-Za-z][A-Za-z_-]*?)(\d*)&")
 
 
-def _token_pattern(kinds: list[str]) -> re.Pattern:
+def _alternations(kinds) -> tuple[str, str]:
+    """Regex alternations of every kind and of the kinds that are tokens bare and unnumbered, longest first (so
+    "company-name" is tried before "company"): shared by the regex rule and the columnar pass."""
     by_len = lambda ks: "|".join(sorted((re.escape(k) for k in ks), key=len, reverse=True))  # noqa: E731
-    bare = by_len([k for k in kinds if k in BARE_UNNUMBERED or k not in DEFAULT_PLACEHOLDERS])
+    return by_len(kinds), by_len([k for k in kinds if k in BARE_UNNUMBERED or k not in DEFAULT_PLACEHOLDERS])
+
+
+def _token_pattern(kinds: list[str]) -> re.Pattern:
+    every, bare = _alternations(kinds)
     # &name1& anywhere; bare name1 (any kind) or name (the distinctive kinds) only where no ASCII letter
     # touches it (keeps "username", "names", "art", "others")
-    return re.compile(rf"&({by_len(kinds)})(\d*)&|(?<![A-Za-z&-])(?:({by_len(kinds)})(\d+)|({bare})())(?![A-Za-z&-])")
+    return re.compile(rf"&({every})(\d*)&|(?<![A-Za-z&-])(?:({every})(\d+)|({bare})())(?![A-Za-z&-])")
 
 
 _DEFAULT_TOKENS = _token_pattern(list(DEFAULT_PLACEHOLDERS))
@@ -218,18 +224,15 @@ def clean_column(values, placeholders: dict[str, str] | None = None):
                       .str.replace_all("~", "", literal=True))
     if not ascii_kinds:
         needs = pl.repeat(True, len(values), eager=True)  # a kind that is not ASCII letters could match anywhere
-    elif not vector:
-        needs = text.str.contains(NEEDS_PYTHON)
     else:
-        needs = text.str.contains(NEEDS_PYTHON)  # one scan of every value; the rest only over these few
+        needs = text.str.contains(NEEDS_PYTHON)  # one scan of every value; the token pass only over a few
+    if vector:
         odd = (needs & ~undecided_x).arg_true()
         rest = text.gather(odd)
         # the values the token pass can take: with an ASCII letter or '&', no '((' nor control character
         take = odd.filter(rest.str.contains("[A-Za-z&]") & ~rest.str.contains(r"\(\(|[\x00-\x1f\x7f-\x9f]"))
         if len(take):
-            by_len = lambda ks: "|".join(sorted((re.escape(k) for k in ks), key=len, reverse=True))  # noqa: E731
-            kinds = by_len(table)
-            bare = by_len([k for k in table if k in BARE_UNNUMBERED or k not in DEFAULT_PLACEHOLDERS])
+            kinds, bare = _alternations(table)
             edge = "[^A-Za-z0-9&-]"
             token = rf"&({kinds})\d*&|(^|{edge})({kinds})\d+|(^|{edge})({bare})"
             undecided = rf"(?:^|{edge})(?:(?:{kinds})\d+|(?:{bare}))[A-Za-z&-]"
