@@ -93,7 +93,8 @@ def write_splits(body, split, paths: dict, group_rows: int = 32_768) -> None:
     import pyarrow.parquet as pq
 
     schema = pa.schema([pa.field(f.name, hub_arrow_type(f.type), f.nullable) for f in body.head(0).to_arrow().schema])
-    writers = {s: pq.ParquetWriter(p, schema, use_dictionary=dictionary_columns(body)) for s, p in paths.items()}
+    dictionary = dictionary_columns(body)
+    writers = {s: pq.ParquetWriter(p, schema, use_dictionary=dictionary) for s, p in paths.items()}
     try:
         for s, writer in writers.items():
             rows = None if split is None else (split == s).arg_true()
