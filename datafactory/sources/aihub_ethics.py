@@ -53,6 +53,20 @@ class _Talkset(msgspec.Struct, gc=False):
 
 
 _DECODER = msgspec.json.Decoder(list[_Talkset])
+
+
+def _immoral(flag, types: list[str]) -> bool:
+    """``is_immoral`` as given (true/false, or the text "True"), else whether any code is not IMMORAL_NONE."""
+    if isinstance(flag, str):
+        return flag.strip().lower() == "true"
+    return any(t != "IMMORAL_NONE" for t in types) if flag is None else bool(flag)
+
+
+def _speaker(value) -> int | None:
+    """The speaker number: a number, or text int() takes ("2"); anything else is no speaker."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdecimal()):
+        return int(value)
+    return None
 _KNOWN = frozenset(LABELS)
 _VALIDATION_STEM = re.compile(r"talksets-train-6(_aihub)?$")
 
@@ -135,13 +149,8 @@ class AihubEthicsSource(Source):
                                                  "file", "aihub_split", "_file")}
         slow: list[int] = []
         for i, file in enumerate(files):
-            if file.basename.endswith(".txt") or self.encoding not in ("utf-8", "utf8", "auto"):
-                slow.append(i)
-                continue
-            try:
-                data = self.data(file)
-                talks = _DECODER.decode(data[3:] if data[:3] == b"\xef\xbb\xbf" else data)
-            except (msgspec.DecodeError, BadFile):
+            talks = None if file.basename.endswith(".txt") else self.decode_fast(file, _DECODER)
+            if talks is None:
                 slow.append(i)
                 continue
             stem = file.basename.rsplit(".", 1)[0]
@@ -162,13 +171,10 @@ class AihubEthicsSource(Source):
             cols["text"] += [s.text.strip() for s in sents]
             cols["origin_text"] += [s.origin_text for s in sents]
             cols["types"] += types
-            cols["is_immoral"] += [any(x != "IMMORAL_NONE" for x in t) if m is None else
-                                   m.strip().lower() == "true" if isinstance(m, str) else m
-                                   for m, t in zip((s.is_immoral for s in sents), types)]
+            cols["is_immoral"] += list(map(_immoral, (s.is_immoral for s in sents), types))
             cols["intensity"] += [s.intensity for s in sents]
             cols["intensity_sum"] += [s.intensity_sum for s in sents]
-            cols["speaker"] += [x if x is None or isinstance(x, int) else int(x) if x.isdecimal() else None
-                                for x in (s.speaker for s in sents)]
+            cols["speaker"] += [_speaker(s.speaker) for s in sents]
             cols["talkset_id"] += talk_ids
             cols["sentence_id"] += ids
             cols["position"] += positions
@@ -219,17 +225,11 @@ class AihubEthicsSource(Source):
             isum = None if sent.get("intensity_sum") is None else float(sent["intensity_sum"])
         except (TypeError, ValueError):
             return Bad(where, "wrong_type", f"{where} has a non-numeric intensity {sent.get('intensity')!r}", sent)
-        immoral = sent.get("is_immoral")
-        if isinstance(immoral, str):
-            immoral = immoral.strip().lower() == "true"
-        if immoral is None:
-            immoral = any(t != "IMMORAL_NONE" for t in types)
-        speaker = sent.get("speaker")
         return {
             "_key": f"{stem}/{talk_id}/{sent.get('id', s_i)}",
-            "text": text.strip(), "origin_text": sent.get("origin_text"), "types": types, "is_immoral": bool(immoral),
-            "intensity": intensity, "intensity_sum": isum,
-            "speaker": int(speaker) if isinstance(speaker, (int, float)) or (isinstance(speaker, str) and speaker.isdecimal()) else None,
+            "text": text.strip(), "origin_text": sent.get("origin_text"), "types": types,
+            "is_immoral": _immoral(sent.get("is_immoral"), types), "intensity": intensity, "intensity_sum": isum,
+            "speaker": _speaker(sent.get("speaker")),
             "talkset_id": talk_id, "sentence_id": str(sent.get("id", s_i)), "position": s_i, "file": stem,
             "aihub_split": split,
         }

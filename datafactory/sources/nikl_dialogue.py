@@ -126,12 +126,8 @@ class NiklDialogueSource(Source):
         docs: dict[str, list] = {k: [] for k in ("file", "dialogue_id", "topic", "title", "relation")}
         utt: dict[str, list] = {k: [] for k in ("doc", "raw", "original", "speaker")}
         for i, file in enumerate(files):
-            try:
-                if self.encoding not in ("utf-8", "utf8", "auto"):
-                    raise ValueError("another encoding: the per-record path decodes it")
-                data = self.data(file)
-                root = _DECODER.decode(data[3:] if data[:3] == b"\xef\xbb\xbf" else data)
-            except (msgspec.DecodeError, ValueError, BadFile):
+            root = self.decode_fast(file, _DECODER)
+            if root is None:
                 slow.append(i)
                 continue
             marks = (len(docs["file"]), len(utt["doc"]), skipped.copy())
