@@ -125,6 +125,7 @@ class NiklDialogueSource(Source):
         slow: list[int] = []
         docs: dict[str, list] = {k: [] for k in ("file", "dialogue_id", "topic", "title", "relation")}
         utt: dict[str, list] = {k: [] for k in ("doc", "raw", "original", "speaker")}
+        fragments = self._drops_fragments()  # original_form is read only to find them
         for i, file in enumerate(files):
             root = self.decode_fast(file, _DECODER)
             if root is None:
@@ -163,7 +164,8 @@ class NiklDialogueSource(Source):
                         us, raws, speakers = ([x for x, k in zip(xs, keep) if k] for xs in (us, raws, speakers))
                 utt["doc"] += [d] * len(us)
                 utt["raw"] += raws
-                utt["original"] += [u.original_form for u in us]
+                if fragments:
+                    utt["original"] += [u.original_form for u in us]
                 utt["speaker"] += speakers
             if not ok:  # a record the per-record path must report: undo this file's rows
                 for k in docs:
@@ -174,11 +176,15 @@ class NiklDialogueSource(Source):
                 slow.append(i)
         return Batch(self._pairs(docs, utt, skipped), skipped, slow)
 
+    def _drops_fragments(self) -> bool:
+        """``form`` keeps an incomplete word doubled; ``original_form`` marks it, and ``incomplete: drop`` drops it."""
+        return self.options.text_field == "form" and self.options.incomplete == "drop"
+
     def _pairs(self, docs: dict[str, list], utt: dict[str, list], skipped: Counter) -> pl.DataFrame:
         o = self.options
         counts: Counter[str] = Counter()
         raws = utt["raw"]
-        if o.text_field == "form" and o.incomplete == "drop":  # the fragments original_form marks -frag-, first
+        if self._drops_fragments():  # the fragments original_form marks -frag-, first
             for i, original in enumerate(utt["original"]):
                 if original is not None and "-" in original:
                     raws[i] = drop_fragments(raws[i], original, counts)
@@ -245,6 +251,7 @@ class NiklDialogueSource(Source):
 
     def _document(self, d_i: int, doc, file_id: str) -> Iterator[dict | Bad | Skip]:
         o = self.options
+        fragments = self._drops_fragments()
         if not isinstance(doc, dict) or not isinstance(doc.get("utterance"), list):
             yield Bad(f"document[{d_i}]", "missing_field", f"document[{d_i}] has no 'utterance' list", doc)
             return
@@ -277,7 +284,7 @@ class NiklDialogueSource(Source):
                 yield Skip("overlap")
                 continue
             original = u.get("original_form")
-            if o.text_field == "form" and o.incomplete == "drop" and isinstance(original, str) and "-" in original:
+            if fragments and isinstance(original, str) and "-" in original:
                 raw = drop_fragments(raw, original, counts)
             text = clean_utterance(raw, placeholders=o.placeholders or None, guessed=o.guessed, incomplete=o.incomplete,
                                    counts=counts)
