@@ -32,7 +32,7 @@ from datafactory.steps import STEPS
 from datafactory.steps.base import BOOKKEEPING, LINEAGE, Step, StepContext, StepError
 from datafactory.steps.split import SplitParams
 from datafactory.publish import FORMAT_VERSION, Publisher
-from datafactory.store import Background, Store, dictionary_columns, write_atomic, write_parquet_atomic
+from datafactory.store import Background, Parts, Store, remove, write_atomic, write_parquet_atomic
 
 
 
@@ -301,7 +301,7 @@ class Factory:
             self._listed = None
             for _, _, tmp in pre.values():  # what was parsed and not used (the version existed, or an error)
                 if tmp is not None:
-                    tmp.unlink(missing_ok=True)
+                    remove(tmp)
         self._plans.pop(name, None)  # caches changed: a later plan() must look again
         return BuildResult(name, plan.version, True, manifest, ups)
 
@@ -393,8 +393,9 @@ class Factory:
     def _read_sources(self, plan: Plan, keep: set[str] | None = None, pre: dict | None = None) -> tuple[pl.DataFrame, dict]:
         """Every source's rows: from the cache, parsed already (``pre``: a pending source ``build`` read while
         hashing it), or parsed now; parsed ones are cached. With ``keep`` (the columns the steps read, see
-        ``needed_columns``) only those are loaded; a parsed source streams its chunks to the cache file with every
-        column, so the whole table with every column is never in memory."""
+        ``needed_columns``) only those are loaded; a source of a kind with a fixed schema has its chunks written, every
+        column, as parts of its cache entry (a folder) by the processes that parsed them, so the whole table with
+        every column is never in memory (a kind without one is cached as one file)."""
         frames, stats = [], {}
         for name, sp in plan.sources.items():
             path = self.store.cache_path("sources", sp.key, ".parquet")
@@ -410,9 +411,12 @@ class Factory:
             if read.quarantine:
                 qpath = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
                 write_atomic(qpath, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in read.quarantine))
-            if tmp is not None:  # streamed: stats first, then the file whose presence marks the entry complete
+            if tmp is not None:  # written in parts: stats first, then the folder whose presence marks the entry complete
                 self._save("sources", sp.key, None, stats[name])
-                tmp.replace(path)
+                if path.exists():  # another build made the same entry meanwhile
+                    remove(tmp)
+                else:
+                    tmp.replace(path)
             else:
                 self._save("sources", sp.key, read.frame, stats[name])
             q = sum(read.quarantined.values())
@@ -426,41 +430,24 @@ class Factory:
         return pl.concat(frames, how="diagonal_relaxed"), stats
 
     def _parse_source(self, plan: Plan, name: str, keep: set[str] | None, hash_reads: bool = False):
-        """Parse one source: (SourceRead with the ``keep`` columns, its stats, the temporary cache file its
-        chunks streamed to, or None). With ``hash_reads`` the digests of the bytes read go to the fingerprint
-        cache (a file the parser did not read is hashed here)."""
-        import pyarrow.parquet as pq
-
+        """Parse one source: (SourceRead with the ``keep`` columns, its stats, the temporary cache entry its
+        chunks were written to by the processes that parsed them, or None). With ``hash_reads`` the digests of the
+        bytes read go to the fingerprint cache (a file the parser did not read is hashed here)."""
         src = plan.sources[name].source
         t0 = time.perf_counter()
-        folder = self.store.cache / "sources"
-        tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.parquet.tmp"
-        writer: list = []
-
-        def sink(chunk: pl.DataFrame) -> pl.DataFrame:
-            table = chunk.to_arrow()
-            if not writer:
-                folder.mkdir(parents=True, exist_ok=True)
-                writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4",
-                                               use_dictionary=dictionary_columns(chunk)))
-            writer[0].write_table(table.cast(writer[0].schema))
-            return chunk.select(_wanted(chunk.columns, keep))
-
+        tmp = self.store.cache / "sources" / f".{name}.{uuid.uuid4().hex[:8]}.parquet.tmp"
+        parts = Parts(tmp, None if keep is None else keep | set(BOOKKEEPING))
         src.hash_reads = hash_reads
         try:
             with self.progress(f"reading {name}", len(src.inputs())) as advance:
-                read = src.read(on_file=advance, sink=sink)
+                read = src.read(on_file=advance, parts=parts)
         except BaseException as e:
-            if writer:
-                writer[0].close()
-            tmp.unlink(missing_ok=True)
+            remove(tmp)
             if isinstance(e, DataFactoryError):
                 raise type(e)(f"{plan.recipe.file}: sources.{name}: {e}") from None
             raise
         finally:
             src.hash_reads = False
-        if writer:
-            writer[0].close()
         if hash_reads:
             for f in src.inputs():
                 got = read.digests.get(str(f.path))
@@ -471,7 +458,7 @@ class Factory:
         stats = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
                  "skipped": read.skipped, "cleaned": read.cleaned, "warnings": read.warnings,
                  "seconds": round(time.perf_counter() - t0, 3)}
-        return read, stats, tmp if writer else None
+        return read, stats, tmp if tmp.exists() else None
 
     def _run_step(self, recipe: Recipe, sp: StepPlan, frame: pl.DataFrame, plan_steps: list[StepPlan],
                   dry_run: bool = False) -> tuple[pl.DataFrame, dict]:

@@ -106,6 +106,38 @@ def write_splits(body, split, paths: dict, group_rows: int = 32_768) -> None:
             w.close()
 
 
+class Parts:
+    """A table written as numbered parquet parts in a folder, each by the process that made its rows, and read back
+    in order with only the ``columns`` wanted (``None``: all). A source's worker processes write their chunks here:
+    the rows never travel back through a pipe (pickling the 13 columns of 100k NIKL files' rows in the workers and
+    unpickling them here cost 2.8 s of CPU, and writing them again here 1.2 s more). The folder, renamed into
+    place, is the source's cache entry."""
+
+    def __init__(self, folder: Path, columns: set[str] | None = None):
+        self.folder, self.columns = folder, columns
+
+    def write(self, frame, index: int) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{index:06d}.parquet"
+        write_parquet_atomic(frame, self.folder / name, compression="lz4")
+        return name
+
+    def read(self, names: list[str]):
+        import polars as pl
+
+        paths = [self.folder / n for n in sorted(names)]
+        wanted = None if self.columns is None else [c for c in pl.read_parquet_schema(paths[0]) if c in self.columns]
+        return pl.read_parquet(paths, columns=wanted)
+
+
+def remove(path: Path) -> None:
+    """A cache entry, a file or (a source's parts) a folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def open_sqlite(path: Path, schema: str, what: str):
     """A durable SQLite store (the LLM responses, the human labels): WAL, a fsync per commit (``synchronous=FULL``),
     autocommit (one statement, one transaction, unless a caller says BEGIN), shared between threads and processes.
@@ -342,6 +374,6 @@ class Store:
                               if p.name.lstrip(".").split(".")[0] not in kept_keys and p.stat().st_mtime < started]
                     if not dry_run:
                         for p in doomed:
-                            p.unlink(missing_ok=True)
+                            remove(p)
                     removed += doomed
         return removed

@@ -117,14 +117,16 @@ class _Chunk:
     cleaned: Counter
     warned: set
     digests: dict
+    parts: list[str]
 
     @classmethod
     def empty(cls) -> "_Chunk":
-        return cls([], Counter(), [], Counter(), Counter(), set(), {})
+        return cls([], Counter(), [], Counter(), Counter(), set(), {}, [])
 
     def add(self, other: "_Chunk") -> None:
         self.digests.update(other.digests)
         self.frames += other.frames
+        self.parts += other.parts
         self.quarantined.update(other.quarantined)
         self.quarantine += other.quarantine
         self.skipped.update(other.skipped)
@@ -132,8 +134,8 @@ class _Chunk:
         self.warned |= other.warned
 
 
-def _read_chunk(source: "Source", files: list[InputFile]) -> _Chunk:
-    return source._read_chunk(files)
+def _read_chunk(source: "Source", files: list[InputFile], parts=None, index: int = 0) -> _Chunk:
+    return source._read_chunk(files, parts, index)
 
 
 def _chunks(files: list[InputFile]) -> list[list[InputFile]]:
@@ -395,21 +397,21 @@ class Source:
         except (msgspec.DecodeError, BadFile):
             return None
 
-    def read(self, on_file=None, sink=None) -> SourceRead:
+    def read(self, on_file=None, parts=None) -> SourceRead:
         """Parse every input file, in chunks of files; a large source is parsed by worker processes (one per
         core, ``DATAFACTORY_WORKERS`` to set). Rows keep the order of the files and of the records in them.
-        ``on_file(n)`` is called as files are done, for progress bars. ``sink(chunk)``, for a kind with a fixed
-        schema, receives each chunk's rows (with ``id`` and ``source``) as they come and returns what to keep in
-        memory (the engine writes the chunk to the source cache and keeps the columns the recipe reads)."""
+        ``on_file(n)`` is called as files are done, for progress bars. With ``parts`` (a ``store.Parts``) a kind
+        with a fixed schema has each chunk's rows (with ``id`` and ``source``, every column) written there by the
+        process that parsed it, and the frame returned holds the parts' ``columns`` (the engine's source cache
+        entry, and the columns the recipe reads): the whole table with every column is never in memory."""
         files = self.inputs()
         chunks = _chunks(files)
         workers = _workers(files) if len(chunks) > 1 else 1
         result = _Chunk.empty()
-        streaming = sink is not None and self.schema is not None
+        if self.schema is None:
+            parts = None
 
         def add(part: _Chunk, chunk: list[InputFile]) -> None:
-            if streaming:
-                part.frames = [sink(self._lineage(f)) for f in part.frames]
             result.add(part)
             if on_file is not None:
                 on_file(len(chunk))
@@ -427,34 +429,35 @@ class Source:
                 with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
                                                             initializer=_start_worker,
                                                             initargs=(max(1, _cores() // workers),)) as ex:
-                    for chunk, part in zip(chunks, ex.map(_read_chunk, [self] * len(chunks), chunks)):
+                    n = len(chunks)
+                    for chunk, part in zip(chunks, ex.map(_read_chunk, [self] * n, chunks, [parts] * n, range(n))):
                         add(part, chunk)
                         done += 1
             except concurrent.futures.process.BrokenProcessPool as e:
                 pool_failed = f"worker processes failed ({e}); parsed in one process instead"
-                for chunk in chunks[done:]:
-                    add(self._read_chunk(chunk), chunk)
+                for i in range(done, len(chunks)):
+                    add(self._read_chunk(chunks[i], parts, i), chunks[i])
         else:
-            for chunk in chunks:
-                add(self._read_chunk(chunk), chunk)
-        if streaming and result.frames:
-            frame = pl.concat(result.frames, how="diagonal_relaxed")
+            for i, chunk in enumerate(chunks):
+                add(self._read_chunk(chunk, parts, i), chunk)
+        if parts is not None:
+            if not result.parts:  # nothing came: an empty part, for the schema
+                result.parts.append(parts.write(self._lineage(self._frame([])), 0))
+            frame = parts.read(result.parts)
             self._check_unique(frame["id"].str.slice(len(self.name) + 1))
         else:
             frame = pl.concat(result.frames, how="diagonal_relaxed") if result.frames else self._frame([])
-            if streaming:  # nothing came: the (empty) frame goes through the sink too
-                frame = sink(self._lineage(frame))
-            else:
-                self._check_unique(frame["_key"].cast(pl.String))
-                frame = self._lineage(frame)
+            self._check_unique(frame["_key"].cast(pl.String))
+            frame = self._lineage(frame)
         warnings = [f"{kind}: {result.cleaned[kind]:,}" for kind in sorted(result.warned)]
         if pool_failed:
             warnings.append(pool_failed)
         return SourceRead(frame, len(files), dict(result.quarantined), result.quarantine,
                           dict(result.skipped), dict(result.cleaned), warnings, result.digests)
 
-    def _read_chunk(self, files: list[InputFile]) -> "_Chunk":
-        """Rows of some files, in file order: the fast path's where it has one, ``parse`` for the rest."""
+    def _read_chunk(self, files: list[InputFile], parts=None, index: int = 0) -> "_Chunk":
+        """Rows of some files, in file order: the fast path's where it has one, ``parse`` for the rest; with
+        ``parts``, written there as part ``index`` (with their lineage columns) rather than returned."""
         out = _Chunk.empty()
         self._cleaned.clear()
         self._warned.clear()
@@ -503,6 +506,8 @@ class Source:
             if fast is not None and slow and len(pieces) > 1:  # rows in file order
                 frame = frame.sort("_file", maintain_order=True)
             out.frames.append(frame.drop("_file"))
+        if parts is not None and out.frames:
+            out.parts.append(parts.write(self._conform(self._lineage(out.frames.pop())), index))
         return out
 
     def __getstate__(self):  # sent to worker processes with each chunk: the file lists (and open archives) stay here
@@ -521,6 +526,11 @@ class Source:
                                   f"`options.fields`") from None
         schema = {"_key": pl.String, **self.schema}
         return pl.DataFrame(rows, schema=schema, strict=False) if rows else pl.DataFrame(schema=schema)
+
+    def _conform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Rows of a kind with a fixed schema in its columns and types, as every part of its cache must be."""
+        want = self._lineage(self._frame([])).schema
+        return frame if frame.schema == want else frame.select([pl.col(c).cast(t) for c, t in want.items()])
 
     def _check_unique(self, keys: pl.Series) -> None:
         dup = keys.filter(keys.is_duplicated())

@@ -40,7 +40,7 @@ class DatasetSource(Source):
         assert self.version_dir is not None
         return [InputFile(f.name, f, None, f.name) for f in sorted(self.version_dir.glob("*.parquet"))]
 
-    def read(self, on_file=None, sink=None) -> SourceRead:  # already a table: nothing to stream
+    def read(self, on_file=None, parts=None) -> SourceRead:  # already a table: nothing to stream
         files = [f.path for f in self.inputs()]
         wanted = self.options.splits
         frames = []

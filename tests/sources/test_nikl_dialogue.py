@@ -381,7 +381,7 @@ def test_worker_processes_give_the_same_rows_in_the_same_order(monkeypatch, tmp_
 
     calls = []
     real = NiklDialogueSource._read_chunk
-    monkeypatch.setattr(NiklDialogueSource, "_read_chunk", lambda src, files: calls.append(1) or real(src, files))
+    monkeypatch.setattr(NiklDialogueSource, "_read_chunk", lambda src, *a: calls.append(1) or real(src, *a))
     two = read_source("nikl_dialogue", tmp_path, context_turns=1)
     assert not calls  # the chunks ran in the worker processes (which import the module afresh), not here
     assert one.frame.height > 100 and one.frame.equals(two.frame)
@@ -389,6 +389,54 @@ def test_worker_processes_give_the_same_rows_in_the_same_order(monkeypatch, tmp_
     monkeypatch.setenv("DATAFACTORY_WORKERS", "many")
     with pytest.raises(SourceError, match="DATAFACTORY_WORKERS='many'"):
         read_source("nikl_dialogue", tmp_path)
+
+
+def test_workers_write_the_source_cache_in_parts_and_the_build_keeps_only_the_columns_it_reads(monkeypatch, project):
+    """Each worker writes its chunks' rows, every column, as parts of the source's cache entry (a folder, renamed
+    into place): in file order, the rows one process parses. The build holds only the columns its steps read;
+    `trace` reads the parts; `gc` removes an entry no version uses; a failed parse leaves no part behind."""
+    import datafactory.sources.base as base
+    from datafactory.store import Store
+    from datafactory.trace import trace
+    from tests.conftest import sft_recipe
+
+    corpus = project.root / "inputs" / "daily"
+    corpus.mkdir()
+    _numbered_copies(corpus, sorted(NIKL.rglob("SDRW*.json")) * 2)
+    monkeypatch.setattr(base, "CHUNK_FILES", 9)
+    monkeypatch.setenv("DATAFACTORY_WORKERS", "1")
+    one = read_source("nikl_dialogue", corpus).frame
+    monkeypatch.setenv("DATAFACTORY_WORKERS", "2")
+    body = sft_recipe(sources={"daily": {"kind": "nikl_dialogue", "path": "inputs/daily"}})
+    body["steps"] += [{"select": {"columns": ["prompt", "completion"]}}]
+    project.recipe("talk", body)
+    from datafactory import engine
+
+    seen = []
+    real = engine.Factory._run_step
+    monkeypatch.setattr(engine.Factory, "_run_step",
+                        lambda self, recipe, sp, frame, *a: seen.append(set(frame.columns)) or real(self, recipe, sp, frame, *a))
+    res = project.factory().build("talk")
+    assert seen[0] == {"id", "source", "instruction", "output"}
+    entry = project.data / ".cache" / "sources" / f"{res.manifest['sources']['daily']['cache_key']}.parquet"
+    parts = sorted(p.name for p in entry.iterdir())
+    assert parts == [f"{i:06d}.parquet" for i in range(-(-len(list(corpus.iterdir())) // 9))]
+    cached = pl.read_parquet(entry)
+    assert cached.drop("id", "source").equals(one.drop("id", "source")) and cached["id"].str.starts_with("daily/").all()
+    assert not list(entry.parent.glob(".*tmp"))
+    row = pl.read_parquet(project.data / "talk" / res.version / "train.parquet")["id"][0]
+    assert trace(Store(project.data), "talk", row)["source"]["records"][0]["id"] == row
+
+    # the source changes: a new entry; gc, keeping one version, removes the old folder
+    (corpus / "SDRW0000000000.json").unlink()
+    again = project.factory().build("talk")
+    assert again.version != res.version and Store(project.data).gc(keep=1) and not entry.exists()
+    # a file that fails the build (on_error: fail) leaves neither an entry nor parts
+    (corpus / "SDRW0000000001.json").write_text("{not json", "utf-8")
+    with pytest.raises(SourceError, match="SDRW0000000001.json"):
+        project.factory().build("talk")
+    assert [p.name for p in entry.parent.iterdir() if p.suffix != ".json"] == \
+        [f"{again.manifest['sources']['daily']['cache_key']}.parquet"]
 
 
 def test_workers_that_cannot_start_leave_the_work_to_one_process(monkeypatch, tmp_path):
