@@ -27,6 +27,7 @@ from datafactory.hashing import VERSION_LEN, FingerprintCache, code_version, dig
 from datafactory.recipe import FORMATS, Recipe, StepSpec, load_recipe, recipe_path
 from datafactory.sources import SOURCES
 from datafactory.sources.base import Source
+from datafactory.sources.inputs import Listing
 from datafactory.sources.dataset import DatasetSource
 from datafactory.steps import STEPS
 from datafactory.steps.base import BOOKKEEPING, LINEAGE, Step, StepContext, StepError
@@ -449,12 +450,17 @@ class Factory:
         finally:
             src.hash_reads = False
         if hash_reads:
-            for f in src.inputs():
-                got = read.digests.get(str(f.path))
-                if got is not None and got[:2] == (f.size, f.mtime_ns):
-                    self.fingerprints.remember(str(f.path), *got)
+            files = src.inputs()
+            if isinstance(files, Listing):  # its columns: no InputFile made for 100k files
+                listed = zip(files.paths, files.sizes, files.mtimes)
+            else:
+                listed = ((str(f.path), f.size, f.mtime_ns) for f in files)
+            for path, size, mtime in listed:
+                got = read.digests.get(path)
+                if got is not None and got[0] == size and got[1] == mtime:
+                    self.fingerprints.remember(path, *got)
                 else:  # not read by the parser, or changed while it read: hashed on its own
-                    self.fingerprints.digest(f.path, f.size, f.mtime_ns)
+                    self.fingerprints.digest(path, size, mtime)
         stats = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
                  "skipped": read.skipped, "cleaned": read.cleaned, "warnings": read.warnings,
                  "seconds": round(time.perf_counter() - t0, 3)}

@@ -196,6 +196,12 @@ def test_folder_listings_match_the_rglob_order_flat_nested_and_with_zips(tmp_pat
     assert isinstance(got, Listing) and [f.name for f in got] == ["a-2.json", "a.json", "a_1.json", "b.json"]
     assert got[1].path == str(flat / "a.json") and got[1].size == 2 and got[1].member is None
     assert [f.name for f in got.files[:2]] == ["a-2.json", "a.json"] and len(got) == 4
+    import pickle  # a slice (a worker's chunk) is columns again, and travels as columns
+
+    part = got[1:3]
+    assert isinstance(part, Listing) and part._files is None and list(part) == got.files[1:3]
+    back = pickle.loads(pickle.dumps(part))
+    assert isinstance(back, Listing) and list(back) == got.files[1:3] and [f.size for f in back] == [2, 2]
 
     nested = tmp_path / "nested"
     (nested / "x").mkdir(parents=True)
