@@ -29,33 +29,46 @@ class Normalize(Step):
     def needs(self, after: set[str]) -> set[str] | None:
         return None if self.params.columns is None else after | set(self.params.columns)
 
+    def _rules(self, c: str) -> tuple[pl.Expr, list[str]]:
+        """Column ``c``'s rules after NFC as one expression, and patterns for the values they can change."""
+        p = self.params
+        e, needs = pl.col(c).cast(pl.String), []
+        if p.unicode == "NFKC":
+            e = e.str.normalize(p.unicode)
+        if p.remove_control:
+            e = e.str.replace_all(CONTROL, "")
+            needs.append(CONTROL)
+        if p.collapse_spaces:  # runs of two or more, or one that is not a plain space (same result, fewer writes)
+            e = e.str.replace_all(r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]", " ").str.replace_all(r" *\n *", "\n")
+            needs += [r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]", r" \n|\n "]
+        if p.strip:
+            e = e.str.strip_chars()
+            needs.append(r"^\s|\s$")
+        return e, needs
+
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         cols = p.columns if p.columns is not None else string_columns(df)
         require_columns(df, cols)
-        if p.unicode == "NFC":  # only values with a character that NFC could change: ASCII and Hangul syllables are NFC
-            df = df.with_columns(_nfc(df[c].cast(pl.String)) for c in cols)
-        exprs, needs = [], []
-        for c in cols:
-            e = pl.col(c).cast(pl.String)
-            if p.unicode == "NFKC":
-                e = e.str.normalize(p.unicode)
-            if p.remove_control:
-                e = e.str.replace_all(CONTROL, "")
-                needs.append(CONTROL)
-            if p.collapse_spaces:  # runs of two or more, or one that is not a plain space (same result, fewer writes)
-                e = e.str.replace_all(r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]", " ").str.replace_all(r" *\n *", "\n")
-                needs += [r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]", r" \n|\n "]
-            if p.strip:
-                e = e.str.strip_chars()
-                needs.append(r"^\s|\s$")
-            exprs.append(e)
-        if p.unicode == "NFKC" or not needs:
-            return df.with_columns(e.alias(c) for e, c in zip(exprs, cols))
-        # the rules change only values with one of these: the others are kept as they are, and only the few values
-        # that change are rewritten (not every value once per rule: a copy of the column each, on a large corpus)
-        pattern = "|".join(dict.fromkeys(needs))
-        return df.with_columns(only_where(df[c].cast(pl.String), pattern, e) for e, c in zip(exprs, cols))
+
+        def column(c: str) -> pl.Series:
+            s = df[c].cast(pl.String)
+            if p.unicode == "NFC":  # only values with a character that NFC could change: ASCII and Hangul syllables are NFC
+                s = _nfc(s)
+            e, needs = self._rules(c)
+            if p.unicode == "NFKC" or not needs:  # NFKC may change any value
+                return s.to_frame().select(e.alias(c)).to_series()
+            # the rules change only values with one of these: the others are kept as they are, and only the few
+            # values that change are rewritten (not every value once per rule: a copy of the column each)
+            return only_where(s, "|".join(dict.fromkeys(needs)), e)
+
+        if len(cols) < 2:
+            return df.with_columns(column(c) for c in cols)
+        # a column per thread: polars works without the GIL (prompt and answer of 830k rows: 0.6 -> 0.4 s)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(len(cols), 4)) as pool:
+            return df.with_columns(pool.map(column, cols))
 
 
 CONTROL = r"[\u200b-\u200f\u2060\ufeff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"

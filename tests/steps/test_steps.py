@@ -86,7 +86,7 @@ def test_normalize_rewrites_only_what_its_rules_change_with_the_same_result(opti
     atoms = ["가", "나", "a", " ", "  ", "\t", "\n", " \n", "\n ", "\u00a0", "\u3000", "\u200b", "\x01", "\ufeff",
              "\r", "\u2028", "ㅋ", "."]
     values = ["".join(rng.choice(atoms) for _ in range(rng.randint(0, 8))) for _ in range(3000)] + [None, "", "보통 문장."]
-    out, _ = run("normalize", frame(text=values), unicode="none", **options)
+    out, _ = run("normalize", frame(text=values, other=values[::-1]), unicode="none", **options)  # a thread each
     p = {"remove_control": True, "collapse_spaces": True, "strip": True, **options}
     e = pl.col("text")
     if p["remove_control"]:
@@ -96,6 +96,7 @@ def test_normalize_rewrites_only_what_its_rules_change_with_the_same_result(opti
     if p["strip"]:
         e = e.str.strip_chars()
     assert out["text"].to_list() == pl.DataFrame({"text": values}).select(e)["text"].to_list()
+    assert out["other"].to_list() == pl.DataFrame({"text": values[::-1]}).select(e)["text"].to_list()
 
 
 def test_normalize_leaves_lineage_alone():
