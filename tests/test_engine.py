@@ -459,3 +459,15 @@ def test_a_failing_source_read_leaves_no_partial_cache(project):
         project.factory().build("sft")
     left = [p.name for p in (project.data / ".cache" / "sources").glob("*")] if (project.data / ".cache" / "sources").exists() else []
     assert not [n for n in left if n.endswith(".parquet") or n.endswith(".tmp")]
+
+
+def test_a_row_id_twice_fails_the_build_naming_it(built):
+    """The last check before publishing: ids are unique (hashes first; equal hashes are compared as ids)."""
+    project, _ = built
+    factory = project.factory()
+    recipe = factory.recipe("sft")
+    ok = pl.DataFrame({"id": [f"qa/q{i}" for i in range(1000)], "source": "qa", "prompt": "p", "completion": "c"})
+    assert factory._finish(recipe, ok).height == 1000
+    twice = pl.concat([ok, ok.slice(517, 1)])
+    with pytest.raises(RecipeError, match="row id 'qa/q517' occurs twice"):
+        factory._finish(recipe, twice)
