@@ -125,7 +125,8 @@ def test_a_source_missing_from_a_split_is_reported(project):
 
 def test_split_files_hold_each_split_in_order_in_bounded_row_groups(tmp_path):
     """write_splits: every row of a split in table order, row groups of the asked size, plain Arrow string types
-    (not polars' large strings), dictionary encoding only where values repeat."""
+    (not polars' large strings), dictionary encoding only where values repeat, min/max statistics only for
+    columns that are not text."""
     import pyarrow.parquet as pq
 
     from datafactory.store import write_splits
@@ -144,5 +145,7 @@ def test_split_files_hold_each_split_in_order_in_bounded_row_groups(tmp_path):
         assert str(schema.field("id").type) == "string" and str(schema.field("n").type) == "int64"
         encodings = {c: meta.row_group(0).column(i).encodings for i, c in enumerate(body.columns)}
         assert "RLE_DICTIONARY" in encodings["source"] and "RLE_DICTIONARY" not in encodings["id"]
+        stats = {c: meta.row_group(0).column(i).is_stats_set for i, c in enumerate(body.columns)}
+        assert stats == {"id": False, "source": False, "n": True}
     write_splits(body, None, {"train": tmp_path / "all.parquet"}, group_rows=4_096)
     assert pl.read_parquet(tmp_path / "all.parquet").equals(body)
