@@ -59,6 +59,10 @@ def _split_names(ranks, splits: dict[str, float | int]) -> pl.Series:
 
     counts, fractions = _counts_and_fractions(splits)
     names = list(counts) + list(fractions)
+    bounds = np.cumsum(list(fractions.values()))
+    if not counts:  # fractions alone: each row by its rank, no order needed (a sort of 800k ranks was 0.1 s)
+        idx = np.minimum(np.searchsorted(bounds, ranks, side="right"), len(fractions) - 1)
+        return pl.Series("split", names, dtype=pl.String).gather(pl.Series(idx))
     idx = np.empty(len(ranks), dtype=np.int64)
     order = np.argsort(ranks, kind="stable")
     pos = 0
@@ -66,7 +70,6 @@ def _split_names(ranks, splits: dict[str, float | int]) -> pl.Series:
         idx[order[pos:pos + count]] = k
         pos += count
     rest = order[pos:]
-    bounds = np.cumsum(list(fractions.values()))
     frac = np.minimum(np.searchsorted(bounds, ranks[rest], side="right"), len(fractions) - 1)
     idx[rest] = len(counts) + frac
     return pl.Series("split", names, dtype=pl.String).gather(pl.Series(idx))
