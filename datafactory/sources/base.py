@@ -358,10 +358,19 @@ class Source:
         """(name, bytes, digest) of every input, sorted by name (after ``fingerprint``)."""
         if getattr(self, "_input_list", None) is None:
             cache = self._fp_cache
+            files = self.inputs()
+            known = cache.entries()
+            if isinstance(files, Listing):  # a folder's plain files, by its columns (no InputFile made)
+                digests = []
+                for path, size, mtime in zip(files.paths, files.sizes, files.mtimes):
+                    e = known.get(path)  # a file unchanged in size and mtime is not opened
+                    digests.append(e[2] if e is not None and e[0] == size and e[1] == mtime else
+                                   cache.digest(path, size, mtime))
+                self._input_list = sorted(zip(files.names, files.sizes, digests))
+                return self._input_list
             disk: dict = {}
             listing = []
-            known = cache.entries()
-            for f in self.inputs():
+            for f in files:
                 d = disk.get(f.path)
                 if d is None:
                     if f.member is None:  # the usual case, inline: a file unchanged in size and mtime is not opened

@@ -485,3 +485,26 @@ def test_workers_and_their_polars_threads_follow_the_cores(monkeypatch, tmp_path
     assert os.environ["POLARS_MAX_THREADS"] == "3"
     base._start_worker(1)  # already set (by the user, or the parent's environment): kept
     assert os.environ["POLARS_MAX_THREADS"] == "3"
+
+
+def test_a_folder_listing_and_the_same_files_one_by_one_give_the_same_input_list(tmp_path):
+    """The per-file list of a version (name, bytes, digest), from a folder's columns or from InputFile objects;
+    a file the fingerprint cache knows unchanged is not hashed again."""
+    from datafactory.hashing import FingerprintCache, file_digest
+    from datafactory.sources.inputs import Listing
+    from datafactory.sources.nikl_dialogue import NiklDialogueSource, NiklOptions
+
+    for f in sorted(NIKL.rglob("SDRW2000*.json"))[:5]:
+        shutil.copy(f, tmp_path / f.name)
+    cache = FingerprintCache(tmp_path / "fp" / "fingerprints.msgpack")
+    first = tmp_path / "SDRW2000000001.json"
+    cache.remember(str(first), first.stat().st_size, first.stat().st_mtime_ns, "remembered")
+    columns = NiklDialogueSource("s", str(tmp_path), NiklOptions())
+    assert isinstance(columns.inputs(), Listing)
+    columns._fp_cache = cache
+    objects = NiklDialogueSource("s", str(tmp_path), NiklOptions())
+    objects._inputs, objects._fp_cache = list(columns.inputs()), cache
+    got = columns.input_list
+    assert got == objects.input_list and [n for n, _, _ in got] == sorted(p.name for p in tmp_path.glob("*.json"))
+    assert got[0] == ("SDRW2000000001.json", first.stat().st_size, "remembered")
+    assert got[1][2] == file_digest(tmp_path / got[1][0])
