@@ -51,6 +51,17 @@ def built(project):
     return project, project.factory().build("sft")
 
 
+def columns_seen(monkeypatch) -> list[set[str]]:
+    """The columns of the frame each step of later builds is given, in order (the engine's projection)."""
+    from datafactory import engine
+
+    seen: list[set[str]] = []
+    real = engine.Factory._run_step
+    monkeypatch.setattr(engine.Factory, "_run_step",
+                        lambda self, recipe, sp, frame, *a: seen.append(set(frame.columns)) or real(self, recipe, sp, frame, *a))
+    return seen
+
+
 def qa_rows(n: int, start: int = 0) -> list[dict]:
     return [{"qid": f"q{i}", "question": f"질문 {i}번은 무엇인가요?", "answer": f"{i}번 답변입니다.",
              "kind": "daily" if i % 3 else "hate"} for i in range(start, start + n)]

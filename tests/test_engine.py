@@ -13,7 +13,7 @@ import yaml
 import datafactory
 from datafactory.diff import diff
 from datafactory.errors import DataFactoryError, RecipeError, SourceError
-from tests.conftest import qa_rows, sft_recipe
+from tests.conftest import columns_seen, qa_rows, sft_recipe
 
 
 def test_build_twice_is_a_noop_with_the_same_version(built):
@@ -390,10 +390,7 @@ def test_columns_no_step_reads_are_dropped_after_the_source(project, monkeypatch
     body["sources"]["qa"]["options"]["fields"].update({"extra": "extra", "input": "input"})
     body["steps"].append({"select": {"columns": ["prompt", "completion"]}})
     project.recipe("sft", body)
-    seen = []
-    real = engine.Factory._run_step
-    monkeypatch.setattr(engine.Factory, "_run_step",
-                        lambda self, recipe, sp, frame, *a: seen.append(set(frame.columns)) or real(self, recipe, sp, frame, *a))
+    seen = columns_seen(monkeypatch)
     res = project.factory().build("sft")
     assert seen[0] == {"id", "source", "instruction", "output", "input"}  # not kind, not extra; input: the template reads it
     cached = pl.read_parquet(project.data / ".cache" / "sources" / f"{res.manifest['sources']['qa']['cache_key']}.parquet")

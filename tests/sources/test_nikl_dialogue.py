@@ -398,7 +398,7 @@ def test_workers_write_the_source_cache_in_parts_and_the_build_keeps_only_the_co
     import datafactory.sources.base as base
     from datafactory.store import Store
     from datafactory.trace import trace
-    from tests.conftest import sft_recipe
+    from tests.conftest import columns_seen, sft_recipe
 
     corpus = project.root / "inputs" / "daily"
     corpus.mkdir()
@@ -410,12 +410,7 @@ def test_workers_write_the_source_cache_in_parts_and_the_build_keeps_only_the_co
     body = sft_recipe(sources={"daily": {"kind": "nikl_dialogue", "path": "inputs/daily"}})
     body["steps"] += [{"select": {"columns": ["prompt", "completion"]}}]
     project.recipe("talk", body)
-    from datafactory import engine
-
-    seen = []
-    real = engine.Factory._run_step
-    monkeypatch.setattr(engine.Factory, "_run_step",
-                        lambda self, recipe, sp, frame, *a: seen.append(set(frame.columns)) or real(self, recipe, sp, frame, *a))
+    seen = columns_seen(monkeypatch)
     res = project.factory().build("talk")
     assert seen[0] == {"id", "source", "instruction", "output"}
     entry = project.data / ".cache" / "sources" / f"{res.manifest['sources']['daily']['cache_key']}.parquet"
