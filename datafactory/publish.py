@@ -115,22 +115,23 @@ class Publisher:
         recipe = plan.recipe
         staging = self.store.staging(recipe.name)
         try:
-            split_names = frame["split"].unique(maintain_order=True).to_list() if "split" in frame.columns else ["train"]
+            split = frame["split"] if "split" in frame.columns else None
+            counts = dict(split.value_counts().iter_rows()) if split is not None else None
+            split_names = split.unique(maintain_order=True).to_list() if split is not None else ["train"]
             order = list(recipe.splits or {}) or split_names
+            names = sorted(split_names, key=lambda x: order.index(x) if x in order else len(order))
+            body = frame.drop("split") if split is not None else frame
+            files = {s: f"{s}.parquet" for s in names}
+            sizes = {s: body.height if counts is None else counts[s] for s in names}
+            # the split files are written by a thread (pyarrow releases the GIL) while the rest is done and the card
+            # and plot are drawn
+            writes = Background([(write_splits, (body, split, {s: staging / f for s, f in files.items()}))])
+            rows = Rows(body, split, names)
             warnings = [w for r in records for w in r.get("warnings", [])]
             warnings += [f"source {n}: {w}" for n, st in source_stats.items() for w in st.get("warnings", [])]
             for w in self.split_warnings(recipe, frame):
                 self.log(f"  warning: {w}")
                 warnings.append(w)
-            names = sorted(split_names, key=lambda x: order.index(x) if x in order else len(order))
-            split = frame["split"] if "split" in frame.columns else None
-            body = frame.drop("split") if split is not None else frame
-            counts = dict(split.value_counts().iter_rows()) if split is not None else None
-            files = {s: f"{s}.parquet" for s in names}
-            sizes = {s: body.height if counts is None else counts[s] for s in names}
-            rows = Rows(body, split, names)
-            # the split files are written by a thread (pyarrow releases the GIL) while the card and plot are drawn
-            writes = Background([(write_splits, (body, split, {s: staging / f for s, f in files.items()}))])
             quarantine = {}
             for name, sp in plan.sources.items():
                 q = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
