@@ -1,6 +1,8 @@
 """The seed's SFT job at scale: datafactory against the plain script it replaces, side by side in one run.
 
     python benchmarks/bench_scale.py 10000 100000        # file counts; corpora are generated once under /tmp
+    python benchmarks/bench_scale.py 100000 --against /tmp/old --rounds 3   # cold builds of another checkout
+                                                                            # (git worktree add /tmp/old REV), alternating
 
 For each size: synthetic NIKL files (benchmarks/corpus.py), then, each in a fresh process measured from outside
 (wall time, CPU time of the process and its workers, peak memory as the largest sum of the resident sets of the
@@ -132,9 +134,54 @@ def run_size(n_files: int) -> list[tuple[str, str, str]]:
     return rows
 
 
+def against(n_files: int, other: Path, rounds: int) -> list[tuple[str, str, str]]:
+    """Cold builds of another checkout of datafactory (``--against DIR``, e.g. ``git worktree add /tmp/old REV``)
+    and of this one, alternating, ``rounds`` each: the machine's drift between runs falls on both alike. Each
+    figure is the median of its runs."""
+    import os
+    import statistics
+
+    corpus = make_nikl(Path(tempfile.gettempdir()) / f"df-scale-{n_files}", n_files)
+    work = Path(tempfile.mkdtemp(prefix="df-bench-against-"))
+    (work / "recipes").mkdir()
+    (work / "recipes" / "nikl_sft.yaml").write_text(RECIPE.format(corpus=corpus, last="prompt, completion"), "utf-8")
+    cmd = [sys.executable, "-m", "datafactory", "-q", "--data", str(work / "data"), "--recipes", str(work / "recipes"),
+           "build", "nikl_sft"]
+    for f in corpus.iterdir():  # into the page cache first, so the first build does not pay for it
+        f.read_bytes()
+    runs: dict[str, list[dict]] = {"other": [], "this": []}
+    saved = os.environ.get("PYTHONPATH")
+    try:
+        for _ in range(rounds):
+            for which, path in (("other", other), ("this", REPO)):
+                shutil.rmtree(work / "data", ignore_errors=True)
+                os.environ["PYTHONPATH"] = str(path)
+                runs[which].append(measure(cmd, work))
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+        shutil.rmtree(work)
+
+    def fmt(rs):
+        med = {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu_sampled", "peak_mib")}
+        return (f"{med['wall']:.2f} s wall, {med['cpu_sampled']:.2f} s CPU, {med['peak_mib']:,.0f} MiB (runs: "
+                + " / ".join(f"{r['wall']:.2f}" for r in rs) + " s)")
+
+    label = f"{n_files:,} files, cold build, median of {rounds}"
+    return [(label, f"{other}", fmt(runs["other"])), (label, "this checkout", fmt(runs["this"]))]
+
+
 if __name__ == "__main__":
-    sizes = [int(a) for a in sys.argv[1:]] or [10_000]
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("sizes", nargs="*", type=int, default=[10_000], help="file counts")
+    ap.add_argument("--against", type=Path, help="another checkout: its cold builds alternate with this one's")
+    ap.add_argument("--rounds", type=int, default=3, help="cold builds of each, with --against")
+    args = ap.parse_args()
     print("| corpus | run | result |\n|---|---|---|")
-    for n in sizes:
-        for row in run_size(n):
+    for n in args.sizes:
+        for row in (against(n, args.against.resolve(), args.rounds) if args.against else run_size(n)):
             print("| " + " | ".join(row) + " |", flush=True)
