@@ -181,6 +181,8 @@ if __name__ == "__main__":
     ap.add_argument("--against", type=Path, help="another checkout: its cold builds alternate with this one's")
     ap.add_argument("--rounds", type=int, default=3, help="cold builds of each, with --against")
     args = ap.parse_args()
+    if args.against and not (args.against / "datafactory" / "__init__.py").is_file():
+        ap.error(f"{args.against} is not a checkout of datafactory (no datafactory/__init__.py there)")
     print("| corpus | run | result |\n|---|---|---|")
     for n in args.sizes:
         for row in (against(n, args.against.resolve(), args.rounds) if args.against else run_size(n)):
