@@ -1,6 +1,7 @@
 """The seed's SFT job at scale: datafactory against the plain script it replaces, side by side in one run.
 
     python benchmarks/bench_scale.py 10000 100000        # file counts; corpora are generated once under /tmp
+    python benchmarks/bench_scale.py 100000 --rounds 3   # the script and the cold build 3 times each, alternating
     python benchmarks/bench_scale.py 100000 --against /tmp/old --rounds 3   # cold builds of another checkout
                                                                             # (git worktree add /tmp/old REV), alternating
 
@@ -89,7 +90,13 @@ def measure(cmd: list[str], cwd: Path) -> dict:
             "cpu_sampled": sum(cpu.values())}
 
 
-def run_size(n_files: int) -> list[tuple[str, str, str]]:
+def _median(runs: list[dict]) -> dict:
+    """The run of median wall time (its CPU and memory with it), and every run's wall time."""
+    ordered = sorted(runs, key=lambda r: r["wall"])
+    return {**ordered[(len(ordered) - 1) // 2], "walls": [r["wall"] for r in runs]}
+
+
+def run_size(n_files: int, rounds: int = 1) -> list[tuple[str, str, str]]:
     corpus = make_nikl(Path(tempfile.gettempdir()) / f"df-scale-{n_files}", n_files)
     work = Path(tempfile.mkdtemp(prefix="df-bench-scale-"))
     (work / "recipes").mkdir()
@@ -104,9 +111,14 @@ def run_size(n_files: int) -> list[tuple[str, str, str]]:
         r["cpu"], cpu_before = max(r["cpu_total"] - cpu_before, r["cpu_sampled"]), r["cpu_total"]
         return r
 
-    plain = timed([sys.executable, str(REPO / "benchmarks" / "plain_nikl.py"), str(corpus), str(work / "plain.parquet")])
     recipe.write_text(RECIPE.format(corpus=corpus, last="prompt, completion, instruction"), "utf-8")
-    cold = timed([*df, "build", "nikl_sft"])
+    plains, colds = [], []
+    for _ in range(rounds):  # the script and the cold build alternate: the machine's drift falls on both alike
+        plains.append(timed([sys.executable, str(REPO / "benchmarks" / "plain_nikl.py"), str(corpus),
+                             str(work / "plain.parquet")]))
+        shutil.rmtree(work / "data", ignore_errors=True)
+        colds.append(timed([*df, "build", "nikl_sft"]))
+    plain, cold = _median(plains), _median(colds)
     import polars as pl
     ours = pl.concat([pl.read_parquet(p) for p in (work / "data" / "nikl_sft").glob("*/*.parquet")])
     noop = timed([*df, "build", "nikl_sft"])
@@ -120,7 +132,9 @@ def run_size(n_files: int) -> list[tuple[str, str, str]]:
     size_mb = sum(p.stat().st_size for p in corpus.iterdir()) / 1e6
 
     def fmt(r):
-        return f"{r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, {r['peak_mib']:,.0f} MiB"
+        runs = r.get("walls", [])
+        return (f"{r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, {r['peak_mib']:,.0f} MiB"
+                + (f" (median of {len(runs)}: " + " / ".join(f"{w:.2f}" for w in runs) + " s)" if len(runs) > 1 else ""))
 
     label = f"{n_files:,} files ({size_mb:,.0f} MB), {theirs.height:,} pairs"
     rows = [(label, "plain script", fmt(plain)),
@@ -179,11 +193,13 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("sizes", nargs="*", type=int, default=[10_000], help="file counts")
     ap.add_argument("--against", type=Path, help="another checkout: its cold builds alternate with this one's")
-    ap.add_argument("--rounds", type=int, default=3, help="cold builds of each, with --against")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="runs of each (the script and the cold build, or with --against the two checkouts), "
+                         "alternating; the medians are shown (default 1, with --against 3)")
     args = ap.parse_args()
     if args.against and not (args.against / "datafactory" / "__init__.py").is_file():
         ap.error(f"{args.against} is not a checkout of datafactory (no datafactory/__init__.py there)")
     print("| corpus | run | result |\n|---|---|---|")
     for n in args.sizes:
-        for row in (against(n, args.against.resolve(), args.rounds) if args.against else run_size(n)):
+        for row in (against(n, args.against.resolve(), args.rounds or 3) if args.against else run_size(n, args.rounds or 1)):
             print("| " + " | ".join(row) + " |", flush=True)
