@@ -33,7 +33,7 @@ from datafactory.steps import STEPS
 from datafactory.steps.base import BOOKKEEPING, LINEAGE, Step, StepContext, StepError
 from datafactory.steps.split import SplitParams
 from datafactory.publish import FORMAT_VERSION, Publisher
-from datafactory.store import Background, Parts, Store, remove, write_atomic, write_parquet_atomic
+from datafactory.store import Background, Parts, Store, read_entry, remove, write_atomic, write_parquet_atomic
 
 
 
@@ -54,10 +54,6 @@ def apply_step(step: Step, sources: list[str] | None, frame: pl.DataFrame, ctx: 
     if missing:
         raise StepError(f"the step removed the lineage column '{missing[0]}'")
     return out if rest is None else pl.concat([out, rest], how="diagonal_relaxed")
-
-
-def _wanted(columns, keep: set[str] | None) -> list[str]:
-    return [c for c in columns if keep is None or c in keep or c in BOOKKEEPING]
 
 
 def needed_columns(steps: list["StepPlan"]) -> set[str] | None:
@@ -400,7 +396,7 @@ class Factory:
         for name, sp in plan.sources.items():
             path = self.store.cache_path("sources", sp.key, ".parquet")
             if sp.cached and name not in (pre or {}):
-                frames.append(pl.read_parquet(path, columns=_wanted(pl.read_parquet_schema(path), keep)))
+                frames.append(read_entry(path, None if keep is None else keep | set(BOOKKEEPING)))
                 stats[name] = self._load_stats("sources", sp.key)
                 self.log(f"  source {name}: {stats[name]['rows']:,} rows (cached)")
                 for w in stats[name].get("warnings", []):

@@ -126,11 +126,24 @@ class Parts:
         return name
 
     def read(self, names: list[str]):
-        import polars as pl
+        return read_entry([self.folder / n for n in sorted(names)], self.columns)
 
-        paths = [self.folder / n for n in sorted(names)]
-        wanted = None if self.columns is None else [c for c in pl.read_parquet_schema(paths[0]) if c in self.columns]
-        return pl.read_parquet(paths, columns=wanted)
+
+def entry_files(path: Path) -> list[Path]:
+    """The parquet files of a cache entry: the file itself, or a folder's parts in order (a part a killed worker
+    left half-written, hidden under a temporary name, is not one of them)."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.suffix == ".parquet" and not p.name.startswith("."))
+
+
+def read_entry(path: Path | list[Path], columns: set[str] | None = None):
+    """A cache entry's table (``entry_files``, or those files), with only ``columns`` where given."""
+    import polars as pl
+
+    files = path if isinstance(path, list) else entry_files(path)
+    wanted = None if columns is None else [c for c in pl.read_parquet_schema(files[0]) if c in columns]
+    return pl.read_parquet(files, columns=wanted)
 
 
 def remove(path: Path) -> None:

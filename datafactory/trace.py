@@ -11,7 +11,7 @@ import json
 import polars as pl
 
 from datafactory.errors import StoreError
-from datafactory.store import Store
+from datafactory.store import Store, read_entry
 
 
 def _related(ids: pl.Series, row_id: str) -> pl.Series:
@@ -23,7 +23,7 @@ def _sources_frame(store: Store, m: dict) -> pl.DataFrame | None:
     paths = [store.cache_path("sources", s.get("cache_key", ""), ".parquet") for s in m["sources"].values()]
     if not all(p.exists() for p in paths):
         return None
-    return pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed")
+    return pl.concat([read_entry(p) for p in paths], how="diagonal_relaxed")
 
 
 def _replay(store: Store, m: dict, step: dict, salt: str, frame: pl.DataFrame, base_dir) -> pl.DataFrame | None:
@@ -58,7 +58,7 @@ def trace(store: Store, ref: str, row_id: str, responses=None, base_dir=None) ->
     src = m["sources"].get(source, {})
     cache = store.cache_path("sources", src.get("cache_key", ""), ".parquet")
     if cache.exists():
-        records = pl.read_parquet(cache)
+        records = read_entry(cache)
         rec = records.filter(_related(records["id"], row_id))
         out["source"] = {"name": source, "kind": src.get("kind"), "path": src.get("path"), "records": rec.to_dicts()[:4]}
     previous: dict[str, dict] = {}

@@ -421,6 +421,14 @@ def test_workers_write_the_source_cache_in_parts_and_the_build_keeps_only_the_co
     assert not list(entry.parent.glob(".*tmp"))
     row = pl.read_parquet(project.data / "talk" / res.version / "train.parquet")["id"][0]
     assert trace(Store(project.data), "talk", row)["source"]["records"][0]["id"] == row
+    # a part a killed worker left half-written (under its temporary name) is not read; a changed step reads the entry
+    (entry / ".000001.parquet.dead0000.tmp").write_bytes(b"PAR1 half")
+    body["steps"][-1] = {"select": {"columns": ["prompt", "completion", "instruction"]}}
+    project.recipe("talk", body)
+    changed = project.factory().build("talk")
+    assert changed.manifest["sources"]["daily"]["cache_key"] == res.manifest["sources"]["daily"]["cache_key"]
+    assert seen[-6] == {"id", "source", "instruction", "output"} and changed.manifest["rows"] == res.manifest["rows"]
+    assert trace(Store(project.data), "talk", row)["source"]["records"][0]["id"] == row
 
     # the source changes: a new entry; gc, keeping one version, removes the old folder
     (corpus / "SDRW0000000000.json").unlink()
