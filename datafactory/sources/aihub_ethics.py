@@ -67,8 +67,16 @@ def _speaker(value) -> int | None:
     if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdecimal()):
         return int(value)
     return None
+
+
 _KNOWN = frozenset(LABELS)
 _VALIDATION_STEM = re.compile(r"talksets-train-6(_aihub)?$")
+
+
+def _stem_and_split(file: InputFile) -> tuple[str, str]:
+    """The file's name without its extension (its rows' ``file``), and the AIHub split it belongs to."""
+    stem = file.basename.rsplit(".", 1)[0]
+    return stem, "validation" if _VALIDATION_STEM.search(stem) or "Validation" in file.name else "training"
 
 
 class AihubOptions(NoOptions):
@@ -116,8 +124,7 @@ class AihubEthicsSource(Source):
                          "both": ["talksets-train-*.json", "talksets-train-*.txt"]}[self.options.files]
 
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
-        stem = file.basename.rsplit(".", 1)[0]
-        split = "validation" if _VALIDATION_STEM.search(stem) or "Validation" in file.name else "training"
+        stem, split = _stem_and_split(file)
         if file.basename.endswith(".txt"):
             yield from self._raw(file, stem, split)
             return
@@ -153,8 +160,7 @@ class AihubEthicsSource(Source):
             if talks is None:
                 slow.append(i)
                 continue
-            stem = file.basename.rsplit(".", 1)[0]
-            split = "validation" if _VALIDATION_STEM.search(stem) or "Validation" in file.name else "training"
+            stem, split = _stem_and_split(file)
             sents, talk_ids, positions = [], [], []  # the file's sentences in one list: a comprehension per field
             for t_i, talk in enumerate(talks):
                 ss = talk.sentences[:1] if o.positions == "first" else talk.sentences

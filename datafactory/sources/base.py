@@ -360,12 +360,13 @@ class Source:
             cache = self._fp_cache
             files = self.inputs()
             known = cache.entries()
+
+            def plain(path, size: int, mtime: int) -> str:  # a file unchanged in size and mtime is not opened again
+                e = known.get(path)
+                return e[2] if e is not None and e[0] == size and e[1] == mtime else cache.digest(path, size, mtime)
+
             if isinstance(files, Listing):  # a folder's plain files, by its columns (no InputFile made)
-                digests = []
-                for path, size, mtime in zip(files.paths, files.sizes, files.mtimes):
-                    e = known.get(path)  # a file unchanged in size and mtime is not opened
-                    digests.append(e[2] if e is not None and e[0] == size and e[1] == mtime else
-                                   cache.digest(path, size, mtime))
+                digests = list(map(plain, files.paths, files.sizes, files.mtimes))
                 self._input_list = sorted(zip(files.names, files.sizes, digests))
                 return self._input_list
             disk: dict = {}
@@ -373,10 +374,8 @@ class Source:
             for f in files:
                 d = disk.get(f.path)
                 if d is None:
-                    if f.member is None:  # the usual case, inline: a file unchanged in size and mtime is not opened
-                        e = known.get(f.path)
-                        d = e[2] if e is not None and e[0] == f.size and e[1] == f.mtime_ns else \
-                            cache.digest(f.path, f.size, f.mtime_ns)
+                    if f.member is None:  # the usual case
+                        d = plain(f.path, f.size, f.mtime_ns)
                     else:
                         d = cache.digest(f.path)
                     disk[f.path] = d
