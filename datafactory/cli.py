@@ -664,3 +664,31 @@ def main(argv: list[str] | None = None) -> None:
     except DataFactoryError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(1)
+
+
+def run() -> None:
+    """The ``datafactory`` program (its console script and ``python -m datafactory``): ``main``, then an exit that
+    does not tear the interpreter down object by object and module by module (0.2 s after a build that loaded
+    polars, pyarrow and matplotlib: a tenth of a 10k-file build). What matters of the teardown is done first: the
+    exit handlers run (logging, multiprocessing) and the output is flushed. Where another thread still runs, the
+    usual exit waits for it."""
+    import atexit
+    import threading
+
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    if threading.active_count() > 1:
+        sys.exit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # as sys.exit does with a message
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

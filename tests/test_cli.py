@@ -50,6 +50,29 @@ def test_a_noop_build_never_loads_polars_and_a_real_one_does(cli_project):
     assert again.stdout.split() == [first.stdout.split()[0], "LazyModule"], again.stderr
 
 
+def test_the_program_exits_fast_yet_runs_exit_handlers_and_keeps_exit_codes(cli_project):
+    """`run` (the console script, `python -m datafactory`) ends the process without the interpreter's teardown,
+    after the exit handlers and with the output flushed; a thread still running gets the usual exit, which waits."""
+    code = ("import atexit, os, sys, threading, time, datafactory.cli as c\n"
+            "atexit.register(lambda: print('handler ran'))\n"
+            "sys.addaudithook(lambda event, _, write=os.write: event == 'cpython.PyInterpreterState_Clear'\n"
+            "                 and write(1, b'torn down\\n'))\n"
+            "if sys.argv.pop(1) == 'thread':\n"
+            "    threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()\n"
+            "sys.argv[0] = 'datafactory'\nc.run()\nprint('not reached')")
+    for first in ("fast", "thread"):
+        args = [sys.executable, "-c", code, first, "--data", str(cli_project.data), "--recipes", str(cli_project.recipes)]
+        built = subprocess.run([*args, "-q", "build", "sft"], capture_output=True, text=True, cwd=cli_project.root)
+        out = built.stdout.splitlines()
+        assert built.returncode == 0 and out[0].startswith("sft@"), built.stderr
+        assert out[1:] == (["handler ran"] if first == "fast" else ["thread done", "handler ran", "torn down"])
+        bad = subprocess.run([*args, "build", "nope"], capture_output=True, text=True, cwd=cli_project.root)
+        assert bad.returncode == 1 and "no recipe named 'nope'" in bad.stderr and bad.stdout.splitlines() == \
+            (["handler ran"] if first == "fast" else ["thread done", "handler ran", "torn down"])
+        usage = subprocess.run([*args, "biuld"], capture_output=True, text=True, cwd=cli_project.root)
+        assert usage.returncode == 2 and "No such command" in usage.stderr
+
+
 def test_the_lazy_polars_loads_once_for_threads_that_race_to_it():
     code = ("import sys, threading\nimport datafactory.cli\nimport polars as pl\n"
             "assert type(sys.modules['polars']).__name__ == 'LazyModule'\nout = []\n"
