@@ -96,12 +96,20 @@ def _median(runs: list[dict]) -> dict:
     return {**ordered[(len(ordered) - 1) // 2], "walls": [r["wall"] for r in runs]}
 
 
-def run_size(n_files: int, rounds: int = 1) -> list[tuple[str, str, str]]:
+def _workspace(n_files: int, prefix: str, last: str) -> tuple[Path, Path, Path, list[str]]:
+    """The corpus of ``n_files`` (generated once), a fresh work folder with the recipe (its ``select`` keeping
+    ``last``), and the datafactory command line that builds in it, less the command."""
     corpus = make_nikl(Path(tempfile.gettempdir()) / f"df-scale-{n_files}", n_files)
-    work = Path(tempfile.mkdtemp(prefix="df-bench-scale-"))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     (work / "recipes").mkdir()
     recipe = work / "recipes" / "nikl_sft.yaml"
-    df = [sys.executable, "-m", "datafactory", "-q", "--data", str(work / "data"), "--recipes", str(work / "recipes")]
+    recipe.write_text(RECIPE.format(corpus=corpus, last=last), "utf-8")
+    return corpus, work, recipe, [sys.executable, "-m", "datafactory", "-q", "--data", str(work / "data"),
+                                  "--recipes", str(work / "recipes")]
+
+
+def run_size(n_files: int, rounds: int = 1) -> list[tuple[str, str, str]]:
+    corpus, work, recipe, df = _workspace(n_files, "df-bench-scale-", "prompt, completion, instruction")
     cpu_before = 0.0
 
     def timed(cmd):
@@ -111,7 +119,6 @@ def run_size(n_files: int, rounds: int = 1) -> list[tuple[str, str, str]]:
         r["cpu"], cpu_before = max(r["cpu_total"] - cpu_before, r["cpu_sampled"]), r["cpu_total"]
         return r
 
-    recipe.write_text(RECIPE.format(corpus=corpus, last="prompt, completion, instruction"), "utf-8")
     plains, colds = [], []
     for _ in range(rounds):  # the script and the cold build alternate: the machine's drift falls on both alike
         plains.append(timed([sys.executable, str(REPO / "benchmarks" / "plain_nikl.py"), str(corpus),
@@ -155,12 +162,8 @@ def against(n_files: int, other: Path, rounds: int) -> list[tuple[str, str, str]
     import os
     import statistics
 
-    corpus = make_nikl(Path(tempfile.gettempdir()) / f"df-scale-{n_files}", n_files)
-    work = Path(tempfile.mkdtemp(prefix="df-bench-against-"))
-    (work / "recipes").mkdir()
-    (work / "recipes" / "nikl_sft.yaml").write_text(RECIPE.format(corpus=corpus, last="prompt, completion"), "utf-8")
-    cmd = [sys.executable, "-m", "datafactory", "-q", "--data", str(work / "data"), "--recipes", str(work / "recipes"),
-           "build", "nikl_sft"]
+    corpus, work, _, df = _workspace(n_files, "df-bench-against-", "prompt, completion")
+    cmd = [*df, "build", "nikl_sft"]
     for f in corpus.iterdir():  # into the page cache first, so the first build does not pay for it
         f.read_bytes()
     runs: dict[str, list[dict]] = {"other": [], "this": []}

@@ -429,12 +429,14 @@ class Source:
             import concurrent.futures
             import multiprocessing
 
-            # forkserver, not fork: the parent runs polars' thread pool, which a forked child may find locked.
-            # Workers import the main module again, as every multiprocessing user's do (a script must guard its
-            # top level with `if __name__ == "__main__":`); where they cannot start, one process does the work.
+            # forkserver, not fork: the parent runs polars' thread pool, which a forked child may find locked; spawn
+            # where there is no forkserver (Windows). Workers import the main module again, as every multiprocessing
+            # user's do (a script must guard its top level with `if __name__ == "__main__":`); where they cannot
+            # start, one process does the work.
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             done = 0
             try:
-                with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
+                with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
                                                             initializer=_start_worker,
                                                             initargs=(max(1, _cores() // workers),)) as ex:
                     n = len(chunks)

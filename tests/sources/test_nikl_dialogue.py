@@ -386,6 +386,15 @@ def test_worker_processes_give_the_same_rows_in_the_same_order(monkeypatch, tmp_
     assert not calls  # the chunks ran in the worker processes (which import the module afresh), not here
     assert one.frame.height > 100 and one.frame.equals(two.frame)
     assert (one.skipped, one.cleaned) == (two.skipped, two.cleaned)
+    # where there is no forkserver (Windows), the workers are spawned
+    import multiprocessing
+
+    methods = []
+    get_context = multiprocessing.get_context
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method=None: methods.append(method) or get_context(method))
+    spawned = read_source("nikl_dialogue", tmp_path, context_turns=1)
+    assert methods == ["spawn"] and not calls and spawned.frame.equals(one.frame)
     monkeypatch.setenv("DATAFACTORY_WORKERS", "many")
     with pytest.raises(SourceError, match="DATAFACTORY_WORKERS='many'"):
         read_source("nikl_dialogue", tmp_path)
