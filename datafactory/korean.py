@@ -185,10 +185,10 @@ def _vector_tokens(table: dict[str, str]) -> bool:
             and not any("{n}" in v or "&" in v for v in table.values()))
 
 
-def only_where(s, pattern: str, expr):
-    """``expr`` (over a column named like the polars Series ``s``) applied to the values matching ``pattern`` only:
-    a rewrite of every value copies the whole column, most values need none."""
-    mask = s.str.contains(pattern).fill_null(False)
+def only_where(s, pattern, expr):
+    """``expr`` (over a column named like the polars Series ``s``) applied to the values matching ``pattern`` (a
+    regex, or a boolean Series) only: a rewrite of every value copies the whole column, most values need none."""
+    mask = (s.str.contains(pattern) if isinstance(pattern, str) else pattern).fill_null(False)
     if not mask.any():
         return s
     changed = s.filter(mask).to_frame().select(expr.alias(s.name)).to_series()
@@ -244,5 +244,7 @@ def clean_column(values, placeholders: dict[str, str] | None = None):
             counts["pseudonym"].scatter(take, marked.str.count_matches(_MARK, literal=True))
             text = text.scatter(take, marked.str.replace_many([f"{_MARK}{k}{_END}" for k in table],
                                                               list(table.values())))
-    text = only_where(text, rf"{_SPACES.pattern}|^\s|\s$", col.str.replace_all(_SPACES.pattern, " ").str.strip_chars())
+    # a space run, or a value stripping would change (a regex for `^\s|\s$` scans at a third of the speed)
+    spaces = text.str.contains(_SPACES.pattern) | (text.str.strip_chars().str.len_bytes() != text.str.len_bytes())
+    text = only_where(text, spaces, col.str.replace_all(_SPACES.pattern, " ").str.strip_chars())
     return text, needs, counts
