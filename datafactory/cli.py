@@ -185,6 +185,9 @@ def build(name: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.ya
           source: SourceOpt = None,
           max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0, help="USD this build may pay LLM endpoints: refused before any call if the estimate is over it; stops cleanly at it (what was paid is kept).")] = None):
     """Build a recipe (and what it depends on) into a versioned dataset. Prints NAME@VERSION last."""
+    from datafactory.sources.base import start_forkserver
+
+    start_forkserver()  # before the engine's imports: the workers' forkserver starts on the other core meanwhile
     name = _recipe_name(name)
     factory = _factory(source, max_cost)
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 import shutil
 import zipfile
@@ -498,6 +499,29 @@ def test_workers_and_their_polars_threads_follow_the_cores(monkeypatch, tmp_path
     assert os.environ["POLARS_MAX_THREADS"] == "3"
     base._start_worker(1)  # already set (by the user, or the parent's environment): kept
     assert os.environ["POLARS_MAX_THREADS"] == "3"
+
+
+def test_the_workers_forkserver_starts_with_the_build_where_workers_may_run(tmp_path):
+    """A build starts the process workers are forked from before it plans (the main process lists files on one
+    core meanwhile), except where no worker would run."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\nfrom datafactory.sources.base import start_forkserver\nstart_forkserver()\n"
+            "kids = []\nfor pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try:\n        stat = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()\n"
+            "        cmd = open(f'/proc/{pid}/cmdline', 'rb').read()\n    except OSError:\n        continue\n"
+            "    if int(stat[1]) == os.getpid() and b'forkserver' in cmd:\n        kids.append(pid)\n"
+            "print(len(kids))\n")
+    script = tmp_path / "probe.py"
+    script.write_text(code, "utf-8")
+    for workers, started in (("2", "1"), ("1", "0"), ("many", "0")):
+        env = {**os.environ, "DATAFACTORY_WORKERS": workers}
+        got = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+        assert got.returncode == 0 and got.stdout.split() == [started], (workers, got.stderr)
+    stdin = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True,
+                           env={**os.environ, "DATAFACTORY_WORKERS": "2"})  # workers could not import this main
+    assert stdin.stdout.split() == ["0"], stdin.stderr
 
 
 def test_a_folder_listing_and_the_same_files_one_by_one_give_the_same_input_list(tmp_path):
