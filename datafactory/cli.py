@@ -674,7 +674,7 @@ def run() -> None:
     does not tear the interpreter down object by object and module by module (0.2 s after a build that loaded
     polars, pyarrow and matplotlib: a tenth of a 10k-file build). What matters of the teardown is done first: the
     exit handlers run (logging, multiprocessing) and the output is flushed. Where another thread still runs, the
-    usual exit waits for it."""
+    usual exit waits for it (and it is the usual exit on a Python without ``atexit._run_exitfuncs``)."""
     import atexit
     import threading
 
@@ -683,14 +683,15 @@ def run() -> None:
         code = 0
     except SystemExit as e:
         code = e.code
-    if threading.active_count() > 1:
+    run_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if threading.active_count() > 1 or run_handlers is None:
         sys.exit(code)
     if code is None:
         code = 0
     elif not isinstance(code, int):  # as sys.exit does with a message
         print(code, file=sys.stderr)
         code = 1
-    atexit._run_exitfuncs()
+    run_handlers()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -196,7 +196,10 @@ def start_forkserver() -> None:
     if wanted < 2 or (main is not None and not os.path.exists(main)) \
             or "forkserver" not in multiprocessing.get_all_start_methods():
         return
-    forkserver.ensure_running()
+    try:
+        forkserver.ensure_running()
+    except Exception:  # noqa: BLE001 - only a head start: the pool starts it again, and says what fails
+        pass
 
 
 def _mixed_field(rows: list[dict]) -> str:
