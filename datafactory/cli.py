@@ -187,7 +187,10 @@ def build(name: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.ya
     """Build a recipe (and what it depends on) into a versioned dataset. Prints NAME@VERSION last."""
     from datafactory.sources.base import start_forkserver
 
-    start_forkserver()  # before the engine's imports: the workers' forkserver starts on the other core meanwhile
+    # before the engine's imports: the workers' forkserver starts on the other core meanwhile. Only here, where the
+    # main module is datafactory's own: the forkserver imports the main module, and a user's script that builds at
+    # its top level, unguarded, would build again in it (with workers, multiprocessing asks for the guard anyway)
+    start_forkserver()
     name = _recipe_name(name)
     factory = _factory(source, max_cost)
     try:

@@ -26,7 +26,7 @@ from datafactory.errors import DataFactoryError, RecipeError, SourceError, Store
 from datafactory.hashing import VERSION_LEN, FingerprintCache, code_version, digest
 from datafactory.recipe import FORMATS, Recipe, StepSpec, load_recipe, recipe_path
 from datafactory.sources import SOURCES
-from datafactory.sources.base import Source, start_forkserver
+from datafactory.sources.base import Source
 from datafactory.sources.inputs import Listing
 from datafactory.sources.dataset import DatasetSource
 from datafactory.steps import STEPS
@@ -270,7 +270,6 @@ class Factory:
 
     # -- building ------------------------------------------------------------------------------------
     def build(self, name: str) -> BuildResult:
-        start_forkserver()
         plan = self.plan(name, defer=True)
         ups = [self.build(p.recipe.name) for p in plan.upstream.values() if p is not None]
         pre: dict[str, tuple] = {}

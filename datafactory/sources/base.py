@@ -184,7 +184,8 @@ def start_forkserver() -> None:
     multiprocessing's forkserver does), while the main process plans on one core: the first workers of a large
     source then start 0.15-0.2 s sooner (10k NIKL files: cold build 2.08 -> 1.94 s, medians of 7). A build that
     parses nothing leaves it idle; it ends with the build's process. Nothing is started where workers would not be
-    (one core, ``DATAFACTORY_WORKERS=1``, a main script workers cannot import, no forkserver on the system)."""
+    (one core, ``DATAFACTORY_WORKERS=1``, a main script workers cannot import, no forkserver on the system). The
+    CLI calls it; a library call does not (a user's unguarded script would run again in the forkserver)."""
     import multiprocessing
     from multiprocessing import forkserver
 

@@ -501,18 +501,21 @@ def test_workers_and_their_polars_threads_follow_the_cores(monkeypatch, tmp_path
     assert os.environ["POLARS_MAX_THREADS"] == "3"
 
 
-def test_the_workers_forkserver_starts_with_the_build_where_workers_may_run(tmp_path):
-    """A build starts the process workers are forked from before it plans (the main process lists files on one
-    core meanwhile), except where no worker would run."""
+def test_the_workers_forkserver_starts_with_the_build_where_workers_may_run(tmp_path, project):
+    """`datafactory build` starts the process workers are forked from before it plans (the main process lists
+    files on one core meanwhile), except where no worker would run; a library build does not (a script that builds
+    at its top level, unguarded, would build again in it)."""
     import subprocess
     import sys
 
-    code = ("import os, sys\nfrom datafactory.sources.base import start_forkserver\nstart_forkserver()\n"
-            "kids = []\nfor pid in filter(str.isdigit, os.listdir('/proc')):\n"
+    from tests.conftest import qa_rows, sft_recipe
+
+    count = ("kids = []\nfor pid in filter(str.isdigit, os.listdir('/proc')):\n"
             "    try:\n        stat = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()\n"
             "        cmd = open(f'/proc/{pid}/cmdline', 'rb').read()\n    except OSError:\n        continue\n"
             "    if int(stat[1]) == os.getpid() and b'forkserver' in cmd:\n        kids.append(pid)\n"
             "print(len(kids))\n")
+    code = "import os, sys\nfrom datafactory.sources.base import start_forkserver\nstart_forkserver()\n" + count
     script = tmp_path / "probe.py"
     script.write_text(code, "utf-8")
     for workers, started in (("2", "1"), ("1", "0"), ("many", "0")):
@@ -522,6 +525,16 @@ def test_the_workers_forkserver_starts_with_the_build_where_workers_may_run(tmp_
     stdin = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True,
                            env={**os.environ, "DATAFACTORY_WORKERS": "2"})  # workers could not import this main
     assert stdin.stdout.split() == ["0"], stdin.stderr
+    project.jsonl("qa.jsonl", qa_rows(12))
+    project.recipe("sft", sft_recipe())
+    unguarded = tmp_path / "build_at_top_level.py"
+    unguarded.write_text("import os\nfrom datafactory.engine import Factory\n"
+                         f"print(Factory({str(project.data)!r}, {str(project.recipes)!r}).build('sft').ref)\n" + count,
+                         "utf-8")
+    built = subprocess.run([sys.executable, str(unguarded)], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "DATAFACTORY_WORKERS": "2"})
+    assert built.returncode == 0 and built.stdout.split()[0].startswith("sft@") and built.stdout.split()[1] == "0", \
+        built.stderr
 
 
 def test_a_folder_listing_and_the_same_files_one_by_one_give_the_same_input_list(tmp_path):
