@@ -537,6 +537,25 @@ def test_the_workers_forkserver_starts_with_the_build_where_workers_may_run(tmp_
         built.stderr
 
 
+def test_planning_and_sizing_a_new_folder_make_no_input_file_objects(monkeypatch, tmp_path):
+    """A cold build of a folder: the fingerprint finds new files, and the worker count and the units of work are
+    sized, from the listing's columns; none of its InputFile objects is made (0.11 s at 100k files)."""
+    import datafactory.sources.base as base
+    from datafactory.hashing import FingerprintCache
+    from datafactory.sources.inputs import Listing
+    from datafactory.sources.nikl_dialogue import NiklDialogueSource, NiklOptions
+
+    monkeypatch.delenv("DATAFACTORY_WORKERS", raising=False)
+    for f in sorted(NIKL.rglob("SDRW2000*.json"))[:5]:
+        shutil.copy(f, tmp_path / f.name)
+    src = NiklDialogueSource("s", str(tmp_path), NiklOptions())
+    files = src.inputs()
+    assert isinstance(files, Listing)
+    assert src.fingerprint(FingerprintCache(tmp_path / "fp" / "f.msgpack"), defer=True) is None  # new files
+    assert base._workers(files) == 1 and [len(c) for c in base._chunks(files)] == [5]
+    assert files._files is None
+
+
 def test_a_folder_listing_and_the_same_files_one_by_one_give_the_same_input_list(tmp_path):
     """The per-file list of a version (name, bytes, digest), from a folder's columns or from InputFile objects;
     a file the fingerprint cache knows unchanged is not hashed again."""
