@@ -169,19 +169,24 @@ def _start_worker(threads: int) -> None:
     os.environ.setdefault("POLARS_MAX_THREADS", str(threads))
 
 
-def _workers(files: list[InputFile]) -> int:
-    """Worker processes for a source: ``DATAFACTORY_WORKERS`` if set, else one per core for a large input."""
+def _main_importable() -> bool:
+    """Whether worker processes can import the main module again (not a script read from stdin: `python - < x`)."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    return main is None or os.path.exists(main)
+
+
+def _workers(files: list[InputFile] | None = None) -> int:
+    """Worker processes for a source: ``DATAFACTORY_WORKERS`` if set, else one per core for a large input (for
+    ``files=None``, as many as a large input gets)."""
     env = os.environ.get("DATAFACTORY_WORKERS")
     if env is not None:
         try:
             return max(1, int(env))
         except ValueError:
             raise SourceError(f"DATAFACTORY_WORKERS={env!r} is not a number of processes; set it to 1 or more") from None
-    size = sum(_sizes(files))
-    main = getattr(sys.modules.get("__main__"), "__file__", None)
-    if main is not None and not os.path.exists(main):  # `python - < script`: workers could not import it
+    if not _main_importable():
         return 1
-    return min(_cores(), 8) if size >= PARALLEL_BYTES else 1
+    return min(_cores(), 8) if files is None or sum(_sizes(files)) >= PARALLEL_BYTES else 1
 
 
 def start_forkserver() -> None:
@@ -195,12 +200,10 @@ def start_forkserver() -> None:
     from multiprocessing import forkserver
 
     try:
-        wanted = int(os.environ.get("DATAFACTORY_WORKERS") or min(_cores(), 8))
-    except ValueError:
-        return  # _workers says what is wrong, if a source is to be parsed
-    main = getattr(sys.modules.get("__main__"), "__file__", None)
-    if wanted < 2 or (main is not None and not os.path.exists(main)) \
-            or "forkserver" not in multiprocessing.get_all_start_methods():
+        wanted = _workers()
+    except SourceError:
+        return  # said again when a source is to be parsed
+    if wanted < 2 or not _main_importable() or "forkserver" not in multiprocessing.get_all_start_methods():
         return
     try:
         forkserver.ensure_running()
