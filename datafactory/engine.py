@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from datafactory.errors import DataFactoryError, RecipeError, SourceError, StoreError
-from datafactory.hashing import VERSION_LEN, FingerprintCache, code_version, digest
+from datafactory.hashing import VERSION_LEN, FingerprintCache, code_version, digest, first_repeated
 from datafactory.recipe import FORMATS, Recipe, StepSpec, load_recipe, recipe_path
 from datafactory.sources import SOURCES
 from datafactory.sources.base import Source
@@ -541,10 +541,8 @@ class Factory:
             if bad.height:
                 raise RecipeError(where, "output.format", f"{bad.height} rows have an empty or null '{c}' "
                                   f"(first: id '{bad['id'][0]}')", f"add `- filter: {{length: {{column: {c}, min: 1}}}}`")
-        ids = frame["id"]
-        # distinct hashes prove distinct ids (a fifth of the cost of comparing the ids); equal ones are looked at
-        if ids.hash().n_unique() < ids.len() and ids.is_duplicated().any():
-            raise RecipeError(where, "steps", f"row id '{ids.filter(ids.is_duplicated())[0]}' occurs twice")
+        if (dup := first_repeated(frame["id"])) is not None:
+            raise RecipeError(where, "steps", f"row id '{dup}' occurs twice")
         rest = [c for c in frame.columns if c not in (*LINEAGE, *needed)]
         return frame.select(*LINEAGE, *needed, *rest)
 

@@ -54,6 +54,16 @@ def unit_hashes(keys: list[str], seed: int | str) -> list[float]:
     return [(xxhash.xxh3_64_intdigest(salt + key.encode("utf-8")) >> 11) / float(1 << 53) for key in keys]
 
 
+def first_repeated(values):
+    """The first value of a polars Series that occurs more than once in it, or None. Distinct 64-bit hashes
+    prove distinct values (822k ids: 16 against 103 ms for comparing the values); only where hashes repeat are the
+    values compared. polars' own hash is fine here: it decides nothing that is kept."""
+    if values.hash().n_unique() == values.len():
+        return None
+    repeated = values.filter(values.is_duplicated())
+    return repeated[0] if len(repeated) else None
+
+
 class FingerprintCache:
     """Remembers file digests by (path, size, mtime) so an unchanged corpus is not re-read on every build.
 

@@ -487,7 +487,7 @@ class Source:
             if not result.parts:  # nothing came: an empty part, for the schema
                 result.parts.append(parts.write(self._lineage(self._frame([])), 0))
             frame = parts.read(result.parts)
-            self._check_unique(frame["id"].str.slice(len(self.name) + 1))
+            self._check_unique(frame["id"], len(self.name) + 1)  # "name/key": the keys' prefix is the same
         else:
             frame = pl.concat(result.frames, how="diagonal_relaxed") if result.frames else self._frame([])
             self._check_unique(frame["_key"].cast(pl.String))
@@ -575,11 +575,14 @@ class Source:
         want = self._lineage(self._frame([])).schema
         return frame if frame.schema == want else frame.select([pl.col(c).cast(t) for c, t in want.items()])
 
-    def _check_unique(self, keys: pl.Series) -> None:
-        dup = keys.filter(keys.is_duplicated())
-        if len(dup):
-            raise SourceError(f"source '{self.name}' ({self.kind}): record key '{dup[0]}' occurs {int((keys == dup[0]).sum())} "
-                              "times; each record needs a unique key (for `files`, set `options.id` to a unique column)")
+    def _check_unique(self, keys: pl.Series, prefix: int = 0) -> None:
+        from datafactory.hashing import first_repeated
+
+        dup = first_repeated(keys)
+        if dup is not None:
+            raise SourceError(f"source '{self.name}' ({self.kind}): record key '{dup[prefix:]}' occurs "
+                              f"{int((keys == dup).sum())} times; each record needs a unique key (for `files`, set "
+                              "`options.id` to a unique column)")
 
     def _lineage(self, frame: pl.DataFrame) -> pl.DataFrame:
         keys = frame["_key"].cast(pl.String)

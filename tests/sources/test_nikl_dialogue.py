@@ -402,6 +402,24 @@ def test_worker_processes_give_the_same_rows_in_the_same_order(monkeypatch, tmp_
         read_source("nikl_dialogue", tmp_path)
 
 
+def test_a_dialogue_id_in_two_files_is_named_by_its_key_from_the_cache_parts(monkeypatch, project):
+    """Two files holding the same dialogue (a copy under another name) give the same record keys: the build
+    stops on the first repeated key, named without the source's prefix, with its count, and publishes nothing."""
+    import datafactory.sources.base as base
+    from tests.conftest import sft_recipe
+
+    corpus = project.root / "inputs" / "daily"
+    corpus.mkdir()
+    _numbered_copies(corpus, sorted(NIKL.rglob("SDRW*.json"))[:6])
+    shutil.copy(corpus / "SDRW0000000004.json", corpus / "SDRW0000000004 (1).json")
+    monkeypatch.setattr(base, "CHUNK_FILES", 2)
+    monkeypatch.setenv("DATAFACTORY_WORKERS", "1")
+    project.recipe("talk", sft_recipe(sources={"daily": {"kind": "nikl_dialogue", "path": "inputs/daily"}}))
+    with pytest.raises(SourceError, match=r"sources\.daily: .*record key 'SDRW0000000004\.1#0' occurs 2 times"):
+        project.factory().build("talk")
+    assert not (project.data / "talk").exists()
+
+
 def test_workers_write_the_source_cache_in_parts_and_the_build_keeps_only_the_columns_it_reads(monkeypatch, project):
     """Each worker writes its chunks' rows, every column, as parts of the source's cache entry (a folder, renamed
     into place): in file order, the rows one process parses. The build holds only the columns its steps read;
