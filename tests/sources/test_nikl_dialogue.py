@@ -333,6 +333,71 @@ def test_fast_path_gives_the_rows_of_the_record_parser(monkeypatch, options):
     assert (fast.skipped, fast.cleaned, fast.warnings) == (slow.skipped, slow.cleaned, slow.warnings)
 
 
+_ODD_FORMS = ["", "   ", "{laughing}", "음~", "x", "xx 네", "name1 씨", "&name2&이", "-아- 아니", "(())", "((추정)) 맞아",
+              "네", "~", "@이름1", "어- 어", "{breath} 음"]
+
+
+def _mutated(doc: dict, k: int, rng) -> dict:
+    """A sample file with the quirks of real ones at random: utterances reordered, dropped, emptied or only markup,
+    speaker ids changed (to a number too), overlap notes, fields missing or of the wrong type, documents doubled,
+    ids and metadata missing."""
+    d = json.loads(json.dumps(doc))
+    d["id"] = f"SDRW9{k:09d}"
+    if rng.random() < 0.2:
+        d["document"] = json.loads(json.dumps(d["document"] * 2))
+    for j, document in enumerate(d["document"]):
+        document["id"] = f"SDRW9{k:09d}.{j + 1}"
+        us = document["utterance"]
+        if rng.random() < 0.2:
+            rng.shuffle(us)
+        for u in us:
+            x = rng.random()
+            if x < 0.1:
+                u["form"] = u["original_form"] = rng.choice(_ODD_FORMS)
+            elif x < 0.15:
+                u["speaker_id"] = rng.choice([u["speaker_id"], "SDX", 3, "3"])
+            elif x < 0.2:
+                u["note"] = "발화겹침"
+            elif x < 0.23:
+                u["form"] += " " + rng.choice(_ODD_FORMS)
+            elif x < 0.235:
+                del u["form"]
+            elif x < 0.24:
+                u["speaker_id"] = None
+            elif x < 0.245:
+                u["form"] = 5
+        if rng.random() < 0.1:
+            del us[1:]
+        if rng.random() < 0.1 and j == 0:
+            del document["id"]
+        meta = document.get("metadata") or {}
+        if rng.random() < 0.1:
+            meta.pop("setting", None)
+        if rng.random() < 0.05:
+            document["metadata"] = None
+    if rng.random() < 0.1:
+        del d["id"]
+    return d
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fast_path_gives_the_rows_of_the_record_parser_on_mutated_files(monkeypatch, tmp_path, seed):
+    import random
+
+    rng = random.Random(seed)
+    samples = [json.loads(f.read_text("utf-8")) for f in sorted(NIKL.rglob("SDRW*.json"))]
+    for k in range(60):
+        (tmp_path / f"SDRW9{k:09d}.json").write_text(json.dumps(_mutated(rng.choice(samples), k, rng), ensure_ascii=False),
+                                                     "utf-8")
+    for options in ({}, {"pairing": "all", "context_turns": 2}, {"skip_overlap": True},
+                    {"guessed": "drop", "incomplete": "keep"}, {"text_field": "original_form"}):
+        fast, slow = both_paths(monkeypatch, "nikl_dialogue", tmp_path, on_error="quarantine", **options)
+        assert fast.frame.height > 100 and fast.quarantine and fast.skipped["single_speaker"], options
+        assert fast.frame.equals(slow.frame), options
+        assert (fast.skipped, fast.cleaned, fast.warnings, fast.quarantine) == \
+            (slow.skipped, slow.cleaned, slow.warnings, slow.quarantine), options
+
+
 def test_files_the_fast_path_cannot_take_keep_their_place_and_errors(monkeypatch, broken):
     good = json.loads((broken / "SDRW2000000001.json").read_text("utf-8"))
     odd = json.loads(json.dumps(good))
