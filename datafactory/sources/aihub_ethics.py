@@ -35,10 +35,10 @@ LABELS = ("IMMORAL_NONE", "CENSURE", "HATE", "DISCRIMINATION", "SEXUAL", "ABUSE"
 # The fast path's view of a label file (see NIKL's): the fields ``_sentence`` reads, with the types it takes as they
 # are. Anything else (a wrapper object, a number where text belongs, a float speaker, a numeric string intensity)
 # fails to decode and the file goes through ``parse``, which converts or reports it exactly. An id that is absent
-# (UNSET: the position stands in) differs from one that is null (the text "None", as ``parse`` writes it).
+# or null gives way to the position (two talksets with null ids are not one record).
 class _Sentence(msgspec.Struct, gc=False):
     text: str
-    id: str | int | None | msgspec.UnsetType = msgspec.UNSET
+    id: str | int | None = None
     origin_text: str | None = None
     types: list[str] | str = msgspec.field(default_factory=list)
     is_immoral: bool | str | None = None
@@ -49,7 +49,7 @@ class _Sentence(msgspec.Struct, gc=False):
 
 class _Talkset(msgspec.Struct, gc=False):
     sentences: list[_Sentence]
-    id: str | int | None | msgspec.UnsetType = msgspec.UNSET
+    id: str | int | None = None
 
 
 _DECODER = msgspec.json.Decoder(list[_Talkset])
@@ -137,7 +137,7 @@ class AihubEthicsSource(Source):
             if not isinstance(talk, dict) or not isinstance(talk.get("sentences"), list):
                 yield Bad(t_i, "missing_field", f"talkset {t_i} has no 'sentences' list", talk)
                 continue
-            talk_id = str(talk.get("id", t_i))
+            talk_id = str(t_i if talk.get("id") is None else talk["id"])
             for s_i, sent in enumerate(talk["sentences"]):
                 if self.options.positions == "first" and s_i > 0:
                     break
@@ -165,13 +165,13 @@ class AihubEthicsSource(Source):
             for t_i, talk in enumerate(talks):
                 ss = talk.sentences[:1] if o.positions == "first" else talk.sentences
                 sents += ss
-                talk_ids += [str(t_i if talk.id is msgspec.UNSET else talk.id)] * len(ss)
+                talk_ids += [str(t_i if talk.id is None else talk.id)] * len(ss)
                 positions += range(len(ss))
             types = [[x] if isinstance(x, str) else x for x in (s.types for s in sents)]
             if not all(map(_KNOWN.issuperset, types)):  # parse reports the unknown code
                 slow.append(i)
                 continue
-            ids = [str(p if s.id is msgspec.UNSET else s.id) for p, s in zip(positions, sents)]
+            ids = [str(p if s.id is None else s.id) for p, s in zip(positions, sents)]
             n = len(sents)
             cols["_key"] += [f"{stem}/{t}/{x}" for t, x in zip(talk_ids, ids)]
             cols["text"] += [s.text.strip() for s in sents]
@@ -231,12 +231,13 @@ class AihubEthicsSource(Source):
             isum = None if sent.get("intensity_sum") is None else float(sent["intensity_sum"])
         except (TypeError, ValueError):
             return Bad(where, "wrong_type", f"{where} has a non-numeric intensity {sent.get('intensity')!r}", sent)
+        sentence_id = str(s_i if sent.get("id") is None else sent["id"])
         return {
-            "_key": f"{stem}/{talk_id}/{sent.get('id', s_i)}",
+            "_key": f"{stem}/{talk_id}/{sentence_id}",
             "text": text.strip(), "origin_text": sent.get("origin_text"), "types": types,
             "is_immoral": _immoral(sent.get("is_immoral"), types), "intensity": intensity, "intensity_sum": isum,
             "speaker": _speaker(sent.get("speaker")),
-            "talkset_id": talk_id, "sentence_id": str(sent.get("id", s_i)), "position": s_i, "file": stem,
+            "talkset_id": talk_id, "sentence_id": sentence_id, "position": s_i, "file": stem,
             "aihub_split": split,
         }
 

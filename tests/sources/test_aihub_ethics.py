@@ -94,6 +94,16 @@ def test_tolerated_variations(tmp_path):
     assert df["speaker"].to_list() == [2, None]
 
 
+def test_null_ids_give_way_to_positions(monkeypatch, tmp_path):
+    """A null talkset or sentence id is no id: the position stands in, as for an absent one (it was the text
+    "None", and two talksets with null ids made one repeated key, which stopped the build)."""
+    talks = [{"id": None, "sentences": [{"id": None, "text": "가", "types": []}, {"id": None, "text": "나", "types": []}]},
+             {"id": None, "sentences": [{"text": "다", "types": []}]}]
+    fast, slow = both_paths(monkeypatch, "aihub_ethics", write(tmp_path, talks))
+    assert fast.frame.equals(slow.frame)
+    assert fast.frame["id"].to_list() == ["s/talksets-train-3/0/0", "s/talksets-train-3/0/1", "s/talksets-train-3/1/0"]
+
+
 @pytest.mark.parametrize("sentence,reason", [
     ({"id": 1, "types": ["HATE"]}, "missing_field"),
     ({"id": 1, "text": "x", "types": ["HATRED"]}, "unknown_label"),
@@ -156,6 +166,6 @@ def test_fast_path_takes_the_variations_it_can_and_leaves_the_rest(monkeypatch, 
     fast, slow = both_paths(monkeypatch, "aihub_ethics", tmp_path, files="both", on_error="quarantine")
     assert fast.frame.equals(slow.frame) and fast.quarantined == slow.quarantined == {"unknown_label": 1}
     rows = fast.frame.filter(pl.col("file") == "talksets-train-1_aihub")
-    assert rows["talkset_id"].to_list() == ["0", "0", "0", "t9"] and rows["sentence_id"].to_list() == ["None", "1", "s3", "0"]
+    assert rows["talkset_id"].to_list() == ["0", "0", "0", "t9"] and rows["sentence_id"].to_list() == ["0", "1", "s3", "0"]
     assert rows["text"].to_list() == ["넌 정말 최악이야", "그만해", "응", "좋아"] and rows["speaker"].to_list() == [2, None, None, 1]
     assert rows["is_immoral"].to_list() == [True, False, True, False] and rows["types"].to_list()[1] == []
