@@ -169,3 +169,51 @@ def test_fast_path_takes_the_variations_it_can_and_leaves_the_rest(monkeypatch, 
     assert rows["talkset_id"].to_list() == ["0", "0", "0", "t9"] and rows["sentence_id"].to_list() == ["0", "1", "s3", "0"]
     assert rows["text"].to_list() == ["넌 정말 최악이야", "그만해", "응", "좋아"] and rows["speaker"].to_list() == [2, None, None, 1]
     assert rows["is_immoral"].to_list() == [True, False, True, False] and rows["types"].to_list()[1] == []
+
+
+_ODD = {  # values real label files could hold in each field: the fast path must take each as parse does, or leave it
+    "types": [["HATE"], "HATE", "HATE, ABUSE", ["IMMORAL_NONE"], [], ["HATRED"], "", ["HATE", "HATE"], None, 5],
+    "is_immoral": [True, False, "TRUE", "false", " True", "1", None, 1, 0, "아니오"],
+    "intensity": [0, 1, 2.5, "1.5", None, -1, "x", True, 1e9],
+    "intensity_sum": [None, 3, "2", 0],
+    "speaker": [1, 2, "1", "둘", None, 1.0, 2.5, True],
+    "text": ["", "  ", "안녕", " 넌 정말 ", "\u3000응\x1c", "줄\n바꿈", None, 5],
+    "id": [None, "", "a/b", 1.5],
+    "origin_text": [None, "", "원문", 5],
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fast_path_gives_the_rows_of_the_record_parser_on_mutated_files(monkeypatch, tmp_path, seed):
+    """Files of two talksets each, odd values at random: the fast path takes the files whose values it can, and
+    gives what parse gives for all of them (a planted slip in its id, text or intensity handling fails this)."""
+    import random
+
+    from datafactory.sources.aihub_ethics import AihubEthicsSource, AihubOptions
+
+    rng = random.Random(seed)
+    samples = [t for f in sorted(AIHUB.rglob("talksets-train-*.json")) for t in json.loads(f.read_text("utf-8"))]
+    for k in range(30):
+        talks = []
+        for j in range(2):
+            talk = json.loads(json.dumps(rng.choice(samples)))
+            talk["id"] = rng.choice([None, 1000 + k, f"t{k}", ""]) if j == 0 else 2000 + k
+            for sentence in talk["sentences"]:
+                for field, values in _ODD.items():
+                    if rng.random() < 0.04:
+                        sentence[field] = rng.choice(values)
+                    elif rng.random() < 0.01:
+                        sentence.pop(field, None)
+            if rng.random() < 0.05:
+                talk["sentences"] = []
+            if rng.random() < 0.03:
+                talk["sentences"].append("not an object")
+            talks.append(talk)
+        write(tmp_path, {"talksets": talks} if k % 5 == 0 else talks, f"talksets-train-{k}.json")
+    src = AihubEthicsSource("s", str(tmp_path), AihubOptions())
+    assert 5 < len(src.parse_batch(src.inputs()).slow) < 25  # both paths are taken
+    for options in ({}, {"positions": "first"}, {"types": ["HATE"]}, {"immoral": True}, {"min_intensity": 1.0}):
+        fast, slow = both_paths(monkeypatch, "aihub_ethics", tmp_path, on_error="quarantine", **options)
+        assert fast.frame.height > 0 and fast.quarantined, options
+        assert fast.frame.equals(slow.frame), options
+        assert (fast.skipped, fast.quarantined, fast.warnings) == (slow.skipped, slow.quarantined, slow.warnings), options
