@@ -13,7 +13,7 @@ import pytest
 from datafactory.errors import SourceError
 from datafactory.korean import clean_utterance, drop_fragments, replace_pseudonyms
 from datafactory.sources.inputs import _zip_member_name, resolve_inputs
-from datafactory.sources.nikl_dialogue import SEED_TOPICS
+from datafactory.sources.nikl_dialogue import SEED_TOPICS, NiklDialogueSource, NiklOptions
 from tests.conftest import SAMPLES, both_paths, read_source
 
 NIKL = SAMPLES / "nikl_dialogue"
@@ -389,6 +389,8 @@ def test_fast_path_gives_the_rows_of_the_record_parser_on_mutated_files(monkeypa
     for k in range(60):
         (tmp_path / f"SDRW9{k:09d}.json").write_text(json.dumps(_mutated(rng.choice(samples), k, rng), ensure_ascii=False),
                                                      "utf-8")
+    src = NiklDialogueSource("s", str(tmp_path), NiklOptions())
+    assert 3 <= len(src.parse_batch(src.inputs()).slow) <= 20  # both paths are taken
     for options in ({}, {"pairing": "all", "context_turns": 2}, {"skip_overlap": True},
                     {"guessed": "drop", "incomplete": "keep"}, {"text_field": "original_form"}):
         fast, slow = both_paths(monkeypatch, "nikl_dialogue", tmp_path, on_error="quarantine", **options)
