@@ -16,6 +16,7 @@ Options::
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -63,9 +64,11 @@ def _immoral(flag, types: list[str]) -> bool:
 
 
 def _speaker(value) -> int | None:
-    """The speaker number: a number, or text int() takes ("2"); anything else is no speaker."""
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdecimal()):
-        return int(value)
+    """The speaker number: a number, or text int() takes ("2"); anything else (NaN, a number past 32 bits) is
+    no speaker."""
+    if isinstance(value, (int, float)) and math.isfinite(value) or isinstance(value, str) and value.isdecimal():
+        n = int(value)
+        return n if -2**31 <= n < 2**31 else None
     return None
 
 

@@ -523,7 +523,11 @@ class Source:
 
         def flush(i: int):
             if rows:
-                pieces.append(self._frame(rows).with_columns(pl.lit(i, pl.Int32).alias("_file")))
+                try:
+                    frame = self._frame(rows)
+                except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+                    frame = self._frame(self._fitting(files[i], rows, reject))
+                pieces.append(frame.with_columns(pl.lit(i, pl.Int32).alias("_file")))
                 rows.clear()
 
         for i in sorted(slow):
@@ -555,6 +559,25 @@ class Source:
 
     def __getstate__(self):  # sent to worker processes with each chunk: the file lists (and open archives) stay here
         return {**self.__dict__, "_inputs": None, "_input_list": None, "_fp_cache": None}
+
+    def _fitting(self, file: InputFile, rows: list[dict], reject) -> list[dict]:
+        """The rows whose values the kind's schema can hold; each other one is rejected (``wrong_type``), naming its
+        key and field. Only after the rows of a file failed to make a frame together: no cost when they fit."""
+        schema = {"_key": pl.String, **self.schema}
+        fit = []
+        for row in rows:
+            try:
+                pl.DataFrame([row], schema=schema, strict=False)
+                fit.append(row)
+            except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+                for name, dtype in schema.items():
+                    try:
+                        pl.DataFrame([{name: row.get(name)}], schema={name: dtype}, strict=False)
+                    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+                        break
+                reject(file, row.get("_key"), "wrong_type",
+                       f"field '{name}' holds {row.get(name)!r:.80}, which does not fit {dtype}", row)
+        return fit
 
     def _frame(self, rows: list[dict]) -> pl.DataFrame:
         if self.schema is None:

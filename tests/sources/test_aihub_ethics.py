@@ -104,6 +104,28 @@ def test_null_ids_give_way_to_positions(monkeypatch, tmp_path):
     assert fast.frame["id"].to_list() == ["s/talksets-train-3/0/0", "s/talksets-train-3/0/1", "s/talksets-train-3/1/0"]
 
 
+def test_values_the_schema_cannot_hold_are_named_not_a_crash(monkeypatch, tmp_path):
+    """An origin_text that is a list or an object made the frame of the file's rows fail inside polars, with no
+    file or record named; now that record is rejected (wrong_type) with its key and field. A speaker that is NaN
+    or past 32 bits is no speaker (NaN made int() raise)."""
+    talks = [{"id": 1, "sentences": [
+        {"id": 1, "text": "가", "types": [], "origin_text": ["가"]},
+        {"id": 2, "text": "나", "types": [], "origin_text": {"a": 1}, "speaker": 1},
+        {"id": 3, "text": "다", "types": [], "speaker": float("nan")},
+        {"id": 4, "text": "라", "types": [], "speaker": 10**30},
+        {"id": 5, "text": "마", "types": [], "speaker": "99999999999"},
+        {"id": 6, "text": "바", "types": [], "speaker": 2, "origin_text": "바!"}]}]
+    (tmp_path / "talksets-train-3.json").write_text(json.dumps(talks, ensure_ascii=False), "utf-8")  # NaN: as json writes it
+    with pytest.raises(SourceError, match=r"talksets-train-3\.json, record talksets-train-3/1/1: field 'origin_text' "
+                                          r"holds \['가'\], which does not fit String"):
+        read_source("aihub_ethics", tmp_path)
+    fast, slow = both_paths(monkeypatch, "aihub_ethics", tmp_path, on_error="quarantine")
+    assert fast.frame.equals(slow.frame) and fast.quarantine == slow.quarantine
+    assert fast.quarantined == {"wrong_type": 2}
+    assert [q["record"] for q in fast.quarantine] == ["talksets-train-3/1/1", "talksets-train-3/1/2"]
+    assert fast.frame["text"].to_list() == ["다", "라", "마", "바"] and fast.frame["speaker"].to_list() == [None] * 3 + [2]
+
+
 @pytest.mark.parametrize("sentence,reason", [
     ({"id": 1, "types": ["HATE"]}, "missing_field"),
     ({"id": 1, "text": "x", "types": ["HATRED"]}, "unknown_label"),
