@@ -574,9 +574,11 @@ class Source:
                     try:
                         pl.DataFrame([{name: row.get(name)}], schema={name: dtype}, strict=False)
                     except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+                        detail = f"field '{name}' holds {row.get(name)!r:.80}, which does not fit {dtype}"
                         break
-                reject(file, row.get("_key"), "wrong_type",
-                       f"field '{name}' holds {row.get(name)!r:.80}, which does not fit {dtype}", row)
+                else:
+                    detail = f"its values do not fit the columns {schema}"
+                reject(file, row.get("_key"), "wrong_type", detail, row)
         return fit
 
     def _frame(self, rows: list[dict]) -> pl.DataFrame:
