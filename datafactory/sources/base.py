@@ -162,11 +162,22 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _start_worker(threads: int) -> None:
-    """Each worker gets its share of the cores for polars: a pool of a thread per core in every worker would
-    oversubscribe them (2 cores, 2 workers, 100k NIKL files: parsing 12.1 s -> 9.8 s with one thread each). Runs
-    before a task's arguments are unpickled, so before polars is loaded (unless the user set the variable)."""
-    os.environ.setdefault("POLARS_MAX_THREADS", str(threads))
+def _pool(workers: int):
+    """The worker processes of a source. Forkserver, not fork: the parent runs polars' thread pool, which a forked
+    child may find locked; spawn where there is no forkserver (Windows). Workers import the main module again, as
+    every multiprocessing user's do (a script must guard its top level with `if __name__ == "__main__":`).
+
+    Each worker's polars gets its share of the cores (a pool of a thread per core in every worker oversubscribes
+    them), unless the user set ``POLARS_MAX_THREADS``. polars reads it when it is imported, so the initializer is
+    ``os.putenv`` itself: a function of this module would import polars in the worker as it is unpickled, before it
+    runs (as ``_start_worker`` did, so its setting never took)."""
+    import concurrent.futures
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    threads = os.environ.get("POLARS_MAX_THREADS") or str(max(1, _cores() // workers))
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                                  initializer=os.putenv, initargs=("POLARS_MAX_THREADS", threads))
 
 
 def _main_importable() -> bool:
@@ -460,18 +471,10 @@ class Source:
         pool_failed = None
         if workers > 1:
             import concurrent.futures
-            import multiprocessing
 
-            # forkserver, not fork: the parent runs polars' thread pool, which a forked child may find locked; spawn
-            # where there is no forkserver (Windows). Workers import the main module again, as every multiprocessing
-            # user's do (a script must guard its top level with `if __name__ == "__main__":`); where they cannot
-            # start, one process does the work.
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             done = 0
-            try:
-                with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                                                            initializer=_start_worker,
-                                                            initargs=(max(1, _cores() // workers),)) as ex:
+            try:  # where workers cannot start, one process does the work
+                with _pool(workers) as ex:
                     n = len(chunks)
                     for chunk, part in zip(chunks, ex.map(_read_chunk, [self] * n, chunks, [parts] * n, range(n))):
                         add(part, chunk)

@@ -579,11 +579,17 @@ def test_workers_and_their_polars_threads_follow_the_cores(monkeypatch, tmp_path
     assert base._cores() == 12 and base._workers(base.resolve_inputs(tmp_path, ["SDRW*.json"])) == 8
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert base._workers(base.resolve_inputs(tmp_path, ["SDRW*.json"])) == 2
+    # in the worker processes themselves: polars reads the variable when it is imported, which unpickling a task
+    # (or an initializer from a module that imports polars) does first
+    import polars as pl
+
     monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
-    base._start_worker(3)
-    assert os.environ["POLARS_MAX_THREADS"] == "3"
-    base._start_worker(1)  # already set (by the user, or the parent's environment): kept
-    assert os.environ["POLARS_MAX_THREADS"] == "3"
+    monkeypatch.setattr(os, "cpu_count", lambda: 10)
+    with base._pool(2) as ex:
+        assert {ex.submit(pl.thread_pool_size).result() for _ in range(4)} == {5}
+    monkeypatch.setenv("POLARS_MAX_THREADS", "3")  # the user's: kept
+    with base._pool(2) as ex:
+        assert ex.submit(pl.thread_pool_size).result() == 3
 
 
 def test_the_workers_forkserver_starts_with_the_build_where_workers_may_run(tmp_path, project):
@@ -620,6 +626,42 @@ def test_the_workers_forkserver_starts_with_the_build_where_workers_may_run(tmp_
                            env={**os.environ, "DATAFACTORY_WORKERS": "2"})
     assert built.returncode == 0 and built.stdout.split()[0].startswith("sft@") and built.stdout.split()[1] == "0", \
         built.stderr
+
+
+def test_the_programs_forkserver_imports_neither_the_cli_nor_polars(tmp_path):
+    """The console script's main module (pyproject's entry point) imports nothing heavy: the forkserver imports it
+    before forking workers, and with the CLI there (typer, rich) the first worker started later and each carried
+    the CLI. polars is not loaded there either, and the forkserver runs no other thread (a fork copies a lock
+    another thread holds)."""
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    entry = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text("utf-8"))["project"]["scripts"]
+    module, function = entry["datafactory"].split(":")
+    probe = tmp_path / "datafactory_entry.py"  # as pip writes the console script: the import, then the guarded call
+    probe.write_text(
+        f"from {module} import {function}\n"
+        "if __name__ == '__main__':\n"
+        "    import os\n"
+        "    from datafactory.sources.base import _pool, start_forkserver\n"
+        "    start_forkserver()\n"
+        "    with _pool(2) as ex:\n"
+        "        loaded = \"[m for m in ('typer', 'rich', 'datafactory.cli') if m in __import__('sys').modules]\"\n"
+        "        print(*ex.submit(eval, loaded).result() or ['-'])  # in a worker: what the forkserver had loaded\n"
+        "        for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "            try:\n"
+        "                cmd = open(f'/proc/{pid}/cmdline', 'rb').read()\n"
+        "                parent = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1]\n"
+        "            except OSError:\n"
+        "                continue\n"
+        "            if int(parent) == os.getpid() and b'forkserver' in cmd:\n"
+        "                maps = open(f'/proc/{pid}/maps', 'rb').read()\n"
+        "                print(b'polars' in maps, len(os.listdir(f'/proc/{pid}/task')))\n", "utf-8")
+    got = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "DATAFACTORY_WORKERS": "2"})
+    assert got.returncode == 0 and got.stdout.split() == ["-", "False", "1"], (got.stdout, got.stderr)
 
 
 def test_planning_and_sizing_a_new_folder_make_no_input_file_objects(monkeypatch, tmp_path):
