@@ -222,13 +222,54 @@ def start_forkserver() -> None:
         pass
 
 
+def _kind(value) -> str:
+    """What a value is, in a user's words (for errors about a field's values)."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return "text" if isinstance(value, str) else f"the {type(value).__name__} {value!r:.40}"
+
+
 def _mixed_field(rows: list[dict]) -> str:
-    kinds: dict[str, set] = {}
-    for r in rows:
-        for k, v in r.items():
-            if v is not None:
-                kinds.setdefault(k, set()).add(type(v).__name__ if isinstance(v, (dict, list)) else "scalar")
-    return next((k for k, t in kinds.items() if len(t) > 1), "?")
+    """Which field of ``rows`` polars cannot hold in one column, and two records whose values disagree, if two do."""
+    def column(values) -> bool:
+        try:
+            pl.DataFrame([{"v": v} for v in values], infer_schema_length=None)
+            return True
+        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+            return False
+
+    for field in dict.fromkeys(k for r in rows for k in r):
+        values = [r.get(field) for r in rows]
+        if column(values):
+            continue
+        given = [i for i, v in enumerate(values) if v is not None]
+        for j in given[1:]:
+            if not column([values[given[0]], values[j]]):
+                first, other = rows[given[0]], rows[j]
+                return (f"field '{field}' holds {_kind(first[field])} in record {first.get('_key')} and "
+                        f"{_kind(other[field])} in record {other.get('_key')}")
+        return f"field '{field}' holds values of different kinds"
+    return "the records' fields hold values of different kinds"
+
+
+def _nested_beside_other(frames: list[pl.DataFrame]) -> str | None:
+    """Frames of a source without a schema (a file's rows each), before they are put together: a field that holds
+    objects or lists in one and another kind in the next would become text there ("{1}"), silently. Where that is,
+    as ``_mixed_field`` says it; else None."""
+    seen: dict[str, tuple] = {}
+    for f in frames:
+        for name, dtype in f.schema.items():
+            if name.startswith("_") or dtype == pl.Null:
+                continue
+            first = seen.setdefault(name, (dtype, f))
+            nests = {type(d) if d.is_nested() else None for d in (first[0], dtype)}  # two structs merge: not this
+            if len(nests) > 1:
+                a, b = (g.filter(pl.col(name).is_not_null()).row(0, named=True) for g in (first[1], f))
+                return (f"field '{name}' holds {_kind(a[name])} in record {a.get('_key')} and {_kind(b[name])} in "
+                        f"record {b.get('_key')}")
+    return None
 
 
 class Source:
@@ -492,7 +533,7 @@ class Source:
             frame = parts.read(result.parts)
             self._check_unique(frame["id"], len(self.name) + 1)  # "name/key": the keys' prefix is the same
         else:
-            frame = pl.concat(result.frames, how="diagonal_relaxed") if result.frames else self._frame([])
+            frame = self._concat(result.frames) if result.frames else self._frame([])
             self._check_unique(frame["_key"].cast(pl.String))
             frame = self._lineage(frame)
         warnings = [f"{kind}: {result.cleaned[kind]:,}" for kind in sorted(result.warned)]
@@ -552,7 +593,7 @@ class Source:
         out.cleaned.update(self._cleaned)
         out.warned |= self._warned
         if pieces:
-            frame = pl.concat(pieces, how="diagonal_relaxed") if len(pieces) > 1 else pieces[0]
+            frame = self._concat(pieces) if len(pieces) > 1 else pieces[0]
             if fast is not None and slow and len(pieces) > 1:  # rows in file order
                 frame = frame.sort("_file", maintain_order=True)
             out.frames.append(frame.drop("_file"))
@@ -584,17 +625,25 @@ class Source:
                 reject(file, row.get("_key"), "wrong_type", detail, row)
         return fit
 
+    def _mixed(self, where: str) -> SourceError:
+        return SourceError(f"source '{self.name}' ({self.kind}): {where}, which one column cannot hold; fix the "
+                           "records, or map only the fields you need with `options.fields`")
+
+    def _concat(self, frames: list[pl.DataFrame]) -> pl.DataFrame:
+        """Frames of this source put together; where it has no schema, one whose field is nested in one frame and of
+        another kind in the next is an error (polars would make the nested values text)."""
+        if self.schema is None and (where := _nested_beside_other(frames)):
+            raise self._mixed(where)
+        return pl.concat(frames, how="diagonal_relaxed")
+
     def _frame(self, rows: list[dict]) -> pl.DataFrame:
         if self.schema is None:
             if not rows:
                 return pl.DataFrame({"_key": []}, schema={"_key": pl.String})
             try:
                 return pl.DataFrame(rows, infer_schema_length=None)
-            except (TypeError, ValueError, pl.exceptions.PolarsError):
-                bad = _mixed_field(rows)
-                raise SourceError(f"source '{self.name}' ({self.kind}): field '{bad}' holds values of different kinds "
-                                  f"(e.g. an object in one record and text in another); map the fields you need with "
-                                  f"`options.fields`") from None
+            except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+                raise self._mixed(_mixed_field(rows)) from None
         schema = {"_key": pl.String, **self.schema}
         return pl.DataFrame(rows, schema=schema, strict=False) if rows else pl.DataFrame(schema=schema)
 

@@ -176,9 +176,31 @@ def test_files_json_key_and_duplicate_ids(tmp_path):
 
 def test_files_field_of_mixed_kinds_is_named(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"q": "가", "meta": {"a": 1}}\n{"q": "나", "meta": "x"}\n', "utf-8")
-    with pytest.raises(SourceError, match="field 'meta' holds values of different kinds"):
+    with pytest.raises(SourceError, match="field 'meta' holds an object in record m.jsonl#0 and text in record "
+                                          "m.jsonl#1, which one column cannot hold"):
         read_source("files", tmp_path)
     assert read_source("files", tmp_path, fields={"instruction": "q"}).frame["instruction"].to_list() == ["가", "나"]
+    # a number past 64 bits beside text: the field and both records are named (it said field '?')
+    (tmp_path / "m.jsonl").write_text('{"q": "가", "n": "x"}\n{"q": "나", "n": 1000000000000000000000000000000}\n', "utf-8")
+    with pytest.raises(SourceError, match="field 'n' holds text in record m.jsonl#0 and the int 1000000000000000000000000"):
+        read_source("files", tmp_path)
+
+
+def test_files_field_of_mixed_kinds_across_files_is_named_not_made_text(monkeypatch, tmp_path):
+    """An object in one file and text in the next, or in two units of work: put together, polars made the object
+    text ("{1}") without a word; now it is the error the same two records in one file give."""
+    import datafactory.sources.base as base
+
+    (tmp_path / "a.jsonl").write_text('{"q": "가", "meta": "x"}\n', "utf-8")
+    (tmp_path / "b.jsonl").write_text('{"q": "나", "meta": {"z": 1}}\n{"q": "다"}\n', "utf-8")
+    for chunk in (10, 1):  # the two files in one unit of work, then in two
+        monkeypatch.setattr(base, "CHUNK_FILES", chunk)
+        with pytest.raises(SourceError, match="field 'meta' holds text in record a.jsonl#0 and an object in record "
+                                              "b.jsonl#0, which one column cannot hold"):
+            read_source("files", tmp_path)
+    (tmp_path / "a.jsonl").write_text('{"q": "가", "meta": {"y": 2}}\n{"q": "라", "meta": null}\n', "utf-8")
+    both = read_source("files", tmp_path).frame  # objects in both (other keys, nulls): one column
+    assert both["meta"].to_list() == [{"y": 2, "z": None}, None, {"y": None, "z": 1}, None]
 
 
 def test_folder_listings_match_the_rglob_order_flat_nested_and_with_zips(tmp_path):
