@@ -243,6 +243,9 @@ def _parse_step(file: str, index: int, item: Any, source_names: set[str]) -> Ste
     if only is not None:
         if isinstance(only, str):
             only = [only]
+        if not isinstance(only, list) or not all(isinstance(s, str) for s in only):
+            raise RecipeError(file, f"{key}.sources", f"expected a source name or a list of them, got {only!r}",
+                              f"sources: {', '.join(sorted(source_names))}")
         unknown = [s for s in only if s not in source_names]
         if unknown:
             hint = did_you_mean(str(unknown[0]), source_names)

@@ -82,6 +82,9 @@ def test_step_sources_must_exist(project):
     body = sft_recipe(steps=[{"dedup": {"sources": ["qaa"]}}])
     with pytest.raises(RecipeError, match=r"steps\[0\]\.dedup\.sources: no source named 'qaa' \(did you mean 'qa'\?\)"):
         load(project, body)
+    for odd in ([["qa"]], 5, {"qa": 1}):  # not a name nor a list of names: said, not a TypeError
+        with pytest.raises(RecipeError, match=r"steps\[0\]\.dedup\.sources: expected a source name or a list of them"):
+            load(project, sft_recipe(steps=[{"dedup": {"sources": odd}}]))
 
 
 def test_bare_step_name_and_source_override(project):
