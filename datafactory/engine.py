@@ -26,7 +26,7 @@ from datafactory.errors import DataFactoryError, RecipeError, SourceError, Store
 from datafactory.hashing import VERSION_LEN, FingerprintCache, code_version, digest, first_repeated
 from datafactory.recipe import FORMATS, Recipe, StepSpec, load_recipe, recipe_path
 from datafactory.sources import SOURCES
-from datafactory.sources.base import Source
+from datafactory.sources.base import Source, dtype_kind, kinds_clash
 from datafactory.sources.inputs import Listing
 from datafactory.sources.dataset import DatasetSource
 from datafactory.steps import STEPS
@@ -53,7 +53,28 @@ def apply_step(step: Step, sources: list[str] | None, frame: pl.DataFrame, ctx: 
     missing = [c for c in LINEAGE if c not in out.columns]
     if missing:
         raise StepError(f"the step removed the lineage column '{missing[0]}'")
-    return out if rest is None else pl.concat([out, rest], how="diagonal_relaxed")
+    if rest is None:
+        return out
+    for c, dtype in out.schema.items():
+        if c in rest.columns and kinds_clash(dtype, rest.schema[c]):
+            raise StepError(f"the step makes column '{c}' hold {dtype_kind(dtype)} in the rows of its sources, where "
+                            f"the other rows hold {dtype_kind(rest.schema[c])}; one column cannot hold both (name "
+                            "the step's column otherwise)")
+    return pl.concat([out, rest], how="diagonal_relaxed")
+
+
+def concat_sources(recipe: Recipe, named: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """The sources' rows in one table. A column that holds lists or objects in one source and another kind in the
+    next would be made text ("{1}") or fail to cast inside polars: an error naming both sources instead."""
+    seen: dict[str, tuple[str, object]] = {}
+    for name, frame in named.items():
+        for c, dtype in frame.schema.items():
+            first = seen.setdefault(c, (name, dtype))
+            if kinds_clash(first[1], dtype):
+                raise RecipeError(str(recipe.file), "sources", f"column '{c}' holds {dtype_kind(first[1])} in source "
+                                  f"'{first[0]}' and {dtype_kind(dtype)} in source '{name}', which one column cannot "
+                                  "hold", "map a files source's fields to other names (`options.fields`)")
+    return pl.concat(list(named.values()), how="diagonal_relaxed")
 
 
 def needed_columns(steps: list["StepPlan"]) -> set[str] | None:
@@ -392,11 +413,11 @@ class Factory:
         ``needed_columns``) only those are loaded; a source of a kind with a fixed schema has its chunks written, every
         column, as parts of its cache entry (a folder) by the processes that parsed them, so the whole table with
         every column is never in memory (a kind without one is cached as one file)."""
-        frames, stats = [], {}
+        frames, stats = {}, {}
         for name, sp in plan.sources.items():
             path = self.store.cache_path("sources", sp.key, ".parquet")
             if sp.cached and name not in (pre or {}):
-                frames.append(read_entry(path, None if keep is None else keep | set(BOOKKEEPING)))
+                frames[name] = read_entry(path, None if keep is None else keep | set(BOOKKEEPING))
                 stats[name] = self._load_stats("sources", sp.key)
                 self.log(f"  source {name}: {stats[name]['rows']:,} rows (cached)")
                 for w in stats[name].get("warnings", []):
@@ -422,8 +443,8 @@ class Factory:
             for w in read.warnings:
                 self.log(f"  warning: source {name}: {w}")
             self._check_not_empty(plan, name, stats[name])
-            frames.append(read.frame)
-        return pl.concat(frames, how="diagonal_relaxed"), stats
+            frames[name] = read.frame
+        return concat_sources(plan.recipe, frames), stats
 
     def _parse_source(self, plan: Plan, name: str, keep: set[str] | None, hash_reads: bool = False):
         """Parse one source: (SourceRead with the ``keep`` columns, its stats, the temporary cache entry its

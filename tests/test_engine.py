@@ -355,6 +355,33 @@ def test_two_sources_reading_the_same_input_keep_their_own_names(project):
     assert sorted(set(frame["source"])) == ["again", "qa"] and frame.height == 20 and frame["id"].is_unique().all()
 
 
+def test_a_column_of_lists_or_objects_in_one_source_and_text_in_another_is_named(project):
+    """Two sources, or a step's sources and the other rows, whose shared column holds objects or lists on one side
+    and text on the other: polars made the objects text ("{1}") without a word, or failed to cast the lists inside
+    polars; each is now a recipe error naming the sources or the step."""
+    rows = qa_rows(6)
+    project.jsonl("qa.jsonl", rows)
+    project.jsonl("meta.jsonl", [{**r, "qid": f"m{r['qid']}", "kind": {"tag": r["kind"]}} for r in rows])
+    project.jsonl("tags.jsonl", [{**r, "qid": f"t{r['qid']}", "kind": [r["kind"]]} for r in rows])
+    body = sft_recipe()
+    for name, file in (("meta", "meta.jsonl"), ("tags", "tags.jsonl")):
+        body["sources"] = {"qa": sft_recipe()["sources"]["qa"],
+                           name: {**sft_recipe()["sources"]["qa"], "path": f"inputs/{file}"}}
+        project.recipe("sft", body)
+        kind = "objects" if name == "meta" else "lists"
+        with pytest.raises(RecipeError, match=f"sources: column 'kind' holds text in source 'qa' and {kind} in source "
+                                              f"'{name}', which one column cannot hold"):
+            project.factory().build("sft")
+    body["sources"] = {"qa": sft_recipe()["sources"]["qa"],
+                       "tags": {"kind": "files", "path": "inputs/tags.jsonl", "options": {
+                           "id": "qid", "fields": {"instruction": "question", "reply": "answer", "labels": "kind"}}}}
+    body["steps"] = [{"rename": {"columns": {"labels": "output"}, "sources": ["tags"]}}] + body["steps"]
+    project.recipe("sft", body)
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.rename: the step makes column 'output' hold lists in the rows "
+                                          r"of its sources, where the other rows hold text"):
+        project.factory().build("sft")
+
+
 def test_near_dedup_in_a_recipe_publishes_who_was_dropped_for_whom(project):
     import random
 

@@ -240,18 +240,35 @@ def _mixed_field(rows: list[dict]) -> str:
         except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
             return False
 
-    for field in dict.fromkeys(k for r in rows for k in r):
-        values = [r.get(field) for r in rows]
+    for name in dict.fromkeys(k for r in rows for k in r):
+        values = [r.get(name) for r in rows]
         if column(values):
             continue
         given = [i for i, v in enumerate(values) if v is not None]
         for j in given[1:]:
             if not column([values[given[0]], values[j]]):
                 first, other = rows[given[0]], rows[j]
-                return (f"field '{field}' holds {_kind(first[field])} in record {first.get('_key')} and "
-                        f"{_kind(other[field])} in record {other.get('_key')}")
-        return f"field '{field}' holds values of different kinds"
+                return (f"field '{name}' holds {_kind(first[name])} in record {first.get('_key')} and "
+                        f"{_kind(other[name])} in record {other.get('_key')}")
+        return f"field '{name}' holds values of different kinds"
     return "the records' fields hold values of different kinds"
+
+
+def kinds_clash(a, b) -> bool:
+    """Whether two columns' polars types go together only by making one's values text ("{1}"), or not at all: a
+    list or an object beside another kind. (Two objects merge their fields; a number beside text becomes text, as
+    polars makes it within one file.)"""
+    return len({type(d) if d.is_nested() else None for d in (a, b) if d != pl.Null}) > 1
+
+
+def dtype_kind(dtype) -> str:
+    """A column type in a user's words."""
+    if isinstance(dtype, pl.Struct):
+        return "objects"
+    if dtype.is_nested():
+        return "lists"
+    return "text" if dtype == pl.String else "true/false" if dtype == pl.Boolean else \
+        "numbers" if dtype.is_numeric() else str(dtype)
 
 
 def _nested_beside_other(frames: list[pl.DataFrame]) -> str | None:
@@ -264,8 +281,7 @@ def _nested_beside_other(frames: list[pl.DataFrame]) -> str | None:
             if name.startswith("_") or dtype == pl.Null:
                 continue
             first = seen.setdefault(name, (dtype, f))
-            nests = {type(d) if d.is_nested() else None for d in (first[0], dtype)}  # two structs merge: not this
-            if len(nests) > 1:
+            if kinds_clash(first[0], dtype):
                 a, b = (g.filter(pl.col(name).is_not_null()).row(0, named=True) for g in (first[1], f))
                 return (f"field '{name}' holds {_kind(a[name])} in record {a.get('_key')} and {_kind(b[name])} in "
                         f"record {b.get('_key')}")
