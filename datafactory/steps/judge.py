@@ -110,9 +110,10 @@ def score_of(result: Answer | Failure, method: str, min_mass: float) -> tuple[fl
     if method == "logprobs" and result.top_logprobs and result.top_logprobs[0]:
         probs = [0.0] * 5
         for t in result.top_logprobs[0]:
-            token = str(t.get("token", "")).strip()
-            if token in ("1", "2", "3", "4", "5"):
-                probs[int(token) - 1] += math.exp(t["logprob"])
+            token, logprob = str(t.get("token", "")).strip(), t.get("logprob")
+            # a server that is OpenAI-compatible but not OpenAI may send null or -inf for an unlikely token
+            if token in ("1", "2", "3", "4", "5") and isinstance(logprob, (int, float)) and not math.isnan(logprob):
+                probs[int(token) - 1] += math.exp(logprob)
         mass = sum(probs)
         if mass < min_mass:
             return "low_score_mass"

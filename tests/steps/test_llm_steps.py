@@ -120,6 +120,9 @@ def test_geval_score_is_probability_weighted(top, expected):
     (Answer(["4점", "점수는 5", "x"], {}, 0), 4.0),      # only parseable samples count
     (Answer(["", "좋음", "10"], {}, 0), "unparseable_score"),   # never a 0
     (Failure("content_policy"), "content_policy"),
+    (Answer(["4"], {}, 0, top_logprobs=[[{"token": "4", "logprob": None}, {"token": "5", "logprob": float("-inf")},
+                                         {"token": "3", "logprob": float("nan")}, {"token": "4", "logprob": -0.1}]]),
+     4.0),                                              # null, -inf and NaN log-probabilities count for nothing
 ])
 def test_geval_malformed_answers_are_counted_failures(answer, result):
     got = score_of(answer, "sample" if not getattr(answer, "top_logprobs", None) else "logprobs", 0.5)
