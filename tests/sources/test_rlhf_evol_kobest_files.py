@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import polars as pl
 import pytest
@@ -214,9 +215,16 @@ def test_folder_listings_match_the_rglob_order_flat_nested_and_with_zips(tmp_pat
     flat.mkdir()
     for name in ["b.json", "a-2.json", "a.json", ".hidden.json", "a_1.json"]:
         (flat / name).write_text("{}", "utf-8")
+    (flat / "b.json").write_text("{ }", "utf-8")
+    os.utime(flat / "b.json", ns=(10**18, 10**18))
     got = resolve_inputs(flat, ["*.json"])
     assert isinstance(got, Listing) and [f.name for f in got] == ["a-2.json", "a.json", "a_1.json", "b.json"]
     assert got[1].path == str(flat / "a.json") and got[1].size == 2 and got[1].member is None
+    assert (got.sizes[3], got.mtimes[3]) == (3, 10**18)  # statted by name in the open folder
+    with pytest.MonkeyPatch.context() as m:  # where stat takes no folder (Windows): by path, the same
+        m.setattr(os, "supports_dir_fd", set())
+        again = resolve_inputs(flat, ["*.json"])
+        assert (again.paths, again.sizes, again.mtimes) == (got.paths, got.sizes, got.mtimes)
     assert [f.name for f in got.files[:2]] == ["a-2.json", "a.json"] and len(got) == 4
     import pickle  # a slice (a worker's chunk) is columns again, and travels as columns
 
