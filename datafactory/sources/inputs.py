@@ -132,12 +132,13 @@ class _Patterns:
         return self.regex is not None and self.regex.match(name) is not None
 
     def match_all(self, names: list[str]) -> list[bool]:
-        """``match`` of each name; one pattern (``SDRW*.json``) inline, without a call per name."""
-        if self.regex is None and len(self.simple) == 1:
-            head, tail, n = self.simple[0]
-            if not head:
+        """``match`` of each name; patterns that differ only in a prefix of one length (``SDRW*.json``, ``MDRW*.json``)
+        inline, without a call per name (100k names: 0.06 -> 0.02 s)."""
+        if self.regex is None and len({(len(h), t) for h, t, _ in self.simple}) == 1:  # SDRW*.json, MDRW*.json, ...
+            heads, (_, tail, n) = tuple(h for h, _, _ in self.simple), self.simple[0]
+            if not heads[0]:
                 return [x.endswith(tail) for x in names]
-            return [x.startswith(head) and x.endswith(tail) and len(x) >= n for x in names]
+            return [x.startswith(heads) and x.endswith(tail) and len(x) >= n for x in names]
         return [self.match(x) for x in names]
 
 

@@ -264,14 +264,16 @@ def test_a_file_is_read_whole_whatever_its_listed_size(tmp_path):
 
 
 @pytest.mark.parametrize("patterns", [["*.json"], ["SDRW*.json"], ["ab*ba"], ["*.json", "*.jsonl"], ["x?.json"],
-                                      ["talksets-train-*.json", "*.txt"]])
+                                      ["talksets-train-*.json", "*.txt"], ["SDRW*.json", "MDRW*.json", "MMRW*.json"],
+                                      ["SDRW*.json", "ab*.json"], ["a*.json", "t*.txt"]])
 def test_name_patterns_match_as_fnmatch_does(patterns):
     import fnmatch
 
     from datafactory.sources.inputs import _pattern
 
     names = ["a.json", "SDRW1.json", "SDRW.json", "sdrw1.json", "aba", "abba", "ab-x-ba", "x1.json", "x12.json",
-             "f.jsonl", "talksets-train-1.json", "t.txt", ".json", "json"]
+             "f.jsonl", "talksets-train-1.json", "t.txt", ".json", "json", "MDRW2.json", "MMRW.json", "MDRW.jso",
+             "SDR.json", "ab.json"]
     pat = _pattern(tuple(patterns))
     expect = [any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names]
     assert [pat.match(n) for n in names] == expect and pat.match_all(names) == expect
