@@ -426,6 +426,28 @@ def _responses():
     return ResponseStore(_store().responses)
 
 
+def _write_new_jsonl(output: Path, rows) -> int:
+    """The rows ``rows()`` gives, as JSONL in ``output``, a new file (checked before the rows are made): one that
+    exists, or that cannot be written, is an error saying so, and a failure while writing leaves no file. Returns
+    how many rows were written."""
+    if output.exists():
+        raise DataFactoryError(f"{output} exists; give a new file name")
+    try:
+        f = open(output, "x", encoding="utf-8")
+    except OSError as e:
+        raise DataFactoryError(f"{output}: cannot be written ({e.strerror}); give a new file in a folder that exists") from None
+    n = 0
+    try:
+        with f:
+            for row in rows():
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+    except BaseException:  # no half-written file is left (a failing store, Ctrl-C)
+        output.unlink(missing_ok=True)
+        raise
+    return n
+
+
 @llm_app.command("export")
 def llm_export(output: Annotated[Path, typer.Argument(help="A JSONL file to write (new).")],
                ref: Annotated[Optional[str], typer.Option("--dataset", help="Only the requests this NAME[@VERSION] asked (all it needs to rebuild with the replay provider).")] = None):
@@ -440,13 +462,7 @@ def llm_export(output: Annotated[Path, typer.Argument(help="A JSONL file to writ
         if not path.exists():
             raise DataFactoryError(f"{name}@{version} asked no LLM request (no {LLM_KEYS} in its folder)")
         keys = path.read_text("utf-8").split()
-    if output.exists():
-        raise DataFactoryError(f"{output} exists; give a new file name")
-    n = 0
-    with open(output, "w", encoding="utf-8") as f:
-        for row in _responses().export(keys):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
+    n = _write_new_jsonl(output, lambda: _responses().export(keys))
     _log(f"exported {n:,} stored requests to {output}" + (f" (of the {len(keys):,} that {ref} asked)" if keys else ""))
     print(output)
 
@@ -578,13 +594,8 @@ def labels_export(output: Annotated[Path, typer.Argument(help="A JSONL file to w
     from datafactory.labels import export_rows
 
     _, labels = _label_store()
-    if output.exists():
-        raise DataFactoryError(f"{output} exists; give a new file name")
-    rows = export_rows(labels.live(dataset))
-    with open(output, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    _log(f"exported {len(rows):,} labels to {output}")
+    n = _write_new_jsonl(output, lambda: export_rows(labels.live(dataset)))
+    _log(f"exported {n:,} labels to {output}")
     print(output)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import datasets
@@ -189,6 +190,11 @@ def test_step_error_names_the_recipe_key(project):
 def test_missing_source_path_is_clear(project):
     project.recipe("sft", sft_recipe())
     with pytest.raises(SourceError, match=r"sources\.qa: .*qa\.jsonl: no such file or folder"):
+        project.factory().plan("sft")
+    body = sft_recipe()
+    body["sources"]["qa"]["path"] = os.devnull  # a device: it was listed as a folder, and os.scandir raised
+    project.recipe("sft", body)
+    with pytest.raises(SourceError, match=r"sources\.qa: .*: neither a file nor a folder"):
         project.factory().plan("sft")
 
 

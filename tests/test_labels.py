@@ -369,6 +369,12 @@ def test_cli_labels_stats_export_import(rm, tmp_path):
     assert cli(data, "labels", "export", str(tmp_path / "out.jsonl")).returncode == 0
     [line] = (tmp_path / "out.jsonl").read_text("utf-8").splitlines()
     assert json.loads(line)["winner"] == "a" and json.loads(line)["annotator"] == "kim"
+    for what in (["labels", "export"], ["llm", "export"]):  # a file there, or a folder that is not: said, no traceback
+        got = cli(data, *what, str(tmp_path / "out.jsonl"))
+        assert got.returncode == 1 and "out.jsonl exists; give a new file name" in got.stderr
+        got = cli(data, *what, str(tmp_path / "no" / "out.jsonl"))
+        assert got.returncode == 1 and "out.jsonl: cannot be written (No such file or directory)" in got.stderr, got.stderr
+        assert not (tmp_path / "no").exists()
     got = cli(tmp_path / "empty", "labels", "stats")
     assert got.returncode == 1 and "no labels yet" in got.stderr
     got = cli(data, "label", "rm_v3", "--sources", "daily")

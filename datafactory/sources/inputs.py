@@ -222,11 +222,18 @@ def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None 
             return _zip_members(raw, raw.name, patterns)
         st = raw.stat()
         return [InputFile(raw.name, raw, None, raw.name, None, st.st_size, st.st_mtime_ns)]
+    if not raw.is_dir():
+        raise SourceError(f"{path}: neither a file nor a folder (a device or a socket?); point the source at your "
+                          "download (--source NAME=PATH)")
     # a 100k-file release: one stat per file is the floor, so everything else here is kept to a minimum
     entries: list[os.DirEntry] = []
     pat = _pattern(tuple(patterns))
     # the order of sorted(Path.rglob): by path parts, i.e. "/" sorting before every other character
-    if _walk(str(raw), entries):
+    try:
+        nested = _walk(str(raw), entries)
+    except OSError as e:  # a folder inside that cannot be read
+        raise SourceError(f"{e.filename or path}: cannot be listed ({e.strerror}); check its permissions") from None
+    if nested:
         cut = len(os.path.join(str(raw), ""))
         listing = sorted(((e.path[cut:].replace(os.sep, "/"), e) for e in entries),
                          key=lambda re_: re_[0].replace("/", "\x00"))
