@@ -20,7 +20,6 @@ Shape (every key is checked; an unknown one names its path and the closest known
 """
 from __future__ import annotations
 
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from datafactory.errors import RecipeError, did_you_mean
 from datafactory.sources import SOURCES
+from datafactory.store import NAME_RE
 from datafactory.steps import STEPS
 from datafactory.steps.split import check_splits
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED_NAMES = {"samples"}
 
 # The columns each output format must hold (TRL dataset types, see docs/SOURCES.md section 7).

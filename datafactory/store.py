@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -30,6 +31,7 @@ from filelock import FileLock, Timeout
 from datafactory.errors import StoreError, did_you_mean
 
 STAGING_PREFIX = ".tmp-"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a recipe's, a source's and so a dataset's name
 DEFAULT_KEEP = 3  # versions of each dataset `gc` keeps besides the pinned ones
 
 
@@ -226,9 +228,9 @@ class Store:
         return [n for n in self._dataset_dirs() if self.versions(n)]
 
     def versions(self, name: str) -> list[str]:
-        """Built versions, oldest first."""
+        """Built versions, oldest first (none for what is not a dataset's name: "", "../x")."""
         d = self.dataset_dir(name)
-        if not d.is_dir():
+        if not NAME_RE.match(name) or not d.is_dir():
             return []
         found = [(self.manifest(name, p.name).get("created_at", ""), p.name) for p in d.iterdir()
                  if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").exists()]
@@ -292,6 +294,8 @@ class Store:
     def resolve(self, ref: str) -> tuple[str, str]:
         """'name' (latest) or 'name@version' (a unique prefix is enough) -> (name, version)."""
         name, _, version = ref.partition("@")
+        if not NAME_RE.match(name):  # "", "@abc", "../x": not a dataset's name (nor a path out of the store)
+            raise StoreError(f"'{ref}' is not NAME or NAME@VERSION (a dataset name: letters, digits, '.', '_', '-')")
         versions = self.versions(name)
         if not versions:
             hint = did_you_mean(name, self.datasets())

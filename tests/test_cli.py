@@ -109,6 +109,10 @@ def test_user_errors_are_one_line_without_traceback(cli_project):
     for args, expected in ((["build", "bad"], "did you mean 'filter'?"),
                            (["build", "sfx"], "no recipe named 'sfx'"),
                            (["show", "nothing"], "no built dataset named 'nothing'"),
+                           (["show", "@3f2a"], "'@3f2a' is not NAME or NAME@VERSION"),
+                           (["card", "../recipes"], "'../recipes' is not NAME or NAME@VERSION"),
+                           (["source", "files", os.devnull], "neither a file nor a folder"),
+                           (["llm", "export", "/no/such/folder/x.jsonl"], "cannot be written"),
                            (["build", "sft", "--source", "qa"], "write it as NAME=PATH"),
                            (["build", "sft", "--source", "qa=/does/not/exist.jsonl"], "no such file or folder")):
         proc = cli(cli_project, *args, check=False)
