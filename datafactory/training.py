@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from datafactory.errors import DataFactoryError
+from datafactory.errors import DataFactoryError, did_you_mean
 
 META = "datafactory.json"
 STAGES = ("sft", "rm", "dpo", "ppo")
@@ -69,10 +69,30 @@ def parse(config_cls, defaults: dict[str, Any], extra: tuple = (), argv: list[st
     parser = TrlParser((DataArguments, *extra, config_cls, ModelConfig))
     leftover = parser.set_defaults_with_config(**{**base, **defaults})
     assert not leftover, leftover
-    parsed = parser.parse_args_and_config(args=argv)
+
+    def fail(message: str):  # argparse's error without its usage, which for TRL's configs is hundreds of lines
+        parser.exit(2, f"{parser.prog}: error: {message} (`--help` lists the options)\n")
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in argv:  # TRL opens it with no word of which file is missing
+        at = argv.index("--config") + 1
+        if at >= len(argv) or not Path(argv[at]).is_file():
+            fail(f"--config: no such file {argv[at] if at < len(argv) else '(none given)'}")
+    try:
+        *parsed, from_config, unknown = parser.parse_args_and_config(args=argv, return_remaining_strings=True,
+                                                                     separate_remaining_strings=True)
+    except ValueError as e:  # a config file that is not a mapping: TRL's words, without a traceback
+        fail(str(e))
+    if unknown:  # a typo: said with the option it is closest to, as argparse would (TRL raised a ValueError)
+        options = [o for action in parser._actions for o in action.option_strings]
+        hint = did_you_mean(unknown[0].split("=")[0], options)
+        fail(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({hint})" if hint else ""))
+    if from_config:
+        fail(f"--config: unrecognized keys {' '.join(map(str, from_config))}")
+    parsed = tuple(parsed)
     data_args, model_args = parsed[0], parsed[-1]
     if not data_args.dataset:
-        parser.error("--dataset NAME is required (see `datafactory list` for what is built)")
+        fail("--dataset NAME is required (see `datafactory list` for what is built)")
     if data_args.model:
         model_args.model_name_or_path = data_args.model
     if data_args.qlora:
