@@ -1,8 +1,8 @@
-"""files: generic JSONL / JSON / Parquet / CSV records, with an optional column mapping.
+"""files: generic JSONL / JSON / Parquet / CSV / TSV records, with an optional column mapping.
 
 Options::
 
-    format: auto            # by extension: .jsonl/.json/.parquet/.csv (also inside zips)
+    format: auto            # by extension: .jsonl/.json/.parquet/.csv/.tsv (also gzipped, also inside zips)
     fields: {instruction: question, output: answer}   # target column: field in the file; keeps only these
     id: qid                 # a unique field to key records by; default "<file>#<record index>"
     json_key: data          # for JSON files that wrap the array in an object
@@ -17,7 +17,7 @@ from datafactory.sources.inputs import InputFile
 
 
 class FilesOptions(NoOptions):
-    format: Literal["auto", "jsonl", "json", "parquet", "csv"] = "auto"
+    format: Literal["auto", "jsonl", "json", "parquet", "csv", "tsv"] = "auto"
     fields: dict[str, str] | None = None
     id: str | None = None
     json_key: str | None = None
@@ -25,9 +25,10 @@ class FilesOptions(NoOptions):
 
 class FilesSource(Source):
     kind = "files"
-    description = "Generic JSONL/JSON/Parquet/CSV records with a column mapping."
+    description = "Generic JSONL/JSON/Parquet/CSV/TSV records with a column mapping."
     Options = FilesOptions
-    patterns = ["*.jsonl", "*.ndjson", "*.json", "*.parquet", "*.csv", "*.jsonl.gz", "*.json.gz", "*.csv.gz"]
+    patterns = ["*.jsonl", "*.ndjson", "*.json", "*.parquet", "*.csv", "*.tsv", "*.jsonl.gz", "*.json.gz", "*.csv.gz",
+                "*.tsv.gz"]
 
     def parse(self, file: InputFile) -> Iterator[dict | Bad]:
         fields, id_field = self.options.fields, self.options.id

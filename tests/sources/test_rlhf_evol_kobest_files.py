@@ -167,6 +167,17 @@ def test_files_csv_parquet_and_mapping(tmp_path):
     assert keyed["id"].to_list() == ["s/x", "s/y"] and "record_id" in keyed.columns
 
 
+def test_files_reads_tsv_in_a_folder_and_gzipped(tmp_path):
+    """A folder of TSV files (KoBEST's original release is TSV) is read like CSV with tabs; it was left out of the
+    folder's patterns."""
+    import gzip
+
+    (tmp_path / "a.tsv").write_text("q\ta\n가\t1,2\n", "utf-8")
+    (tmp_path / "b.tsv.gz").write_bytes(gzip.compress("q\ta\n나\t3\n".encode("utf-8")))
+    df = read_source("files", tmp_path, fields={"instruction": "q", "output": "a"}).frame
+    assert df["instruction"].to_list() == ["가", "나"] and df["output"].to_list() == ["1,2", "3"]
+
+
 def test_files_json_key_and_duplicate_ids(tmp_path):
     (tmp_path / "w.json").write_text(json.dumps({"data": [{"k": 1}, {"k": 1}]}), "utf-8")
     with pytest.raises(SourceError, match="no top-level key 'rows'"):
