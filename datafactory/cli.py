@@ -101,7 +101,10 @@ def _global(
 
 
 def _data() -> Path:
-    return state.data if state.data is not None else datafactory.default_data_dir(required=False, script=False)
+    data = state.data if state.data is not None else datafactory.default_data_dir(required=False, script=False)
+    if data.exists() and not data.is_dir():
+        raise DataFactoryError(f"--data {data}: a file, not a folder; give the store's folder (created if missing)")
+    return data
 
 
 def _recipes() -> Path:

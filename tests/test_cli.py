@@ -113,6 +113,7 @@ def test_user_errors_are_one_line_without_traceback(cli_project):
                            (["card", "../recipes"], "'../recipes' is not NAME or NAME@VERSION"),
                            (["source", "files", os.devnull], "neither a file nor a folder"),
                            (["llm", "export", "/no/such/folder/x.jsonl"], "cannot be written"),
+                           (["--data", os.devnull, "list"], "a file, not a folder"),
                            (["build", "sft", "--source", "qa"], "write it as NAME=PATH"),
                            (["build", "sft", "--source", "qa=/does/not/exist.jsonl"], "no such file or folder")):
         proc = cli(cli_project, *args, check=False)
