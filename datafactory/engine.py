@@ -189,7 +189,10 @@ class Factory:
                 src._inputs = self._listed[listed_key]
             if isinstance(src, DatasetSource):
                 if opts.version:
-                    _, up_version = self.store.resolve(f"{opts.name}@{opts.version}")
+                    try:
+                        _, up_version = self.store.resolve(f"{opts.name}@{opts.version}")
+                    except StoreError as e:  # named by the recipe key that pins it
+                        raise RecipeError(str(recipe.file), f"sources.{sname}.options", str(e)) from None
                     upstream[sname] = None
                 else:
                     up = self.plan(opts.name, (*_stack, name))

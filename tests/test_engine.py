@@ -118,6 +118,15 @@ def test_recipe_graph_builds_upstream_first_and_tracks_it(built):
     assert res2.upstream and res2.upstream[0].built
     assert res2.version != res.version
     assert res2.manifest["upstream"]["sft"]["version"] == res2.upstream[0].version
+    # a pinned version that is not there is named by the recipe key that pins it
+    project.recipe("pinned", {"sources": {"sft": {"kind": "dataset", "options": {"name": "sft", "version": "zz"}}},
+                              "output": {"format": "prompt"}})
+    with pytest.raises(RecipeError, match=r"pinned\.yaml: sources\.sft\.options: sft@zz: 'zz' matches no version of sft"):
+        project.factory().plan("pinned")
+    project.recipe("pinned", {"sources": {"sft": {"kind": "dataset", "options": {"name": "../sft"}}},
+                              "output": {"format": "prompt"}})
+    with pytest.raises(RecipeError, match=r"pinned\.yaml: sources\.sft\.options\.name: .*'\.\./sft' is not a dataset's name"):
+        project.factory().plan("pinned")
 
 
 def test_cycle_is_detected(project):

@@ -10,17 +10,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from datafactory.errors import SourceError
 from datafactory.sources.base import NoOptions, Source, SourceRead
 from datafactory.sources.inputs import InputFile
+from datafactory.store import NAME_RE
 
 
 class DatasetOptions(NoOptions):
     name: str
     version: str | None = None
     splits: list[str] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _a_dataset_name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(f"'{v}' is not a dataset's name (letters, digits, '.', '_', '-')")
+        return v
 
 
 class DatasetSource(Source):
