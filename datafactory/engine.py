@@ -26,7 +26,7 @@ from datafactory.errors import DataFactoryError, RecipeError, SourceError, Store
 from datafactory.hashing import VERSION_LEN, FingerprintCache, code_version, digest, first_repeated
 from datafactory.recipe import FORMATS, Recipe, StepSpec, load_recipe, recipe_path
 from datafactory.sources import SOURCES
-from datafactory.sources.base import Source, dtype_kind, kinds_clash
+from datafactory.sources.base import Source, dtype_kind, first_kinds_clash
 from datafactory.sources.inputs import Listing
 from datafactory.sources.dataset import DatasetSource
 from datafactory.steps import STEPS
@@ -55,25 +55,22 @@ def apply_step(step: Step, sources: list[str] | None, frame: pl.DataFrame, ctx: 
         raise StepError(f"the step removed the lineage column '{missing[0]}'")
     if rest is None:
         return out
-    for c, dtype in out.schema.items():
-        if c in rest.columns and kinds_clash(dtype, rest.schema[c]):
-            raise StepError(f"the step makes column '{c}' hold {dtype_kind(dtype)} in the rows of its sources, where "
-                            f"the other rows hold {dtype_kind(rest.schema[c])}; one column cannot hold both (name "
-                            "the step's column otherwise)")
+    if clash := first_kinds_clash({"out": out, "rest": rest}):
+        c = clash[0]
+        raise StepError(f"the step makes column '{c}' hold {dtype_kind(out.schema[c])} in the rows of its sources, "
+                        f"where the other rows hold {dtype_kind(rest.schema[c])}; one column cannot hold both (name "
+                        "the step's column otherwise)")
     return pl.concat([out, rest], how="diagonal_relaxed")
 
 
 def concat_sources(recipe: Recipe, named: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """The sources' rows in one table. A column that holds lists or objects in one source and another kind in the
     next would be made text ("{1}") or fail to cast inside polars: an error naming both sources instead."""
-    seen: dict[str, tuple[str, object]] = {}
-    for name, frame in named.items():
-        for c, dtype in frame.schema.items():
-            first = seen.setdefault(c, (name, dtype))
-            if kinds_clash(first[1], dtype):
-                raise RecipeError(str(recipe.file), "sources", f"column '{c}' holds {dtype_kind(first[1])} in source "
-                                  f"'{first[0]}' and {dtype_kind(dtype)} in source '{name}', which one column cannot "
-                                  "hold", "map a files source's fields to other names (`options.fields`)")
+    if clash := first_kinds_clash(named):
+        c, a, b = clash
+        raise RecipeError(str(recipe.file), "sources", f"column '{c}' holds {dtype_kind(named[a].schema[c])} in source "
+                          f"'{a}' and {dtype_kind(named[b].schema[c])} in source '{b}', which one column cannot hold",
+                          "map a files source's fields to other names (`options.fields`)")
     return pl.concat(list(named.values()), how="diagonal_relaxed")
 
 

@@ -387,6 +387,13 @@ def test_a_column_of_lists_or_objects_in_one_source_and_text_in_another_is_named
         with pytest.raises(RecipeError, match=f"sources: column 'kind' holds text in source 'qa' and {kind} in source "
                                               f"'{name}', which one column cannot hold"):
             project.factory().build("sft")
+    project.jsonl("none.jsonl", [{**r, "qid": f"n{r['qid']}", "kind": None} for r in rows])
+    body["sources"] = {"none": {**sft_recipe()["sources"]["qa"], "path": "inputs/none.jsonl"},  # nulls only: no kind
+                       "meta": {**sft_recipe()["sources"]["qa"], "path": "inputs/meta.jsonl"},
+                       "qa": sft_recipe()["sources"]["qa"]}
+    project.recipe("sft", body)
+    with pytest.raises(RecipeError, match="column 'kind' holds objects in source 'meta' and text in source 'qa'"):
+        project.factory().build("sft")
     body["sources"] = {"qa": sft_recipe()["sources"]["qa"],
                        "tags": {"kind": "files", "path": "inputs/tags.jsonl", "options": {
                            "id": "qid", "fields": {"instruction": "question", "reply": "answer", "labels": "kind"}}}}

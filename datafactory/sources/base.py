@@ -271,21 +271,31 @@ def dtype_kind(dtype) -> str:
         "numbers" if dtype.is_numeric() else str(dtype)
 
 
+def first_kinds_clash(frames: dict) -> tuple[str, object, object] | None:
+    """The first column of these frames (by label) that holds lists or objects in one and another kind in a later
+    one (``kinds_clash``), with the labels of the two frames; else None. What concatenating them would make text or
+    fail on: a source's files, a recipe's sources, a step's rows beside the others'."""
+    seen: dict[str, tuple] = {}
+    for label, frame in frames.items():
+        for name, dtype in frame.schema.items():
+            if dtype == pl.Null:  # a column of nulls only: no kind yet, not the one the others are held to
+                continue
+            first = seen.setdefault(name, (label, dtype))
+            if kinds_clash(first[1], dtype):
+                return name, first[0], label
+    return None
+
+
 def _nested_beside_other(frames: list[pl.DataFrame]) -> str | None:
     """Frames of a source without a schema (a file's rows each), before they are put together: a field that holds
     objects or lists in one and another kind in the next would become text there ("{1}"), silently. Where that is,
     as ``_mixed_field`` says it; else None."""
-    seen: dict[str, tuple] = {}
-    for f in frames:
-        for name, dtype in f.schema.items():
-            if name.startswith("_") or dtype == pl.Null:
-                continue
-            first = seen.setdefault(name, (dtype, f))
-            if kinds_clash(first[0], dtype):
-                a, b = (g.filter(pl.col(name).is_not_null()).row(0, named=True) for g in (first[1], f))
-                return (f"field '{name}' holds {_kind(a[name])} in record {a.get('_key')} and {_kind(b[name])} in "
-                        f"record {b.get('_key')}")
-    return None
+    clash = first_kinds_clash(dict(enumerate(frames)))
+    if clash is None:
+        return None
+    name, i, j = clash
+    a, b = (frames[k].filter(pl.col(name).is_not_null()).row(0, named=True) for k in (i, j))
+    return f"field '{name}' holds {_kind(a[name])} in record {a.get('_key')} and {_kind(b[name])} in record {b.get('_key')}"
 
 
 class Source:

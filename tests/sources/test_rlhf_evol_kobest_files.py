@@ -213,6 +213,10 @@ def test_files_field_of_mixed_kinds_across_files_is_named_not_made_text(monkeypa
     (tmp_path / "a.jsonl").write_text('{"q": "가", "meta": {"y": 2}}\n{"q": "라", "meta": null}\n', "utf-8")
     both = read_source("files", tmp_path).frame  # objects in both (other keys, nulls): one column
     assert both["meta"].to_list() == [{"y": 2, "z": None}, None, {"y": None, "z": 1}, None]
+    (tmp_path / "0.jsonl").write_text('{"q": "마", "meta": null}\n', "utf-8")  # nulls only, first: no kind
+    (tmp_path / "c.jsonl").write_text('{"q": "바", "meta": "x"}\n', "utf-8")
+    with pytest.raises(SourceError, match="field 'meta' holds an object in record a.jsonl#0 and text in record c.jsonl#0"):
+        read_source("files", tmp_path)
 
 
 def test_folder_listings_match_the_rglob_order_flat_nested_and_with_zips(tmp_path):
