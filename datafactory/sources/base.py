@@ -231,22 +231,36 @@ def _kind(value) -> str:
     return "text" if isinstance(value, str) else f"the {type(value).__name__} {value!r:.40}"
 
 
+def _to_frame(rows: list[dict], schema: dict | None = None) -> pl.DataFrame:
+    """Rows as a frame: in ``schema``'s columns and types (a value that does not convert is null), or, without
+    one, in the types polars infers from every row."""
+    if schema is not None:
+        return pl.DataFrame(rows, schema=schema, strict=False)
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+# what polars raises for values one column cannot hold (or a type that cannot hold a value)
+_FRAME_ERRORS = (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError)
+
+
+def _builds(rows: list[dict], schema: dict | None = None) -> bool:
+    """Whether ``_to_frame`` takes these rows."""
+    try:
+        _to_frame(rows, schema)
+        return True
+    except _FRAME_ERRORS:
+        return False
+
+
 def _mixed_field(rows: list[dict]) -> str:
     """Which field of ``rows`` polars cannot hold in one column, and two records whose values disagree, if two do."""
-    def column(values) -> bool:
-        try:
-            pl.DataFrame([{"v": v} for v in values], infer_schema_length=None)
-            return True
-        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
-            return False
-
     for name in dict.fromkeys(k for r in rows for k in r):
         values = [r.get(name) for r in rows]
-        if column(values):
+        if _builds([{"v": v} for v in values]):
             continue
         given = [i for i, v in enumerate(values) if v is not None]
         for j in given[1:]:
-            if not column([values[given[0]], values[j]]):
+            if not _builds([{"v": values[given[0]]}, {"v": values[j]}]):
                 first, other = rows[given[0]], rows[j]
                 return (f"field '{name}' holds {_kind(first[name])} in record {first.get('_key')} and "
                         f"{_kind(other[name])} in record {other.get('_key')}")
@@ -595,7 +609,7 @@ class Source:
             if rows:
                 try:
                     frame = self._frame(rows)
-                except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+                except _FRAME_ERRORS:
                     frame = self._frame(self._fitting(files[i], rows, reject))
                 pieces.append(frame.with_columns(pl.lit(i, pl.Int32).alias("_file")))
                 rows.clear()
@@ -636,19 +650,14 @@ class Source:
         schema = {"_key": pl.String, **self.schema}
         fit = []
         for row in rows:
-            try:
-                pl.DataFrame([row], schema=schema, strict=False)
+            if _builds([row], schema):
                 fit.append(row)
-            except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
-                for name, dtype in schema.items():
-                    try:
-                        pl.DataFrame([{name: row.get(name)}], schema={name: dtype}, strict=False)
-                    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
-                        detail = f"field '{name}' holds {row.get(name)!r:.80}, which does not fit {dtype}"
-                        break
-                else:
-                    detail = f"its values do not fit the columns {schema}"
-                reject(file, row.get("_key"), "wrong_type", detail, row)
+                continue
+            name, dtype = next(((n, t) for n, t in schema.items() if not _builds([{n: row.get(n)}], {n: t})),
+                               (None, None))
+            detail = (f"its values do not fit the columns {schema}" if name is None else
+                      f"field '{name}' holds {row.get(name)!r:.80}, which does not fit {dtype}")
+            reject(file, row.get("_key"), "wrong_type", detail, row)
         return fit
 
     def _mixed(self, where: str) -> SourceError:
@@ -667,11 +676,11 @@ class Source:
             if not rows:
                 return pl.DataFrame({"_key": []}, schema={"_key": pl.String})
             try:
-                return pl.DataFrame(rows, infer_schema_length=None)
-            except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+                return _to_frame(rows)
+            except _FRAME_ERRORS:
                 raise self._mixed(_mixed_field(rows)) from None
         schema = {"_key": pl.String, **self.schema}
-        return pl.DataFrame(rows, schema=schema, strict=False) if rows else pl.DataFrame(schema=schema)
+        return _to_frame(rows, schema) if rows else pl.DataFrame(schema=schema)
 
     def _conform(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Rows of a kind with a fixed schema in its columns and types, as every part of its cache must be."""
