@@ -239,8 +239,10 @@ def _to_frame(rows: list[dict], schema: dict | None = None) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-# what polars raises for values one column cannot hold (or a type that cannot hold a value)
-_FRAME_ERRORS = (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError)
+def _frame_errors() -> tuple:
+    """What polars raises for values one column cannot hold (or a type that cannot hold a value). A function, not a
+    constant: the CLI loads polars on first use, and ``pl.exceptions`` at import would load it in every no-op build."""
+    return TypeError, ValueError, OverflowError, pl.exceptions.PolarsError
 
 
 def _builds(rows: list[dict], schema: dict | None = None) -> bool:
@@ -248,7 +250,7 @@ def _builds(rows: list[dict], schema: dict | None = None) -> bool:
     try:
         _to_frame(rows, schema)
         return True
-    except _FRAME_ERRORS:
+    except _frame_errors():
         return False
 
 
@@ -609,7 +611,7 @@ class Source:
             if rows:
                 try:
                     frame = self._frame(rows)
-                except _FRAME_ERRORS:
+                except _frame_errors():
                     frame = self._frame(self._fitting(files[i], rows, reject))
                 pieces.append(frame.with_columns(pl.lit(i, pl.Int32).alias("_file")))
                 rows.clear()
@@ -677,7 +679,7 @@ class Source:
                 return pl.DataFrame({"_key": []}, schema={"_key": pl.String})
             try:
                 return _to_frame(rows)
-            except _FRAME_ERRORS:
+            except _frame_errors():
                 raise self._mixed(_mixed_field(rows)) from None
         schema = {"_key": pl.String, **self.schema}
         return _to_frame(rows, schema) if rows else pl.DataFrame(schema=schema)
