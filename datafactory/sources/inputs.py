@@ -164,24 +164,42 @@ def _zip_members(archive: Path, label: str, patterns: list[str]) -> list[InputFi
     mtime = archive.stat().st_mtime_ns
     for info in infos:
         name = _zip_member_name(info)
-        if _matches(name, patterns) and not PurePosixPath(name).name.startswith("._"):
+        parts = PurePosixPath(name).parts
+        if (_matches(name, patterns) and not parts[-1].startswith(".")
+                and not any(_skipped_folder(p) for p in parts[:-1])):
             out.append(InputFile(f"{label}!{name}", archive, info.filename, PurePosixPath(name).name, shared,
                                  info.file_size, mtime))
     return out
 
 
-def _walk(root: str, out: list[os.DirEntry]) -> bool:
+def _skipped_folder(name: str) -> bool:
+    """Folders a listing does not enter: hidden ones (``.ipynb_checkpoints`` holds a copy of every file opened in
+    Jupyter, ``.git``) and the resource forks macOS puts in zips and folders (``__MACOSX``)."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _walk(root: str, out: list[os.DirEntry], seen: set | None = None) -> bool:
     """Every file under ``root`` not hidden, appended to ``out`` (os.scandir: one system call per folder, not per
-    file). Whether there were subfolders."""
-    nested = False
+    file). A link to a folder is followed (releases linked into one folder); each folder is entered once, its
+    subfolders in name order, so a link back up is no loop and a link beside its target lists the files under
+    one name on every run. Whether there were subfolders."""
+    if seen is None:
+        st = os.stat(root)
+        seen = {(st.st_dev, st.st_ino)}
+    folders = []
     with os.scandir(root) as it:
         for entry in it:
-            if entry.is_dir(follow_symlinks=False):
-                nested = True
-                _walk(entry.path, out)
+            if entry.is_dir():  # a folder, or a link to one
+                if not _skipped_folder(entry.name):
+                    folders.append(entry)
             elif entry.is_file() and not entry.name.startswith("."):
                 out.append(entry)
-    return nested
+    for entry in sorted(folders, key=attrgetter("name")):
+        st = entry.stat()
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            _walk(entry.path, out, seen)
+    return bool(folders)
 
 
 def _stats(folder: str, names: list[str]) -> list[os.stat_result]:

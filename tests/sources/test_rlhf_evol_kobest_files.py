@@ -262,6 +262,36 @@ def test_folder_listings_match_the_rglob_order_flat_nested_and_with_zips(tmp_pat
     assert [f.name for f in got if "!" not in f.name] == sorted(expect, key=lambda r: r.split("/"))
 
 
+def test_listings_follow_linked_folders_once_and_skip_hidden_and_macos_folders(tmp_path):
+    """Releases linked into one folder are listed (a linked folder was left out without a word); a link back up
+    is no loop, a link beside its target lists the files under the target's name; hidden folders (Jupyter's
+    checkpoint copies) and macOS's `__MACOSX`, in folders and in zips, are not read."""
+    import zipfile
+
+    from datafactory.sources.inputs import resolve_inputs
+
+    elsewhere = tmp_path / "mnt" / "NIKL_DIALOGUE_2021_v1.0"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "SDRW2100000001.json").write_text("{}", "utf-8")
+    corp = tmp_path / "corp"
+    (corp / "2024").mkdir(parents=True)
+    (corp / "2024" / "SDRW2400000001.json").write_text("{}", "utf-8")
+    (corp / "2021").symlink_to(elsewhere, target_is_directory=True)
+    (corp / "latest").symlink_to(corp / "2024", target_is_directory=True)  # beside its target
+    (corp / "2024" / "up").symlink_to(corp, target_is_directory=True)  # back up: no loop
+    (corp / "gone").symlink_to(tmp_path / "nothing")  # a broken link is not a file
+    for hidden in [".ipynb_checkpoints", "__MACOSX"]:
+        (corp / "2024" / hidden).mkdir()
+        (corp / "2024" / hidden / "SDRW2400000001-checkpoint.json").write_text("{}", "utf-8")
+    with zipfile.ZipFile(corp / "2022.zip", "w") as zf:
+        for member in ["2022/SDRW2200000001.json", "__MACOSX/2022/._SDRW2200000001.json",
+                       "2022/.ipynb_checkpoints/SDRW2200000001-checkpoint.json", "2022/.SDRW2200000002.json"]:
+            zf.writestr(member, "{}")
+    got = [f.name for f in resolve_inputs(corp, ["SDRW*.json"])]
+    assert got == ["2021/SDRW2100000001.json", "2022.zip!2022/SDRW2200000001.json", "2024/SDRW2400000001.json"]
+    assert [f.name for f in resolve_inputs(corp / "2021", ["SDRW*.json"])] == ["SDRW2100000001.json"]
+
+
 def test_a_file_is_read_whole_whatever_its_listed_size(tmp_path):
     """Files are read with the size from the listing as a hint only: one that grew or shrank since, or is empty,
     comes back as it is on disk."""
