@@ -695,8 +695,19 @@ class Source:
         dup = first_repeated(keys)
         if dup is not None:
             raise SourceError(f"source '{self.name}' ({self.kind}): record key '{dup[prefix:]}' occurs "
-                              f"{int((keys == dup).sum())} times; each record needs a unique key (for `files`, set "
-                              "`options.id` to a unique column)")
+                              f"{int((keys == dup).sum())} times;{self._same_name_twice()} each record needs a unique "
+                              "key (for `files`, set `options.id` to a unique column)")
+
+    def _same_name_twice(self) -> str:
+        """For a repeated key: two inputs of one file name (a release both unpacked and zipped in the folder, or
+        copied twice) are the usual cause; the first such pair, in words."""
+        seen: dict[str, str] = {}
+        for f in self.inputs():
+            if f.basename in seen:
+                return (f" the inputs hold two files named {f.basename} ({seen[f.basename]} and {f.name}): is a "
+                        "release there twice (unpacked and zipped, or copied)? Point the source at one copy;")
+            seen[f.basename] = f.name
+        return ""
 
     def _lineage(self, frame: pl.DataFrame) -> pl.DataFrame:
         keys = frame["_key"].cast(pl.String)

@@ -292,6 +292,23 @@ def test_listings_follow_linked_folders_once_and_skip_hidden_and_macos_folders(t
     assert [f.name for f in resolve_inputs(corp / "2021", ["SDRW*.json"])] == ["SDRW2100000001.json"]
 
 
+def test_a_release_both_unpacked_and_zipped_is_named_in_the_repeated_key_error(tmp_path):
+    import shutil
+    import zipfile
+
+    release = SAMPLES / "nikl_dialogue" / "NIKL_DIALOGUE_2024_v1.0"
+    shutil.copytree(release, tmp_path / release.name)
+    with zipfile.ZipFile(tmp_path / f"{release.name}.zip", "w") as zf:
+        for f in sorted(release.iterdir()):
+            zf.write(f, f"{release.name}/{f.name}")
+    with pytest.raises(SourceError, match=r"occurs 2 times; the inputs hold two files named SDRW2400000101.json "
+                       r"\(NIKL_DIALOGUE_2024_v1.0/SDRW2400000101.json and NIKL_DIALOGUE_2024_v1.0.zip!"
+                       r"NIKL_DIALOGUE_2024_v1.0/SDRW2400000101.json\): is a release there twice"):
+        read_source("nikl_dialogue", tmp_path)
+    (tmp_path / f"{release.name}.zip").unlink()
+    assert read_source("nikl_dialogue", tmp_path).frame.height > 0
+
+
 def test_a_file_is_read_whole_whatever_its_listed_size(tmp_path):
     """Files are read with the size from the listing as a hint only: one that grew or shrank since, or is empty,
     comes back as it is on disk."""
