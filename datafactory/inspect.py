@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from datafactory import yamlfile
 from datafactory.errors import DataFactoryError, did_you_mean
 from datafactory.recipe import check_encoding
 from datafactory.sources import SOURCES
@@ -18,7 +19,7 @@ def parse_options(items: list[str]) -> dict:
         if not sep or not key:
             raise DataFactoryError(f"--option '{item}': write it as KEY=VALUE")
         try:
-            options[key] = yaml.safe_load(value)
+            options[key] = yamlfile.safe_load(value)
         except yaml.YAMLError as e:
             raise DataFactoryError(f"--option '{item}': the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return options

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from datafactory import yamlfile
 from datafactory.errors import RecipeError, did_you_mean
 from datafactory.sources import SOURCES
 from datafactory.store import NAME_RE
@@ -257,15 +258,13 @@ def load_recipe(path: Path, overrides: dict[str, str] | None = None) -> Recipe:
     """Read and validate ``path``. ``overrides`` maps source name -> path (``--source NAME=PATH``)."""
     file = str(path)
     try:
-        raw = yaml.safe_load(path.read_text("utf-8"))
+        raw = yamlfile.safe_load(path.read_text("utf-8"))
     except FileNotFoundError:
         raise RecipeError(file, "", "no such recipe file") from None
     except UnicodeDecodeError as e:
         raise RecipeError(file, "", f"not UTF-8 at byte {e.start}", "save the recipe as UTF-8") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise RecipeError(file, "", f"not valid YAML: {where}{getattr(e, 'problem', e)}") from None
+        raise RecipeError(file, "", yamlfile.describe(e)) from None
     if not isinstance(raw, dict):
         raise RecipeError(file, "", "a recipe is a YAML mapping with name, sources, steps and output")
     top = _validate(file, "", RecipeFile, raw)

@@ -78,6 +78,16 @@ def parse(config_cls, defaults: dict[str, Any], extra: tuple = (), argv: list[st
         at = argv.index("--config") + 1
         if at >= len(argv) or not Path(argv[at]).is_file():
             fail(f"--config: no such file {argv[at] if at < len(argv) else '(none given)'}")
+        import yaml
+
+        from datafactory import yamlfile
+
+        try:  # TRL reads it too, keeping the last of two equal keys and failing on bytes that are not UTF-8
+            yamlfile.safe_load(Path(argv[at]).read_text("utf-8"))
+        except UnicodeDecodeError as e:
+            fail(f"--config {argv[at]}: not UTF-8 at byte {e.start}; save it as UTF-8")
+        except yaml.YAMLError as e:
+            fail(f"--config {argv[at]}: {yamlfile.describe(e)}")
     try:
         *parsed, from_config, unknown = parser.parse_args_and_config(args=argv, return_remaining_strings=True,
                                                                      separate_remaining_strings=True)

@@ -56,6 +56,21 @@ def test_bad_yaml_names_the_line(project):
         load(project, "name: r\nsources: [a\n")
 
 
+def test_a_key_written_twice_is_an_error_not_the_last_one_silently(project):
+    """PyYAML keeps the last of two equal keys: a source block copied and not renamed replaced the first source
+    without a word. Now the line of each is named; a key a merge brought in may still be overridden."""
+    body = ("name: r\nsources:\n  qa: {kind: files, path: a.jsonl}\n  qa: {kind: files, path: b.jsonl}\n"
+            "steps: [dedup]\noutput: {format: sft}\n")
+    with pytest.raises(RecipeError, match=r"r\.yaml: not valid YAML: line 4, column 3: the key 'qa' is written twice "
+                       r"in one mapping \(first on line 3\)"):
+        load(project, body)
+    with pytest.raises(RecipeError, match=r"line 3, .*the key 'min' is written twice"):
+        load(project, "name: r\nsteps:\n  - filter: {length: {column: output, min: 1, min: 5}}\n")
+    r = load(project, "name: r\nsources:\n  qa: &base {kind: files, path: a.jsonl, options: {id: qid}}\n"
+                      "  qb:\n    <<: *base\n    path: b.jsonl\nsteps: [dedup]\noutput: {format: text}\n")
+    assert (r.sources["qb"].kind, r.sources["qb"].path, r.sources["qa"].path) == ("files", "b.jsonl", "a.jsonl")
+
+
 def test_missing_output_and_wrong_format(project):
     body = sft_recipe()
     del body["output"]

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from datafactory import yamlfile
 from datafactory.errors import DataFactoryError, RecipeError, did_you_mean
 from datafactory.hashing import digest, file_digest
 from datafactory.llm.types import SAMPLING_PARAMS, Request, Resolved, request_key
@@ -171,9 +172,11 @@ def load_profile(name: str | None, profiles_dir: Path) -> Profile:
                                   "create profiles/default.yaml (see profiles/openai.yaml in the datafactory repo)"))
     file = str(path)
     try:
-        raw = yaml.safe_load(path.read_text("utf-8"))
+        raw = yamlfile.safe_load(path.read_text("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RecipeError(file, "", f"not UTF-8 at byte {e.start}", "save the profile as UTF-8") from None
     except yaml.YAMLError as e:
-        raise RecipeError(file, "", f"not valid YAML ({str(e).splitlines()[0]})") from None
+        raise RecipeError(file, "", yamlfile.describe(e)) from None
     try:
         top = ProfileFile.model_validate(raw if isinstance(raw, dict) else {})
     except ValidationError as err:

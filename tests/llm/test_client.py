@@ -173,3 +173,18 @@ def test_n_answers_from_an_endpoint_without_n_are_n_seeded_calls(setup):
     assert bodies == 3  # three requests, n=1 each, seeds 5, 6, 7
     again = client.for_step("s").complete([Request("teacher", [{"role": "user", "content": "하나만"}], {"seed": 5}, 3)])
     assert again[0].texts == out[0].texts and len(server.entries()) == 3
+
+
+def test_a_profile_with_a_role_written_twice_or_not_utf8_is_refused_with_its_line(tmp_path):
+    """The second of two `teacher:` blocks replaced the first without a word; a profile saved as cp949 (Korean
+    comments) was a UnicodeDecodeError."""
+    from datafactory.errors import RecipeError
+
+    path = tmp_path / "p.yaml"
+    path.write_text("roles:\n  teacher: {provider: demo, model: a}\n  teacher: {provider: demo, model: b}\n", "utf-8")
+    with pytest.raises(RecipeError, match=r"p\.yaml: not valid YAML: line 3, column 3: the key 'teacher' is written "
+                       r"twice in one mapping \(first on line 2\)"):
+        load_profile(str(path), tmp_path)
+    path.write_bytes("# 선생 모델\nroles: {}\n".encode("cp949"))
+    with pytest.raises(RecipeError, match=r"p\.yaml: not UTF-8 at byte 2 \(save the profile as UTF-8\)"):
+        load_profile(str(path), tmp_path)

@@ -36,20 +36,27 @@ def test_defaults_then_yaml_then_command_line(tmp_path):
 
 def test_a_mistyped_argument_or_config_is_a_usage_error_not_a_traceback(tmp_path, capsys):
     """TRL's parser raised a ValueError (a traceback) for an argument no dataclass has; now argparse's usage error
-    (exit 2) names it and the option it is closest to. A --config file that is missing, not a mapping or has
-    unknown keys is the same kind of error."""
+    (exit 2) names it and the option it is closest to. A --config file that is missing, not a mapping, not UTF-8,
+    has unknown keys or a key written twice (TRL kept the last one) is the same kind of error."""
     from trl import SFTConfig
 
     bad = tmp_path / "list.yaml"
     bad.write_text("- 1\n")
     odd = tmp_path / "odd.yaml"
     odd.write_text("learning_rat: 0.1\n")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("learning_rate: 0.1\nnum_train_epochs: 2\nlearning_rate: 0.5\n")
+    korean = tmp_path / "cp949.yaml"
+    korean.write_bytes("# 학습률\nlearning_rate: 0.1\n".encode("cp949"))
     for argv, said in ((["--dataset", "x", "--lerning_rate", "2"], "unrecognized arguments: --lerning_rate 2 "
                                                                    "(did you mean '--learning_rate'?)"),
                        (["--dataset", "x", "--epochs", "-1"], "unrecognized arguments: --epochs -1"),
                        (["--dataset", "x", "--config", str(tmp_path / "no.yaml")], "--config: no such file"),
                        (["--dataset", "x", "--config", str(bad)], "must contain a YAML mapping"),
-                       (["--dataset", "x", "--config", str(odd)], "--config: unrecognized keys")):
+                       (["--dataset", "x", "--config", str(odd)], "--config: unrecognized keys"),
+                       (["--dataset", "x", "--config", str(twice)], "twice.yaml: not valid YAML: line 3, column 1: "
+                                                                    "the key 'learning_rate' is written twice"),
+                       (["--dataset", "x", "--config", str(korean)], "cp949.yaml: not UTF-8 at byte 2")):
         with pytest.raises(SystemExit) as e:
             parse(SFTConfig, {}, argv=argv)
         assert e.value.code == 2 and said in capsys.readouterr().err, argv
