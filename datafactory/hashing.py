@@ -105,6 +105,8 @@ class FingerprintCache:
                 self._data = msgspec.msgpack.decode(self.path.read_bytes(), type=dict[str, list])
             except (OSError, ValueError, msgspec.DecodeError):
                 self._data = {}
+            if _ESCAPED in self._data:  # paths that are not UTF-8, saved escaped (see save)
+                self._data = {_unescape(k): v for k, v in self._data.items() if k != _ESCAPED}
         return self._data
 
     def entries(self) -> dict[str, list]:
@@ -148,11 +150,31 @@ class FingerprintCache:
         if self._dirty:
             import msgspec
 
-            write_atomic(self.path, msgspec.msgpack.encode(self._data))
+            try:
+                data = msgspec.msgpack.encode(self._data)
+            except UnicodeEncodeError:  # a path whose bytes are not UTF-8 (surrogates): escaped, and marked so
+                data = msgspec.msgpack.encode({_ESCAPED: [], **{_escape(k): v for k, v in self._data.items()}})
+            write_atomic(self.path, data)
             self._dirty = False
         if self._listings_dirty:  # after the digests it stands for
             write_atomic(self._listings_path, json.dumps(self._listings))
             self._listings_dirty = False
+
+
+_ESCAPED = "\x00escaped"  # a key no path can be: the file holds escaped paths
+
+
+def _escape(path: str) -> str:
+    """A path as text msgpack can hold: one that is not UTF-8 on disk becomes \\x00 and the hex of its bytes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return "\x00" + path.encode("utf-8", "surrogateescape").hex()
+
+
+def _unescape(key: str) -> str:
+    return bytes.fromhex(key[1:]).decode("utf-8", "surrogateescape") if key.startswith("\x00") else key
 
 
 @functools.lru_cache(maxsize=None)
