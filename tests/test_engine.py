@@ -517,3 +517,52 @@ def test_a_row_id_twice_fails_the_build_naming_it(built):
     twice = pl.concat([ok, ok.slice(517, 1)])
     with pytest.raises(RecipeError, match="row id 'qa/q517' occurs twice"):
         factory._finish(recipe, twice)
+
+
+def test_inputs_under_folder_names_that_are_not_utf8_build_and_rebuild(project):
+    """A Korean Windows zip unpacked by `unzip` leaves folder names in cp949 bytes, which Python gives as
+    surrogates: the build died saving the fingerprint cache (UnicodeEncodeError). Now the files are read by their
+    real paths, named in the manifest as cp949 text (bytes that are no text either: with \\x escapes), and the
+    digests are remembered by those paths; a touched file is not a new version."""
+    import os
+
+    import datafactory.hashing as hashing
+
+    root = os.fsencode(project.root / "inputs")
+    for folder in ["147.텍스트 윤리검증 데이터".encode("cp949"), b"odd\xff"]:
+        os.makedirs(os.path.join(root, folder))
+        with open(os.path.join(root, folder, b"qa.jsonl"), "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in qa_rows(20, 20 * len(folder))))
+    body = sft_recipe()
+    body["sources"]["qa"]["path"] = "inputs"
+    project.recipe("sft", body)
+    res = project.factory().build("sft")
+    listed = (project.data / "sft" / res.version / "inputs" / "qa.tsv").read_text("utf-8").splitlines()[1:]
+    assert [line.split("\t")[0] for line in listed] == ["147.텍스트 윤리검증 데이터/qa.jsonl", "odd\\xff/qa.jsonl"]
+    path = os.path.join(root, b"odd\xff", b"qa.jsonl")
+    cache = hashing.FingerprintCache(project.data / ".cache" / "fingerprints.msgpack")
+    assert cache.entries()[os.fsdecode(path)][2] == hashing.file_digest(path)  # kept, by the real path
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    again = project.factory().build("sft")
+    assert not again.built and again.version == res.version
+
+
+def test_the_same_files_under_another_root_are_other_names_and_another_version(project):
+    """Row keys hold a file's name relative to where the source points (`hh/qa.jsonl#0`, `qa.jsonl#0`). The
+    remembered fingerprint of a listing was keyed by the files' absolute paths alone, so pointing the source one
+    folder down at the same files gave the earlier version back, with the earlier keys; a fresh data folder gave
+    another."""
+    rows = qa_rows(10)
+    project.jsonl("hh/qa.jsonl", rows)
+    body = sft_recipe()
+    body["sources"]["qa"]["path"] = "inputs"
+    project.recipe("sft", body)
+    top = project.factory().build("sft")
+    down = project.factory(overrides={"qa": "inputs/hh"}).build("sft")
+    assert down.built and down.version != top.version
+    assert project.factory().build("sft").version == top.version
+    import shutil
+
+    shutil.rmtree(project.data)
+    assert project.factory(overrides={"qa": "inputs/hh"}).build("sft").version == down.version

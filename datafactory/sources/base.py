@@ -463,7 +463,10 @@ class Source:
         else:
             paths = [str(f.path) if f.member is None else f"{f.path}!{f.member}" for f in files]
             sizes, mtimes = [f.size for f in files], [f.mtime_ns for f in files]
-        h = xxhash.xxh3_128("\n".join(paths).encode("utf-8", "surrogateescape"))
+        # the names the fingerprint hashes are relative to where the source points: the same files under another
+        # root are other names (and other row keys), so the root is part of the listing's key
+        h = xxhash.xxh3_128(f"{self.path}\0{self.base_dir}\0".encode("utf-8", "surrogateescape"))
+        h.update("\n".join(paths).encode("utf-8", "surrogateescape"))
         h.update(array.array("q", sizes).tobytes())
         h.update(array.array("q", mtimes).tobytes())
         listing = h.hexdigest()
