@@ -284,7 +284,9 @@ def list_():
                       m["format"], m["created_at"][:19])
     out.print(table)
     recipes = _recipes()
-    pending = sorted(p.stem for p in recipes.glob("*.yaml") if p.stem not in built) if recipes.is_dir() else []
+    from datafactory import yamlfile
+
+    pending = [n for n in yamlfile.names(recipes) if n not in built]
     if pending:
         out.print("not built yet: " + ", ".join(pending), markup=False)
 

@@ -298,9 +298,9 @@ def load_recipe(path: Path, overrides: dict[str, str] | None = None) -> Recipe:
 
 
 def recipe_path(recipes_dir: Path, name: str) -> Path:
-    path = recipes_dir / f"{name}.yaml"
+    path = yamlfile.named(recipes_dir, name)
     if not path.exists():
-        known = sorted(p.stem for p in recipes_dir.glob("*.yaml")) if recipes_dir.is_dir() else []
+        known = yamlfile.names(recipes_dir)
         hint = did_you_mean(name, known)
         raise RecipeError(str(path), "", f"no recipe named '{name}' in {recipes_dir}",
                           hint or (f"recipes: {', '.join(known)}" if known else

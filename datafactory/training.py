@@ -183,7 +183,9 @@ def resolve_dataset(ref: str, data_dir: str | None = None, *, columns: tuple[str
     name = ref.partition("@")[0]
     if not store.versions(name):
         recipes = (find_root() or Path.cwd()) / "recipes"
-        known = sorted(p.stem for p in recipes.glob("*.yaml"))
+        from datafactory import yamlfile
+
+        known = yamlfile.names(recipes)
         how = (f"build it first: `datafactory build {name}` (recipes/{name}.yaml)" if name in known else
                f"there is no recipe recipes/{name}.yaml either (recipes: {', '.join(known) or 'none'})")
         raise TrainingError(f"no built dataset '{name}' in {root}; {how}")

@@ -3,6 +3,8 @@ last one without a word, so a source block copied and not renamed replaced the f
 parameter its earlier value) silently. Keys a merge (``<<: *base``) brings in may still be overridden."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 
@@ -35,3 +37,18 @@ def describe(error: yaml.YAMLError) -> str:
     mark = getattr(error, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
     return f"not valid YAML: {where}{getattr(error, 'problem', None) or str(error).splitlines()[0]}"
+
+
+def named(folder: Path, name: str) -> Path:
+    """``folder/name.yaml``, or ``name.yml`` where only that is there (both spellings are common)."""
+    path = folder / f"{name}.yaml"
+    if not path.exists() and (yml := folder / f"{name}.yml").exists():
+        return yml
+    return path
+
+
+def names(folder: Path) -> list[str]:
+    """The names of the YAML files in ``folder`` (``.yaml`` and ``.yml``), sorted; none for a missing folder."""
+    if not folder.is_dir():
+        return []
+    return sorted({p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()})

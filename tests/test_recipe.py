@@ -129,3 +129,21 @@ def test_other_encodings_are_a_recipe_error(project, encoding):
     with pytest.raises(RecipeError, match=rf"sources\.qa\.encoding: encoding '{encoding}' is not supported; use one of "
                                           r"utf-8, cp949, euc-kr, auto"):
         load(project, body)
+
+
+def test_a_recipe_or_profile_saved_as_yml_is_found_and_listed(project):
+    """`recipes/r.yml` was "no recipe named 'r'" (only .yaml was looked for); both spellings are common."""
+    import yaml
+
+    from datafactory.llm.profiles import load_profile
+    from datafactory.recipe import recipe_path
+
+    path = project.recipe("r", sft_recipe())
+    yml = path.rename(path.with_suffix(".yml"))
+    assert recipe_path(project.recipes, "r") == yml and load_recipe(yml).name == "r"
+    with pytest.raises(RecipeError, match=r"no recipe named 's' in .*\(recipes: r\)"):
+        recipe_path(project.recipes, "s")
+    profiles = project.root / "profiles"
+    profiles.mkdir()
+    (profiles / "local.yml").write_text(yaml.safe_dump({"roles": {"teacher": {"provider": "replay", "model": "m"}}}), "utf-8")
+    assert load_profile("local", profiles).name == "local"

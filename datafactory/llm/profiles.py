@@ -157,7 +157,7 @@ class Profile:
 def profile_path(name: str, profiles_dir: Path) -> Path:
     if name.endswith((".yaml", ".yml")) or "/" in name:
         return Path(name).expanduser()
-    return profiles_dir / f"{name}.yaml"
+    return yamlfile.named(profiles_dir, name)
 
 
 def load_profile(name: str | None, profiles_dir: Path) -> Profile:
@@ -165,7 +165,7 @@ def load_profile(name: str | None, profiles_dir: Path) -> Profile:
     name = name or os.environ.get("DATAFACTORY_LLM") or DEFAULT_PROFILE
     path = profile_path(name, profiles_dir)
     if not path.exists():
-        known = sorted(p.stem for p in profiles_dir.glob("*.yaml")) if profiles_dir.is_dir() else []
+        known = yamlfile.names(profiles_dir)
         hint = did_you_mean(name, known)
         raise DataFactoryError(f"no LLM profile '{name}' (looked for {path.resolve()}); "
                                + (hint if hint else f"profiles: {', '.join(known)}" if known else
