@@ -204,9 +204,10 @@ def build(name: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.ya
                                        f"{est['calls']:,} calls, over --max-cost ${max_cost:.4f}; nothing was called "
                                        f"(see `datafactory plan {name}`)")
         result = factory.build(name)
-    except KeyboardInterrupt:
-        err.print(f"interrupted; {factory.interrupted()}, run the same command to resume", markup=False, highlight=False)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        err.print(f"{'terminated' if isinstance(e, Terminated) else 'interrupted'}; {factory.interrupted()}, run the "
+                  "same command to resume", markup=False, highlight=False)
+        raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
     for up in result.upstream:
         _log(f"upstream {up.ref}: {'built' if up.built else 'up to date'}")
     if result.built:
@@ -688,6 +689,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's time limit, a container stopping) taken as a Ctrl-C: the build stops
+    its worker processes, removes what it had half written and says what it keeps. By default SIGTERM killed the
+    program on the spot and left its forkserver and workers behind, idle, holding memory (and an output pipe, on
+    which a wrapper then waited)."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
 def run() -> None:
     """The ``datafactory`` program (its console script and ``python -m datafactory``): ``main``, then an exit that
     does not tear the interpreter down object by object and module by module (0.2 s after a build that loaded
@@ -695,8 +707,11 @@ def run() -> None:
     exit handlers run (logging, multiprocessing) and the output is flushed. Where another thread still runs, the
     usual exit waits for it (and it is the usual exit on a Python without ``atexit._run_exitfuncs``)."""
     import atexit
+    import signal
     import threading
 
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # not where whoever started us chose otherwise
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
         code = 0

@@ -150,6 +150,7 @@ class Factory:
         self.fingerprints = FingerprintCache(self.store.cache / "fingerprints.msgpack")
         self._plans: dict[str, Plan] = {}
         self.running: Plan | None = None  # the plan being built, for `interrupted()` after a Ctrl-C
+        self.reading: str | None = None  # the new or changed source being read before its plan, likewise
         self.llm_name, self.max_cost = llm, max_cost
         self._profile = self._responses = self._client = None
         self._writes: list = []  # cache writes in flight (threads), see _save
@@ -299,7 +300,9 @@ class Factory:
                 self.log(f"reading {', '.join(plan.pending)} of {name} (new or changed files)")
                 keep = needed_columns(plan.steps)
                 for sname in plan.pending:
+                    self.reading = f"{sname} of {name}"
                     pre[sname] = self._parse_source(plan, sname, keep, hash_reads=True)
+                self.reading = None
                 self.fingerprints.save()
                 self._listed = {(plan.recipe.sources[n].kind, plan.recipe.sources[n].path, str(self.project_root)):
                                 plan.sources[n].source.inputs() for n in plan.pending}
@@ -325,6 +328,8 @@ class Factory:
     def interrupted(self) -> str:
         """What a build stopped by Ctrl-C leaves behind, in words: the cache entries it can resume from."""
         plan = self.running
+        if plan is None and self.reading:
+            return f"it was reading source {self.reading} (a source is kept once read whole: the next build reads it again)"
         if plan is None:
             return "nothing was being built"
         steps = sum(self.store.cache_path("steps", sp.key, ".parquet").exists() for sp in plan.steps)

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -216,6 +217,51 @@ def test_ctrl_c_says_what_is_cached_and_exits_130(cli_project, monkeypatch, caps
     assert "interrupted; sft@" in err and ": 1 of 1 sources and 0 of 5 steps are kept in the cache" in err
     assert "run the same command to resume" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table in /proc")
+def test_sigterm_while_workers_parse_stops_them_all_and_keeps_nothing_half_written(project):
+    """SIGTERM (`kill`, a scheduler's time limit) killed the program on the spot and left its forkserver and
+    workers behind, idle and holding memory; it is now taken as Ctrl-C: the workers are ended, the half-written
+    source entry removed, exit 143 with what is kept. (Leaving the pool waited for every queued chunk first.)"""
+    import signal
+    import time
+
+    inputs = project.root / "inputs" / "many"
+    inputs.mkdir()
+    for i in range(20_000):  # 20 units of work of 1,000 files
+        (inputs / f"{i:05d}.jsonl").write_text(f'{{"qid": "q{i}", "question": "질문 {i}", "answer": "답 {i}", "kind": "daily"}}\n')
+    body = sft_recipe()
+    body["sources"]["qa"]["path"] = "inputs/many"
+    project.recipe("sft", body)
+    env = {**os.environ, "DATAFACTORY_WORKERS": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "datafactory", "--data", str(project.data), "--recipes",
+                             str(project.recipes), "build", "sft"], stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    assert "reading qa of sft" in proc.stderr.readline()
+    time.sleep(0.5)  # the workers start and parse
+
+    def group() -> list[str]:  # the live processes of the build's process group (not zombies)
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == proc.pid and fields[0] != "Z":
+                out.append(stat.parent.name)
+        return out
+
+    assert len(group()) >= 3  # the program, the forkserver, workers
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait(30) == 143, err
+    assert "terminated; it was reading source qa of sft" in err and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while group() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group() == []
+    assert not list((project.data / ".cache").rglob("*.tmp"))  # the parts written before the signal are gone
 
 
 def test_gc_keeps_pins_and_the_newest_few_and_dry_run_writes_nothing(cli_project):

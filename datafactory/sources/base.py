@@ -7,6 +7,7 @@ A kind implements ``parse(file)`` and yields one dict per record (with a ``_key`
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -178,6 +179,22 @@ def _pool(workers: int):
     threads = os.environ.get("POLARS_MAX_THREADS") or str(max(1, _cores() // workers))
     return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
                                                   initializer=os.putenv, initargs=("POLARS_MAX_THREADS", threads))
+
+
+def _stop(ex) -> None:
+    """End a pool of workers now: the chunks queued are dropped and the workers ended, mid-chunk, and waited for,
+    so that none writes a part after the caller removed the folder. Leaving the pool's ``with`` waited for every
+    chunk queued (a Ctrl-C or an error in the first chunk of 100k files stopped after the whole parse), and
+    cancelling futures (as ``map`` does when interrupted) races the pool's own thread on Python 3.11, which then
+    dies on InvalidStateError and leaves the program hanging at exit. (``terminate_workers`` from Python 3.14.)"""
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(10)
 
 
 def _main_importable() -> bool:
@@ -558,17 +575,23 @@ class Source:
         if workers > 1:
             import concurrent.futures
 
-            done = 0
+            done, ex = 0, None
             try:  # where workers cannot start, one process does the work
-                with _pool(workers) as ex:
-                    n = len(chunks)
-                    for chunk, part in zip(chunks, ex.map(_read_chunk, [self] * n, chunks, [parts] * n, range(n))):
-                        add(part, chunk)
-                        done += 1
+                ex = _pool(workers)
+                futures = [ex.submit(_read_chunk, self, chunk, parts, i) for i, chunk in enumerate(chunks)]
+                for chunk, future in zip(chunks, futures):
+                    add(future.result(), chunk)
+                    done += 1
+                ex.shutdown()
             except concurrent.futures.process.BrokenProcessPool as e:
+                _stop(ex)
                 pool_failed = f"worker processes failed ({e}); parsed in one process instead"
                 for i in range(done, len(chunks)):
                     add(self._read_chunk(chunks[i], parts, i), chunks[i])
+            except BaseException:  # a bad file, Ctrl-C, SIGTERM: the workers stop now, not after every chunk
+                if ex is not None:
+                    _stop(ex)
+                raise
         else:
             for i, chunk in enumerate(chunks):
                 add(self._read_chunk(chunk, parts, i), chunk)

@@ -550,7 +550,7 @@ def test_workers_that_cannot_start_leave_the_work_to_one_process(monkeypatch, tm
     one = read_source("nikl_dialogue", tmp_path)
 
     class Broken(concurrent.futures.ProcessPoolExecutor):
-        def map(self, *a, **k):
+        def submit(self, *a, **k):
             raise concurrent.futures.process.BrokenProcessPool("a worker died")
 
     monkeypatch.setenv("DATAFACTORY_WORKERS", "2")
@@ -562,6 +562,27 @@ def test_workers_that_cannot_start_leave_the_work_to_one_process(monkeypatch, tm
     monkeypatch.setattr(sys.modules["__main__"], "__file__", "<stdin>", raising=False)
     monkeypatch.setattr(base, "PARALLEL_BYTES", 1)
     assert base._workers(base.resolve_inputs(tmp_path, ["SDRW*.json"])) == 1
+
+
+def test_stopping_workers_drops_the_queued_chunks_and_ends_the_running_ones():
+    """A bad file, Ctrl-C or SIGTERM while workers parse: leaving the pool's `with` waited for the chunks queued,
+    and cancelling them from the program's thread (as `map` does when interrupted) raced the pool's own thread
+    (on Python 3.11 it died on InvalidStateError, and the program hung at exit). `_stop` ends the workers mid-chunk
+    and waits for them; chunks that would take an hour are no wait."""
+    import threading
+    import time
+
+    from datafactory.sources.base import _pool, _stop
+
+    ex = _pool(2)
+    futures = [ex.submit(time.sleep, 3600) for _ in range(6)]
+    while not any(f.running() for f in futures):
+        time.sleep(0.05)
+    procs = list(ex._processes.values())
+    stopper = threading.Thread(target=_stop, args=(ex,))
+    stopper.start()
+    stopper.join(120)
+    assert not stopper.is_alive() and procs and all(p.exitcode is not None for p in procs)
 
 
 def test_workers_and_their_polars_threads_follow_the_cores(monkeypatch, tmp_path):
