@@ -76,19 +76,22 @@ def test_normalize_nfc_only_changes_what_nfc_changes():
     assert out["text"].to_list() == [None if v is None else unicodedata.normalize("NFC", v) for v in values]
 
 
+@pytest.mark.parametrize("unicode", ["none", "NFC"])
 @pytest.mark.parametrize("options", [{}, {"strip": False}, {"collapse_spaces": False}, {"remove_control": False},
-                                     {"remove_control": False, "collapse_spaces": False}])
-def test_normalize_rewrites_only_what_its_rules_change_with_the_same_result(options):
-    """Only the values a rule can change are rewritten; the result is the rules applied to every value."""
+                                     {"remove_control": False, "collapse_spaces": False},
+                                     {"remove_control": False, "collapse_spaces": False, "strip": False}])
+def test_normalize_rewrites_only_what_its_rules_change_with_the_same_result(options, unicode):
+    """Only the values NFC or a rule can change are rewritten (found by one scan); the result is NFC and the rules
+    applied to every value."""
     import random
 
     rng = random.Random(3)
     atoms = ["가", "나", "a", " ", "  ", "\t", "\n", " \n", "\n ", "\u00a0", "\u3000", "\u200b", "\x01", "\ufeff",
-             "\r", "\u2028", "ㅋ", "."]
+             "\r", "\u2028", "ㅋ", ".", "\u1100", "\u1161", "\u11a8", "e\u0301", "\u0301", "\u212b", "○", "ﬁ"]
     values = ["".join(rng.choice(atoms) for _ in range(rng.randint(0, 8))) for _ in range(3000)] + [None, "", "보통 문장."]
-    out, _ = run("normalize", frame(text=values, other=values[::-1]), unicode="none", **options)  # a thread each
+    out, _ = run("normalize", frame(text=values, other=values[::-1]), unicode=unicode, **options)  # a thread each
     p = {"remove_control": True, "collapse_spaces": True, "strip": True, **options}
-    e = pl.col("text")
+    e = pl.col("text") if unicode == "none" else pl.col("text").str.normalize(unicode)
     if p["remove_control"]:
         e = e.str.replace_all(r"[\u200b-\u200f\u2060\ufeff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
     if p["collapse_spaces"]:
