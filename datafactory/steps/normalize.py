@@ -2,7 +2,8 @@
 
 NFC by default: Korean text from macOS or some OCR tools arrives as decomposed jamo (NFD), which looks the
 same but never matches, dedups or tokenizes like composed syllables. Also removes zero-width and control
-characters (keeping newlines and tabs), collapses runs of spaces, and strips each value.
+characters (keeping newlines and tabs; Windows line ends, CR LF or a lone CR as in Excel's CSV files, become
+newlines), collapses runs of spaces, and strips each value.
 """
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ class Normalize(Step):
             e = e.str.normalize(p.unicode)
             needs.append(NFC_NEEDS)  # the values NFC may change (NFKC may change any: it is applied to every one)
         if p.remove_control:
-            e = e.str.replace_all(CONTROL, "")
-            needs.append(CONTROL)
+            e = e.str.replace_all(CONTROL, "").str.replace_all("\r\n?", "\n")
+            needs += [CONTROL, "\r"]
         if p.collapse_spaces:  # runs of two or more, or one that is not a plain space (same result, fewer writes)
             e = e.str.replace_all(r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]", " ").str.replace_all(r" *\n *", "\n")
             needs += [r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]", r" \n|\n "]

@@ -68,6 +68,14 @@ def test_normalize_composes_jamo_and_cleans_spaces():
     assert out["text"][0] == "한국어 문장 입니다\n다음 줄"
 
 
+def test_normalize_makes_windows_line_ends_newlines():
+    """CR LF (Windows, Excel's CSV files) and a lone CR were kept: "반가워요\r\n두 줄" tokenizes with a stray CR."""
+    out, _ = run("normalize", frame(text=["반가워요\r\n두 줄", "a\rb", "끝\r\n", "\r\n\r\n사이 \r\n 줄"]))
+    assert out["text"].to_list() == ["반가워요\n두 줄", "a\nb", "끝", "사이\n줄"]
+    kept, _ = run("normalize", frame(text=["a\r\nb"]), remove_control=False)
+    assert kept["text"].to_list() == ["a\r\nb"]
+
+
 def test_normalize_nfc_only_changes_what_nfc_changes():
     """NFC runs only on values with a character outside ASCII and Hangul syllables: the result must be NFC's."""
     values = [unicodedata.normalize("NFD", "한국어"), "한국어 ㅋㅋ", "cafe\u0301", "café", None, "plain text", "",
@@ -93,7 +101,7 @@ def test_normalize_rewrites_only_what_its_rules_change_with_the_same_result(opti
     p = {"remove_control": True, "collapse_spaces": True, "strip": True, **options}
     e = pl.col("text") if unicode == "none" else pl.col("text").str.normalize(unicode)
     if p["remove_control"]:
-        e = e.str.replace_all(r"[\u200b-\u200f\u2060\ufeff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
+        e = e.str.replace_all(r"[\u200b-\u200f\u2060\ufeff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "").str.replace_all("\r\n?", "\n")
     if p["collapse_spaces"]:
         e = e.str.replace_all(r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]", " ").str.replace_all(r" *\n *", "\n")
     if p["strip"]:
