@@ -239,6 +239,13 @@ def start_forkserver() -> None:
         pass
 
 
+def _json_lines(error) -> bool:
+    """Whether a JSON document failed because a second value starts on a new line: JSON Lines, not a broken file."""
+    if not isinstance(error, json.JSONDecodeError) or error.msg != "Extra data":
+        return False
+    return error.doc[:error.pos].rstrip(" \t\r").endswith("\n")
+
+
 def _kind(value) -> str:
     """What a value is, in a user's words (for errors about a field's values)."""
     if isinstance(value, dict):
@@ -399,6 +406,11 @@ class Source:
         try:
             return json.loads(text)
         except json.JSONDecodeError as e:
+            if _json_lines(e):
+                fix = ("set `options.format: jsonl`" if "format" in type(self.options).model_fields else
+                       f"a {self.kind} file is one JSON document")
+                raise BadFile("malformed_json", f"a second JSON value starts on line {e.lineno}: the file is JSON Lines "
+                              f"(one record per line), not one JSON document; {fix}") from e
             raise BadFile("malformed_json", f"invalid JSON at line {e.lineno} column {e.colno} ({e.msg}); "
                           "the file may be truncated: download or unpack it again") from e
 
@@ -416,6 +428,7 @@ class Source:
         """(index, object) for each record of a JSONL, JSON-array, Parquet, CSV or TSV file (format from the
         extension unless given). A bad line or a non-object record comes out as a ``Bad``; an unreadable
         file raises ``BadFile``."""
+        by_name = fmt is None
         fmt = fmt or next((f for ext, f in RECORD_FORMATS.items()
                            if file.basename.lower().removesuffix(".gz").endswith(ext)), None)
         if fmt is None:
@@ -423,15 +436,21 @@ class Source:
         if fmt == "jsonl":
             items: Iterator = self.jsonl_records(file)
         elif fmt == "json":
-            data = self.load_json(file)
-            if json_key is not None:
-                if not isinstance(data, dict) or json_key not in data:
-                    raise BadFile("missing_field", f"no top-level key '{json_key}'")
-                data = data[json_key]
-            if not isinstance(data, list):
-                raise BadFile("wrong_type", f"expected a JSON array of records, got {type(data).__name__}"
-                              + ("" if json_key else "; set `options.json_key` if the array sits under a key"))
-            items = enumerate(data)
+            try:
+                data = self.load_json(file)
+            except BadFile as e:  # JSON Lines in a file named .json, as many datasets on the Hub ship them
+                if not (by_name and json_key is None and _json_lines(e.__cause__)):
+                    raise
+                fmt, items = "jsonl", self.jsonl_records(file)
+            if fmt == "json":
+                if json_key is not None:
+                    if not isinstance(data, dict) or json_key not in data:
+                        raise BadFile("missing_field", f"no top-level key '{json_key}'")
+                    data = data[json_key]
+                if not isinstance(data, list):
+                    raise BadFile("wrong_type", f"expected a JSON array of records, got {type(data).__name__}"
+                                  + ("" if json_key else "; set `options.json_key` if the array sits under a key"))
+                items = enumerate(data)
         else:
             try:
                 if fmt == "parquet":

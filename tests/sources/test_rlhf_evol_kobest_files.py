@@ -351,3 +351,21 @@ def test_files_are_cut_into_units_of_work_by_count_and_by_bytes(monkeypatch):
     chunks = base._chunks(files)
     assert [[f.size for f in c] for c in chunks] == [[10] * 4, [10] * 4, [10], [500], [60], [60, 30, 10], [200]]
     assert [f for c in chunks for f in c] == files and base._chunks([]) == []
+
+
+def test_json_lines_in_a_file_named_json_are_read_as_json_lines(tmp_path):
+    """Many datasets on the Hub ship JSON Lines as `.json`: it was "invalid JSON at line 2 (Extra data); the file may
+    be truncated". Read as JSON Lines when the format comes from the name; with `format: json` (or two values on
+    one line) it stays an error, one that says what the file is."""
+    (tmp_path / "lines.json").write_text('{"q": "안녕", "a": "반가워"}\n  {"q": "뭐해", "a": "밥"}\n\n', "utf-8")
+    got = read_source("files", tmp_path / "lines.json", fields={"instruction": "q", "output": "a"})
+    assert got.frame["instruction"].to_list() == ["안녕", "뭐해"]
+    assert got.frame["id"].to_list() == ["s/lines.json#0", "s/lines.json#1"]
+    with pytest.raises(SourceError, match=r"a second JSON value starts on line 2: the file is JSON Lines .*set "
+                                          r"`options.format: jsonl`"):
+        read_source("files", tmp_path / "lines.json", format="json")
+    (tmp_path / "one_line.json").write_text('{"q": "a"} {"q": "b"}\n', "utf-8")
+    with pytest.raises(SourceError, match=r"invalid JSON at line 1 column 12 \(Extra data\)"):
+        read_source("files", tmp_path / "one_line.json")
+    with pytest.raises(SourceError, match="a nikl_dialogue file is one JSON document"):
+        read_source("nikl_dialogue", tmp_path / "lines.json")
