@@ -629,7 +629,7 @@ def source_cmd(
     head: Annotated[int, typer.Option("--head", "-n", min=0, help="Records to print.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary and records as JSON lines.")] = False,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="KEY=VALUE source option (VALUE is YAML), e.g. -o topics=null.")] = None,
-    encoding: Annotated[str, typer.Option(help="utf-8, cp949, euc-kr or auto.")] = "utf-8",
+    encoding: Annotated[str, typer.Option(help="utf-8, cp949, euc-kr, utf-16 or auto.")] = "utf-8",
     on_error: Annotated[str, typer.Option("--on-error", help="quarantine (count and go on) or fail (stop at the first bad record).")] = "quarantine",
 ):
     """Parse a download without building: counts, skipped/quarantined records by reason, and the first records."""

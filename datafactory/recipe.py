@@ -50,8 +50,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-ENCODINGS = ("utf-8", "cp949", "euc-kr", "auto")
-_ENCODING_ALIASES = {"utf8": "utf-8", "utf-8-sig": "utf-8", "euckr": "euc-kr", "ms949": "cp949", "uhc": "cp949"}
+ENCODINGS = ("utf-8", "cp949", "euc-kr", "utf-16", "auto")
+_ENCODING_ALIASES = {"utf8": "utf-8", "utf-8-sig": "utf-8", "euckr": "euc-kr", "ms949": "cp949", "uhc": "cp949",
+                     "utf16": "utf-16"}
 
 
 def check_encoding(v: str) -> str:
@@ -61,7 +62,7 @@ def check_encoding(v: str) -> str:
     name = _ENCODING_ALIASES.get(name, name)
     if name not in ENCODINGS:
         raise ValueError(f"encoding '{v}' is not supported; use one of {', '.join(ENCODINGS)} "
-                         "(auto tries UTF-8, then cp949)")
+                         "(auto reads UTF-16 by its byte-order mark, else tries UTF-8, then cp949)")
     return name
 
 

@@ -81,10 +81,17 @@ def _truncated(e: UnicodeDecodeError, size: int) -> bool:
     return e.end >= size and e.reason in ("unexpected end of data", "incomplete multibyte sequence")
 
 
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # no UTF-8 or cp949 text starts so
+
+
 def decode_text(data: bytes, encoding: str, name: str) -> str:
-    """Decode with the source's encoding; 'auto' tries UTF-8 (with or without BOM), then cp949 (a superset of
-    euc-kr). A file that ends inside a multi-byte character is reported as cut off, not as another encoding."""
-    candidates = ["utf-8-sig", "cp949"] if encoding == "auto" else [encoding]
+    """Decode with the source's encoding; 'auto' reads a file that starts with a UTF-16 byte-order mark (Excel's
+    "Unicode Text") as UTF-16, else tries UTF-8 (with or without BOM), then cp949 (a superset of euc-kr). A file
+    that ends inside a multi-byte character is reported as cut off, not as another encoding."""
+    if encoding == "auto":
+        candidates = ["utf-16"] if data.startswith(_UTF16_BOMS) else ["utf-8-sig", "cp949"]
+    else:
+        candidates = [encoding]
     for enc in candidates:
         try:
             return data.decode("utf-8-sig" if enc in ("utf-8", "utf8") else enc)
@@ -94,8 +101,11 @@ def decode_text(data: bytes, encoding: str, name: str) -> str:
                               f"{len(data):,}): it was cut off; download or unpack it again") from None
             err = e
         except LookupError as e:
-            raise SourceError(f"{name}: unknown encoding '{encoding}'; use utf-8, cp949, euc-kr or auto") from e
-    other = {"auto": None, "utf-8": "cp949"}.get(encoding, "utf-8")
+            raise SourceError(f"{name}: unknown encoding '{encoding}'; use utf-8, cp949, euc-kr, utf-16 or auto") from e
+    if data.startswith(_UTF16_BOMS) and encoding not in ("utf-16", "auto"):
+        other = "utf-16"  # (Excel's "Unicode Text")
+    else:
+        other = {"auto": None, "utf-8": "cp949"}.get(encoding, "utf-8")
     hint = f"set `encoding: {other}` (or `auto`) on this source" if other else "the file is neither UTF-8 nor cp949"
     raise BadFile("encoding", f"not valid {encoding} at byte {err.start}; {hint}")
 

@@ -369,3 +369,19 @@ def test_json_lines_in_a_file_named_json_are_read_as_json_lines(tmp_path):
         read_source("files", tmp_path / "one_line.json")
     with pytest.raises(SourceError, match="a nikl_dialogue file is one JSON document"):
         read_source("nikl_dialogue", tmp_path / "lines.json")
+
+
+def test_excel_unicode_text_utf16_is_read_by_auto_and_named_otherwise(tmp_path):
+    """Excel's "Unicode Text" (and "CSV UTF-16") is UTF-16 with a byte-order mark, tab-separated: `auto` said
+    "neither UTF-8 nor cp949", and `utf-16` was no encoding a recipe could name."""
+    path = tmp_path / "export.tsv"
+    path.write_bytes("\ufeff번호\t질문\t답변\r\n1\t안녕\t반가워\r\n2\t뭐해\t밥\r\n".encode("utf-16-le"))
+    for encoding in ("auto", "utf-16"):
+        got = read_source("files", path, encoding=encoding, id="번호", fields={"instruction": "질문", "output": "답변"})
+        assert got.frame["instruction"].to_list() == ["안녕", "뭐해"] and got.frame["id"].to_list() == ["s/1", "s/2"]
+    for encoding in ("utf-8", "cp949"):
+        with pytest.raises(SourceError, match=r"export\.tsv: not valid .* at byte 0; set `encoding: utf-16` \(or `auto`\)"):
+            read_source("files", path, encoding=encoding)
+    from datafactory.recipe import check_encoding
+
+    assert check_encoding("UTF16") == "utf-16"
