@@ -90,6 +90,9 @@ def decode_text(data: bytes, encoding: str, name: str) -> str:
     that ends inside a multi-byte character is reported as cut off, not as another encoding."""
     if encoding == "auto":
         candidates = ["utf-16"] if data.startswith(_UTF16_BOMS) else ["utf-8-sig", "cp949"]
+    elif encoding == "utf-16" and not data.startswith(_UTF16_BOMS):  # UTF-16 decodes almost any bytes: mojibake
+        raise BadFile("encoding", "no UTF-16 byte-order mark at the start: not a UTF-16 file (Excel and Windows write "
+                      "one); set `encoding: auto`")
     else:
         candidates = [encoding]
     for enc in candidates:

@@ -385,3 +385,6 @@ def test_excel_unicode_text_utf16_is_read_by_auto_and_named_otherwise(tmp_path):
     from datafactory.recipe import check_encoding
 
     assert check_encoding("UTF16") == "utf-16"
+    (tmp_path / "plain.tsv").write_text("질문\t답변\n안녕\t반가워\n", "utf-8")  # UTF-16 would decode it to mojibake
+    with pytest.raises(SourceError, match="plain.tsv: no UTF-16 byte-order mark at the start"):
+        read_source("files", tmp_path / "plain.tsv", encoding="utf-16")
