@@ -56,6 +56,9 @@ class Skip:
     n: int = 1
 
 
+NOT_RECORDS = (Bad, Skip)  # what ``Source.records`` gives besides records
+
+
 class BadFile(Exception):
     """The whole file is unusable (truncated JSON, wrong encoding, empty)."""
 
@@ -252,6 +255,19 @@ def start_forkserver() -> None:
         pass
 
 
+def _ragged_row(text: str, separator: str) -> str | None:
+    """The first row with more fields than the header, in words (a stray separator, a quote left open)."""
+    import csv
+
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    header = next(rows, [])
+    for row in rows:
+        if len(row) > len(header):
+            return (f"line {rows.line_num} has {len(row)} fields, the header {len(header)} (a separator too many, or "
+                    "a quote not closed?)")
+    return None
+
+
 def _json_lines(error) -> bool:
     """Whether a JSON document failed because a second value starts on a new line: JSON Lines, not a broken file."""
     if not isinstance(error, json.JSONDecodeError) or error.msg != "Extra data":
@@ -439,8 +455,8 @@ class Source:
 
     def records(self, file: InputFile, fmt: str | None = None, json_key: str | None = None) -> Iterator[tuple[int, dict] | Bad]:
         """(index, object) for each record of a JSONL, JSON-array, Parquet, CSV or TSV file (format from the
-        extension unless given). A bad line or a non-object record comes out as a ``Bad``; an unreadable
-        file raises ``BadFile``."""
+        extension unless given). A bad line or a non-object record comes out as a ``Bad``, a CSV/TSV row of empty
+        cells as a ``Skip`` (callers pass both on: ``NOT_RECORDS``); an unreadable file raises ``BadFile``."""
         by_name = fmt is None
         fmt = fmt or next((f for ext, f in RECORD_FORMATS.items()
                            if file.basename.lower().removesuffix(".gz").endswith(ext)), None)
@@ -474,9 +490,18 @@ class Source:
             except BadFile:
                 raise
             except Exception as e:
-                raise BadFile("malformed_file", f"cannot read as {fmt}: {str(e).splitlines()[0]}") from None
+                why = str(e).splitlines()[0]
+                if fmt in ("csv", "tsv") and "more fields" in why:  # polars names no line: find it
+                    why = _ragged_row(self.text(file), "\t" if fmt == "tsv" else ",") or why
+                raise BadFile("malformed_file", f"cannot read as {fmt}: {why}") from None
             items = enumerate(frame.to_dicts())
+            if fmt in ("csv", "tsv"):  # a blank line or a row of empty cells (Excel keeps formatted ones) is no record
+                items = (Skip("empty_row") if all(v is None or not v.strip() for v in item[1].values()) else item
+                         for item in items)
         for item in items:
+            if isinstance(item, Skip):
+                yield item
+                continue
             if not isinstance(item, Bad) and not isinstance(item[1], dict):
                 item = Bad(item[0], "wrong_type", f"record {item[0]} is a {type(item[1]).__name__}, not an object", item[1])
             yield item

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from datafactory.sources.base import Bad, Skip, Source
+from datafactory.sources.base import NOT_RECORDS, Bad, Skip, Source
 from datafactory.sources.inputs import InputFile
 
 
@@ -29,7 +29,7 @@ class EvolInstructSource(Source):
 
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
         for item in self.records(file):
-            if isinstance(item, Bad):
+            if isinstance(item, NOT_RECORDS):
                 yield item
                 continue
             i, rec = item

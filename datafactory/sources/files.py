@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-from datafactory.sources.base import Bad, NoOptions, Source
+from datafactory.sources.base import NOT_RECORDS, Bad, NoOptions, Skip, Source
 from datafactory.sources.inputs import InputFile
 
 
@@ -30,11 +30,11 @@ class FilesSource(Source):
     patterns = ["*.jsonl", "*.ndjson", "*.json", "*.parquet", "*.csv", "*.tsv", "*.jsonl.gz", "*.json.gz", "*.csv.gz",
                 "*.tsv.gz"]
 
-    def parse(self, file: InputFile) -> Iterator[dict | Bad]:
+    def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
         fields, id_field = self.options.fields, self.options.id
         fmt = None if self.options.format == "auto" else self.options.format
         for item in self.records(file, fmt, self.options.json_key):
-            if isinstance(item, Bad):
+            if isinstance(item, NOT_RECORDS):
                 yield item
                 continue
             i, rec = item

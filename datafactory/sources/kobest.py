@@ -15,7 +15,7 @@ from typing import Literal
 
 import polars as pl
 
-from datafactory.sources.base import Bad, BadFile, NoOptions, Source
+from datafactory.sources.base import NOT_RECORDS, Bad, BadFile, NoOptions, Skip, Source
 from datafactory.sources.inputs import InputFile
 
 TASK_FIELDS = {
@@ -62,19 +62,19 @@ class KobestSource(Source):
             return "hellaswag"
         return None
 
-    def parse(self, file: InputFile) -> Iterator[dict | Bad]:
+    def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
         stem = file.basename.rsplit(".", 1)[0]
         split = {"dev": "validation"}.get(stem, stem)
         tsv = file.basename.endswith(".tsv")
         records = list(self.records(file))  # VAIV's copy once held 0-byte TSVs: an empty_file error
-        first = next((item[1] for item in records if not isinstance(item, Bad)), {})
+        first = next((item[1] for item in records if not isinstance(item, NOT_RECORDS)), {})
         task = self._task(file, first)
         if task is None:
             raise BadFile("unknown_task", "cannot tell COPA from HellaSwag by path or columns; set `options.task`")
         mapping = TSV_FIELDS[task] if tsv else {f: f for f in TASK_FIELDS[task]}
         label_field = "Answer" if tsv and task == "copa" else "label"
         for item in records:
-            if isinstance(item, Bad):
+            if isinstance(item, NOT_RECORDS):
                 yield item
                 continue
             i, rec = item

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from datafactory.sources.base import Bad, Skip, Source
+from datafactory.sources.base import NOT_RECORDS, Bad, Skip, Source
 from datafactory.sources.inputs import InputFile
 
 _MARK = re.compile(r"(?:^|\n\n|(?<=\S) (?=Assistant:|Human:))[ \t]*(Human|Assistant):[ \t]?")
@@ -83,7 +83,7 @@ class RlhfRewardSource(Source):
         split = "test" if re.match(r"(test|eval)", base) else "train" if base.startswith("train") else base
         key = file.name.removesuffix(".gz").rsplit(".", 1)[0]  # the relative path: HH has */train.jsonl.gz
         for item in self.records(file):
-            if isinstance(item, Bad):
+            if isinstance(item, NOT_RECORDS):
                 yield item
                 continue
             i, rec = item

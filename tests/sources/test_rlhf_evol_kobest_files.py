@@ -388,3 +388,25 @@ def test_excel_unicode_text_utf16_is_read_by_auto_and_named_otherwise(tmp_path):
     (tmp_path / "plain.tsv").write_text("질문\t답변\n안녕\t반가워\n", "utf-8")  # UTF-16 would decode it to mojibake
     with pytest.raises(SourceError, match="plain.tsv: no UTF-16 byte-order mark at the start"):
         read_source("files", tmp_path / "plain.tsv", encoding="utf-16")
+
+
+def test_blank_csv_and_tsv_rows_are_skipped_and_counted_not_errors(tmp_path):
+    """A blank line, or a row of empty cells (Excel keeps rows that were ever formatted: `,,`), was a record of
+    nulls: a missing-field error under `on_error: fail` (a KoBEST TSV ending in blank lines failed the build)."""
+    import shutil
+
+    copa = tmp_path / "KoBEST_datarepo" / "v1.0" / "COPA"
+    copa.mkdir(parents=True)
+    tsv = (SAMPLES / "kobest" / "KoBEST_datarepo" / "v1.0" / "COPA" / "dev.tsv").read_text("utf-8")
+    (copa / "dev.tsv").write_text(tsv.rstrip("\n") + "\n\n\t\t\t\t\n \t\t\t\t\n", "utf-8")
+    got = read_source("kobest", tmp_path)
+    shutil.rmtree(tmp_path / "KoBEST_datarepo")
+    plain = read_source("kobest", SAMPLES / "kobest" / "KoBEST_datarepo" / "v1.0" / "COPA")
+    assert got.frame.height == plain.frame.height and got.skipped == {"empty_row": 3}
+    (tmp_path / "excel.csv").write_text("질문,답변\r\n안녕,반가워\r\n,\r\n\r\n뭐해,밥\r\n , \r\n", "utf-8")
+    got = read_source("files", tmp_path / "excel.csv", fields={"instruction": "질문", "output": "답변"})
+    assert got.frame["instruction"].to_list() == ["안녕", "뭐해"] and got.skipped == {"empty_row": 3}
+    assert got.frame["id"].to_list() == ["s/excel.csv#0", "s/excel.csv#3"]  # keys keep the rows' positions
+    (tmp_path / "excel.csv").write_text("질문,답변\r\n안녕,반가워\r\n\"뭐, 해\",밥,\r\n", "utf-8")  # a stray comma
+    with pytest.raises(SourceError, match=r"excel\.csv: cannot read as csv: line 3 has 3 fields, the header 2"):
+        read_source("files", tmp_path / "excel.csv")
