@@ -16,6 +16,7 @@ of the same model, else the profile's ``expected_output_tokens``, else ``max_tok
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from datafactory.llm.limiter import Limiter
 from datafactory.llm.profiles import Profile, RoleSpec
 from datafactory.llm.providers import Permanent, Transient, make_provider
 from datafactory.llm.store import ResponseStore
-from datafactory.llm.types import Answer, Failure, Request, Resolved
+from datafactory.llm.types import Answer, Failure, Request, Resolved, strip_reasoning
 
 DEFAULT_MAX_TOKENS = 1024  # reserved per answer when neither the step nor the profile says
 BATCH_LIMIT = 50_000  # requests per OpenAI batch (its limit); more make several batches
@@ -135,7 +136,16 @@ class StepLLM:
                 expanded.append(r)
             groups.append(slice(start, len(expanded)))
         results = self._complete(expanded, batch)
-        return [results[g][0] if g.stop - g.start == 1 else _merge(results[g]) for g in groups]
+        return [self._visible(r.role, results[g][0] if g.stop - g.start == 1 else _merge(results[g]))
+                for r, g in zip(requests, groups)]
+
+    def _visible(self, role: str, answer: Answer | Failure) -> Answer | Failure:
+        """The answer as the step sees it: a reasoning model's thinking left out unless the role keeps it (the
+        store keeps the whole text, so changing the setting asks nothing again)."""
+        if not isinstance(answer, Answer) or self.client.profile.role(role, self.where).reasoning == "keep":
+            return answer
+        texts = [strip_reasoning(t) for t in answer.texts]
+        return answer if texts == answer.texts else dataclasses.replace(answer, texts=texts)
 
     def _complete(self, requests: list[Request], batch: bool = False) -> list[Answer | Failure]:
         c = self.client

@@ -66,6 +66,10 @@ class RoleSpec(BaseModel):
     # (datafactory.llm.providers.rule_score) so the offline loop can judge a local model's own answers
     unmatched: Literal["error", "rules"] = "error"
     batch_size: int = Field(default=8, ge=1, le=1024)  # transformers: prompts per generate call
+    # a reasoning model's thinking before its answer (<think>...</think>: Qwen3, DeepSeek-R1; <thought>: EXAONE
+    # Deep), served without a reasoning parser: left out of the answer the steps see, or kept (reasoning data).
+    # The store keeps the whole text either way
+    reasoning: Literal["strip", "keep"] = "strip"
 
     @model_validator(mode="after")
     def _check(self):
@@ -129,9 +133,11 @@ class Profile:
         return self._model_digest[str(folder)]
 
     def identity(self, role: str, where: str = "") -> dict:
-        """What of a role enters the version id: its kind, model identity and sampling parameters."""
+        """What of a role enters the version id: its kind, model identity, sampling parameters and what is done with
+        a reasoning model's thinking."""
         spec = self.role(role, where)
-        out = {"kind": spec.kind, "model": self.model_identity(spec), "params": dict(sorted(spec.params.items()))}
+        out = {"kind": spec.kind, "model": self.model_identity(spec), "params": dict(sorted(spec.params.items())),
+               "reasoning": spec.reasoning}
         if spec.provider == "demo":  # new sample answers make new data
             out["answers"] = self._demo_digest(spec)
             if spec.unmatched != "error":

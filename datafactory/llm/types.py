@@ -73,6 +73,21 @@ class Answer:
                    data.get("top_logprobs"), data.get("finish_reasons", []), key, cached)
 
 
+def strip_reasoning(text: str) -> str:
+    """The answer after a reasoning model's thinking: what follows ``</think>`` (or ``</thought>``, EXAONE Deep)
+    where the thinking opens the text, its opening tag there or in the chat template's prompt (DeepSeek-R1's
+    distills, Qwen3 with thinking on). Thinking cut off before its end (``max_tokens``) leaves no answer: ""."""
+    for tag in ("think", "thought"):
+        end = text.find(f"</{tag}>")
+        if end >= 0:
+            start = text.find(f"<{tag}>", 0, end)
+            if start < 0 or not text[:start].strip():
+                return text[end + len(tag) + 3:].lstrip()
+        elif text.lstrip().startswith(f"<{tag}>"):
+            return ""
+    return text
+
+
 @dataclass
 class Failure:
     """A request that failed for good (stored so it is not paid for again) or was not made (budget)."""

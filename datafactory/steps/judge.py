@@ -10,7 +10,8 @@ data). Where the endpoint returns logprobs the call asks one token with ``top_lo
 probability-weighted mean over "1".."5" (renormalised), and the distribution is kept. A first token whose
 digits hold less than ``min_mass`` of the probability is a counted failure. Where the endpoint has no logprobs
 (the profile says ``logprobs: false``) the call samples ``samples`` short answers and averages the ones that
-parse. An unparseable answer is a counted failure, never a 0 (the original G-Eval code counted it as 0).
+parse (a reasoning judge: ``method: sample`` and ``sample_max_tokens`` with room for its thinking, which is left
+out of the answer). An unparseable answer is a counted failure, never a 0 (the original G-Eval code counted it as 0).
 
 Output: ``scores`` (a list of ``{criterion, score, dist}``, dist the five probabilities of 1..5) and
 ``score_total`` (their sum: the seed's rule compares sums). A row with any failed criterion is dropped with a
@@ -43,6 +44,8 @@ class JudgeParams(LLMParams):
     method: Literal["auto", "logprobs", "sample"] = "auto"
     samples: int = Field(default=10, ge=2, le=20)
     min_mass: float = Field(default=0.5, gt=0, le=1)
+    # tokens per sampled answer: a digit needs 3; a reasoning model thinks first (give it room: 2048)
+    sample_max_tokens: int = Field(default=3, ge=1, le=32_768)
 
 
 class Judge(LLMStep):
@@ -74,7 +77,7 @@ class Judge(LLMStep):
         if method == "auto":
             method = "logprobs" if llm.supports_logprobs(p.role) else "sample"
         params = ({"max_tokens": 1, "logprobs": True, "top_logprobs": 20} if method == "logprobs" else
-                  {"max_tokens": 3, "temperature": 1.0})
+                  {"max_tokens": p.sample_max_tokens, "temperature": 1.0})
         n = 1 if method == "logprobs" else p.samples
         ids = df["id"].to_list()
         rows = list(zip(ids, df[p.instruction].cast(pl.String).to_list(), df[p.response].cast(pl.String).to_list()))

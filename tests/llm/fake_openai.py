@@ -3,6 +3,7 @@ client. Standard library only (plus the factory's own token counter for realisti
 
     python tests/llm/fake_openai.py --port-file P --log L [--latency 0.05] [--rpm 3000] [--fail-rate 0.3]
                                     [--faults 429,500,truncated,timeout] [--timeout-sleep 3] [--no-logprobs] [--seed 1]
+                                    [--reasoning think]
 
 Every response is one JSON line in ``--log``: ``{"key", "status", "fault", "t"}``, where ``key`` is the sha256 of
 the request body, so a test can count how often a request was answered. Answers are deterministic in the
@@ -65,6 +66,8 @@ def completion(body: dict, key: str, now: float) -> dict:
                 if body.get("logprobs") and ARGS.logprobs else None
         else:
             text, logprobs = answer_text(body) + (f" ({i + 1})" if n > 1 else ""), None
+        if ARGS.reasoning:  # a reasoning model served without a reasoning parser (Qwen3, DeepSeek-R1, EXAONE Deep)
+            text = f"<{ARGS.reasoning}>\n음, 먼저 질문을 살펴보자. 답은 {text}\n</{ARGS.reasoning}>\n\n{text}"
         choices.append({"index": i, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
                         "finish_reason": "stop"})
     usage = {"prompt_tokens": count_messages(body.get("messages", []), "o200k_base"),
@@ -223,6 +226,7 @@ def main():
     ap.add_argument("--faults", default="429,500,truncated")
     ap.add_argument("--timeout-sleep", type=float, default=3.0)
     ap.add_argument("--no-logprobs", dest="logprobs", action="store_false")
+    ap.add_argument("--reasoning", default="")  # think / thought: answers open with <think>...</think>
     ap.add_argument("--seed", default="1")
     ap.add_argument("--batch-polls", type=int, default=2)  # retrieves before a batch reports "completed"
     ARGS = ap.parse_args()

@@ -188,3 +188,28 @@ def test_a_profile_with_a_role_written_twice_or_not_utf8_is_refused_with_its_lin
     path.write_bytes("# 선생 모델\nroles: {}\n".encode("cp949"))
     with pytest.raises(RecipeError, match=r"p\.yaml: not UTF-8 at byte 2 \(save the profile as UTF-8\)"):
         load_profile(str(path), tmp_path)
+
+
+@pytest.mark.parametrize("tag", ["think", "thought"])
+def test_a_reasoning_models_thinking_is_left_out_of_the_answer_and_kept_in_the_store(setup, tmp_path, tag):
+    """A reasoning model served without a reasoning parser (Qwen3, DeepSeek-R1; EXAONE Deep's <thought>) puts its
+    thinking before the answer: it went into the SFT answers, and a judge's score was not found after it. The
+    steps see the answer alone; the store keeps the whole text, so `reasoning: keep` (reasoning data) asks nothing
+    again, and the setting is part of the role's identity (the version id)."""
+    from datafactory.llm.types import strip_reasoning
+
+    server, store, client = setup(server_opts={"reasoning": tag})
+    step = client.for_step("")
+    got = step.complete(ask(2) + [Request("judge", [{"role": "user", "content": "점수?"}], {"max_tokens": 1})])
+    assert [a.texts[0] for a in got[:2]] == ["[가짜 답변] 0번 질문: 서울의 날씨는 어때요?",
+                                              "[가짜 답변] 1번 질문: 서울의 날씨는 어때요?"]
+    assert got[2].texts[0] in "12345" and len(got[2].texts[0]) == 1
+    assert store.get(got[0].key)["answer"]["texts"][0].startswith(f"<{tag}>")  # the whole text, as paid for
+    keep = load_profile(str(write_profile(tmp_path / "profiles" / "k.yaml", server.base_url, reasoning="keep")), tmp_path)
+    again = LLMClient(keep, store).for_step("").complete(ask(2))
+    assert again[0].cached and again[0].texts[0].startswith(f"<{tag}>")
+    assert keep.identity("teacher")["reasoning"] == "keep" != client.profile.identity("teacher")["reasoning"]
+    # the opening tag in the chat template's prompt, not in the answer; thinking cut off by max_tokens
+    assert strip_reasoning("생각하는 중...\n</think>\n\n답") == "답"
+    assert strip_reasoning("<think>끝나지 않은 생각") == "" and strip_reasoning("답 <think>는 태그") == "답 <think>는 태그"
+    assert strip_reasoning("보통 답변") == "보통 답변"

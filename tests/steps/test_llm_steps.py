@@ -143,7 +143,12 @@ def test_judge_samples_where_the_endpoint_has_no_logprobs():
     llm = CannedLLM(lambda r: Answer(["4", "5"] * 5, {}, 0), logprobs=False)
     out, _ = run("judge", frame(instruction=["a"], response=["b"]), llm)
     assert llm.requests[0].n == 10 and llm.requests[0].params["temperature"] == 1.0
+    assert llm.requests[0].params["max_tokens"] == 3
     assert out["score_total"][0] == pytest.approx(6 * 4.5)
+    # a reasoning judge thinks first: room for it (its thinking is left out by the client, see test_client)
+    llm = CannedLLM(lambda r: Answer(["4"] * 10, {}, 0), logprobs=False)
+    run("judge", frame(instruction=["a"], response=["b"]), llm, method="sample", sample_max_tokens=2048)
+    assert llm.requests[0].params["max_tokens"] == 2048
 
 
 def test_hatespeech_judge_uses_its_own_harmlessness():
