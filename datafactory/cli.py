@@ -317,7 +317,9 @@ def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
     out.print(steps)
     srcs = Table("source", "kind", "rows", "quarantined", "path", title="sources")
     for n, s in m["sources"].items():
-        srcs.add_row(n, s["kind"], f"{s.get('rows', 0):,}", str(sum((s.get("quarantined") or {}).values())), str(s["path"]))
+        up = m.get("upstream", {}).get(n)  # a dataset source: the version it read, not a path
+        where = f"{up['dataset']}@{up['version']}" if up else str(s["path"])
+        srcs.add_row(n, s["kind"], f"{s.get('rows', 0):,}", str(sum((s.get("quarantined") or {}).values())), where)
     out.print(srcs)
     for split, f in m["files"].items():
         df = pl.read_parquet(store.version_dir(name, version) / f, n_rows=rows)

@@ -94,6 +94,11 @@ def test_plan_list_show_card_diff_gc(cli_project, tmp_path):
     assert "steps[1].filter" in shown and '"id": "qa/q' in shown
     assert json.loads(cli(cli_project, "show", "sft", "--json").stdout)["version"] == ref.split("@")[1]
     assert cli(cli_project, "card", "sft").stdout.startswith("---\nlanguage:")
+    cli_project.recipe("down", {"sources": {"up": {"kind": "dataset", "options": {"name": "sft"}}}, "steps": [],
+                                "output": {"format": "sft"}})
+    cli(cli_project, "-q", "build", "down")
+    up = [line for line in cli(cli_project, "show", "down", "--rows", "0").stdout.splitlines() if "│ up " in line]
+    assert len(up) == 1 and "dataset" in up[0] and ref in up[0]  # the version it read (the path was "None")
     cli_project.jsonl("qa.jsonl", qa_rows(45))
     ref2 = cli(cli_project, "-q", "build", "sft").stdout.strip()
     d = json.loads(cli(cli_project, "diff", ref, ref2, "--json").stdout)
