@@ -689,6 +689,28 @@ def main(argv: list[str] | None = None) -> None:
     except DataFactoryError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(1)
+    except Exception as e:  # a full disk or a folder we may not write: one line, not a traceback
+        disk = _disk_error(e)
+        if disk is None:
+            raise
+        where = f" ({disk.filename})" if disk.filename else ""
+        err.print(f"error: {disk.strerror}{where}; free some space or point --data at a folder you can write "
+                  "(what was built and paid for before this is kept: the same command resumes)", markup=False,
+                  highlight=False)
+        sys.exit(1)
+
+
+def _disk_error(e: BaseException) -> OSError | None:
+    """The full-disk, over-quota, read-only or permission error behind ``e`` (a writer thread may have wrapped it)."""
+    import errno
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 class Terminated(KeyboardInterrupt):

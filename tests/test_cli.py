@@ -269,6 +269,31 @@ def test_sigterm_while_workers_parse_stops_them_all_and_keeps_nothing_half_writt
     assert not list((project.data / ".cache").rglob("*.tmp"))  # the parts written before the signal are gone
 
 
+def test_a_full_disk_is_one_line_and_keeps_what_was_built(cli_project, monkeypatch, capsys):
+    """No space left while publishing (the plot, a split file) was a traceback; now one line that says what to do.
+    The source's cache entry written before is kept."""
+    import errno
+
+    from datafactory import cli as cli_module
+    from datafactory import publish
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(cli_project.data / "sft" / "x"))
+
+    monkeypatch.setattr(publish, "write_atomic", full)
+    with pytest.raises(SystemExit) as e:
+        cli_module.main(["--data", str(cli_project.data), "--recipes", str(cli_project.recipes), "build", "sft"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "Traceback" not in err
+    assert f"error: No space left on device ({cli_project.data / 'sft' / 'x'}); free some space or point --data" in err
+    assert list((cli_project.data / ".cache" / "sources").glob("*.parquet"))
+    try:  # a writer thread's wrapping is looked through; other errors are not worded so
+        raise RuntimeError("train.parquet: no space") from OSError(errno.ENOSPC, "No space left on device")
+    except RuntimeError as wrapped:
+        assert cli_module._disk_error(wrapped).errno == errno.ENOSPC
+    assert cli_module._disk_error(OSError(errno.EBADF, "Bad file descriptor")) is None
+
+
 def test_gc_keeps_pins_and_the_newest_few_and_dry_run_writes_nothing(cli_project):
     refs = []
     for n in (10, 11, 12, 13, 14):
