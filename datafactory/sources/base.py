@@ -453,7 +453,8 @@ class Source:
             except json.JSONDecodeError as e:
                 yield Bad(i, "malformed_json", f"line {i + 1}: invalid JSON ({e.msg})", line[:500])
 
-    def records(self, file: InputFile, fmt: str | None = None, json_key: str | None = None) -> Iterator[tuple[int, dict] | Bad]:
+    def records(self, file: InputFile, fmt: str | None = None,
+                json_key: str | None = None) -> Iterator[tuple[int, dict] | Bad | Skip]:
         """(index, object) for each record of a JSONL, JSON-array, Parquet, CSV or TSV file (format from the
         extension unless given). A bad line or a non-object record comes out as a ``Bad``, a CSV/TSV row of empty
         cells as a ``Skip`` (callers pass both on: ``NOT_RECORDS``); an unreadable file raises ``BadFile``."""
@@ -640,15 +641,14 @@ class Source:
                     add(future.result(), chunk)
                     done += 1
                 ex.shutdown()
-            except concurrent.futures.process.BrokenProcessPool as e:
-                _stop(ex)
+            except BaseException as e:  # a bad file, Ctrl-C, SIGTERM: the workers stop now, not after every chunk
+                if ex is not None:
+                    _stop(ex)
+                if not isinstance(e, concurrent.futures.process.BrokenProcessPool):
+                    raise
                 pool_failed = f"worker processes failed ({e}); parsed in one process instead"
                 for i in range(done, len(chunks)):
                     add(self._read_chunk(chunks[i], parts, i), chunks[i])
-            except BaseException:  # a bad file, Ctrl-C, SIGTERM: the workers stop now, not after every chunk
-                if ex is not None:
-                    _stop(ex)
-                raise
         else:
             for i, chunk in enumerate(chunks):
                 add(self._read_chunk(chunk, parts, i), chunk)

@@ -35,7 +35,11 @@ def _as_text(name: str) -> str:
     """A file name as text. A name whose bytes are not UTF-8 comes from the system as surrogates, which no file,
     column or manifest can hold: a Korean Windows zip unpacked by `unzip` leaves cp949 bytes (`147.텍스트 윤리검증
     데이터`), read as cp949 where they are, else shown with \\x escapes. The file is still opened by its real path."""
-    raw = name.encode("utf-8", "surrogateescape")
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogateescape")
     try:
         return raw.decode("cp949")
     except UnicodeDecodeError:
@@ -43,20 +47,12 @@ def _as_text(name: str) -> str:
 
 
 def _texts(names: list[str]) -> list[str]:
-    """``_as_text`` where needed: one check over all the names in the usual case (every name UTF-8)."""
+    """``_as_text`` of each name: one check over all of them in the usual case (every name UTF-8)."""
     try:
         "\n".join(names).encode("utf-8")
         return names
     except UnicodeEncodeError:
-        return [n if n.isascii() or not _has_surrogates(n) else _as_text(n) for n in names]
-
-
-def _has_surrogates(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
+        return list(map(_as_text, names))
 
 
 class _Archive:
