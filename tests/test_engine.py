@@ -566,3 +566,37 @@ def test_the_same_files_under_another_root_are_other_names_and_another_version(p
 
     shutil.rmtree(project.data)
     assert project.factory(overrides={"qa": "inputs/hh"}).build("sft").version == down.version
+
+
+def test_decomposed_hangul_names_from_a_mac_give_the_same_names_and_version_as_composed_ones(project, tmp_path):
+    """Finder and zips made on a Mac name files in decomposed Hangul (NFD, the "자소 분리" of names sent from
+    macOS): row keys and the fingerprint took those bytes, so the same files gave another version id than on the
+    colleague's Linux disk; and a path typed composed in the recipe did not find the folder."""
+    import shutil
+    import unicodedata
+    import zipfile
+
+    folder = "말뭉치 모음/질문"
+    for form, root in (("NFC", project.root / "inputs"), ("NFD", tmp_path / "mac")):
+        path = root / unicodedata.normalize(form, folder) / unicodedata.normalize(form, "대화.jsonl")
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in qa_rows(12)), "utf-8")
+    body = sft_recipe()
+    del body["sources"]["qa"]["options"]["id"]  # keys from the file's name: `말뭉치 모음/질문/대화.jsonl#3`
+    body["sources"]["qa"]["path"] = "inputs"
+    project.recipe("sft", body)
+    linux = project.factory().build("sft")
+    ids = pl.read_parquet(project.data / "sft" / linux.version / "train.parquet")["id"].to_list()
+    assert all(i.startswith("qa/말뭉치 모음/질문/대화.jsonl#") and unicodedata.is_normalized("NFC", i) for i in ids)
+    shutil.rmtree(project.data)
+    mac = project.factory(overrides={"qa": str(tmp_path / "mac")}).build("sft")
+    assert mac.version == linux.version
+    # the composed spelling of a decomposed folder, and a zip made on a Mac (UTF-8 names, decomposed)
+    shutil.rmtree(project.data)
+    typed = project.factory(overrides={"qa": str(tmp_path / "mac" / "말뭉치 모음")}).build("sft")
+    assert typed.built
+    with zipfile.ZipFile(tmp_path / "mac.zip", "w") as zf:
+        zf.write(next((tmp_path / "mac").rglob("*.jsonl")), unicodedata.normalize("NFD", f"{folder}/대화.jsonl"))
+    from datafactory.sources.inputs import resolve_inputs
+
+    assert [f.name for f in resolve_inputs(tmp_path / "mac.zip", ["*.jsonl"])] == ["mac.zip!말뭉치 모음/질문/대화.jsonl"]

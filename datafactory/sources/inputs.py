@@ -10,6 +10,7 @@ import functools
 import glob as globlib
 import os
 import re
+import unicodedata
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from datafactory.errors import SourceError
 def _zip_member_name(info: zipfile.ZipInfo) -> str:
     """Member names from Korean Windows zips are cp949 without the UTF-8 flag; zipfile decodes them as cp437."""
     if info.flag_bits & 0x800:
-        return info.filename
+        return unicodedata.normalize("NFC", info.filename)  # a zip made on a Mac holds decomposed Hangul
     try:
         return info.filename.encode("cp437").decode("cp949")
     except (UnicodeEncodeError, UnicodeDecodeError):
@@ -32,27 +33,28 @@ def _zip_member_name(info: zipfile.ZipInfo) -> str:
 
 
 def _as_text(name: str) -> str:
-    """A file name as text. A name whose bytes are not UTF-8 comes from the system as surrogates, which no file,
-    column or manifest can hold: a Korean Windows zip unpacked by `unzip` leaves cp949 bytes (`147.텍스트 윤리검증
-    데이터`), read as cp949 where they are, else shown with \\x escapes. The file is still opened by its real path."""
+    """A file name as text, the same on every machine. A name whose bytes are not UTF-8 comes from the system as
+    surrogates, which no file, column or manifest can hold: a Korean Windows zip unpacked by `unzip` leaves cp949
+    bytes (`147.텍스트 윤리검증 데이터`), read as cp949 where they are, else shown with \\x escapes. Hangul from a Mac
+    (Finder's names, zips made there) is decomposed (NFD: the "자소 분리" of names sent from macOS): composed (NFC),
+    so names, row keys and version ids do not depend on whose disk the files passed through. The file is still
+    opened by its real path."""
     try:
         name.encode("utf-8")
-        return name
     except UnicodeEncodeError:
         raw = name.encode("utf-8", "surrogateescape")
-    try:
-        return raw.decode("cp949")
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", "backslashreplace")
+        try:
+            name = raw.decode("cp949")
+        except UnicodeDecodeError:
+            return raw.decode("utf-8", "backslashreplace")
+    return unicodedata.normalize("NFC", name)
 
 
 def _texts(names: list[str]) -> list[str]:
-    """``_as_text`` of each name: one check over all of them in the usual case (every name UTF-8)."""
-    try:
-        "\n".join(names).encode("utf-8")
+    """``_as_text`` of each name: one check over all of them in the usual case (ASCII names: NIKL's and AIHub's)."""
+    if "".join(names).isascii():
         return names
-    except UnicodeEncodeError:
-        return list(map(_as_text, names))
+    return list(map(_as_text, names))
 
 
 class _Archive:
@@ -256,6 +258,9 @@ def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None 
         for hit in hits:
             files += resolve_inputs(hit, ["*"] if hit.is_file() and not zipfile.is_zipfile(hit) else patterns)
         return files
+    if not raw.exists():  # Hangul typed composed for a folder a Mac named decomposed (or the other way round)
+        raw = next((Path(p) for form in ("NFD", "NFC") if (p := unicodedata.normalize(form, str(raw))) != str(raw)
+                    and os.path.exists(p)), raw)
     if not raw.exists():
         where = f" (looked at {raw.resolve()})" if str(raw.resolve()) != str(path) else ""
         raise SourceError(f"{path}: no such file or folder{where}; point the source at your download (--source NAME=PATH)")
