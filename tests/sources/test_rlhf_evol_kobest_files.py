@@ -410,3 +410,23 @@ def test_blank_csv_and_tsv_rows_are_skipped_and_counted_not_errors(tmp_path):
     (tmp_path / "excel.csv").write_text("질문,답변\r\n안녕,반가워\r\n\"뭐, 해\",밥,\r\n", "utf-8")  # a stray comma
     with pytest.raises(SourceError, match=r"excel\.csv: cannot read as csv: line 3 has 3 fields, the header 2"):
         read_source("files", tmp_path / "excel.csv")
+
+
+def test_extensions_match_in_any_case(tmp_path):
+    """Files from Windows are often `DATA.CSV` or `대화.JSON`: a folder of them was read without those files, and
+    without a word. A pattern's end (the extension) matches in any case; its start (NIKL's `SDRW`) as written."""
+    import zipfile
+
+    from datafactory.sources.inputs import _pattern, resolve_inputs
+
+    (tmp_path / "A.CSV").write_text("q,a\n안녕,반가워\n", "utf-8")
+    (tmp_path / "b.csv").write_text("q,a\n뭐해,밥\n", "utf-8")
+    (tmp_path / "대화.JSON").write_text('[{"q": "잘 자", "a": "응"}]', "utf-8")
+    with zipfile.ZipFile(tmp_path / "more.ZIP", "w") as zf:
+        zf.writestr("C.JSONL", '{"q": "또", "a": "봐"}\n')
+    got = read_source("files", tmp_path, fields={"instruction": "q", "output": "a"})
+    assert sorted(got.frame["instruction"].to_list()) == sorted(["안녕", "뭐해", "잘 자", "또"])
+    assert [f.name for f in resolve_inputs(tmp_path, ["*.zip"])] == ["more.ZIP"]
+    nikl = _pattern(("SDRW*.json", "MDRW*.json"))
+    assert nikl.match_all(["SDRW1.JSON", "sdrw1.json", "MDRW2.Json", "SDRW1.jsonl"]) == [True, False, True, False]
+    assert _pattern(("x?.json",)).match("X1.JSON")
