@@ -713,6 +713,19 @@ def _disk_error(e: BaseException) -> OSError | None:
     return None
 
 
+def _korean_output() -> None:
+    """Standard output and error in UTF-8 where the locale's encoding cannot write Hangul (``LANG=en_US`` on a
+    cluster, a C locale without Python's coercion): printing a record or an error about a Korean file name died
+    with UnicodeEncodeError. UTF-8 is also what `--json > rows.jsonl` should hold."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            "한".encode(stream.encoding or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            with contextlib.suppress(AttributeError, ValueError):  # not a text stream we may reconfigure
+                # surrogateescape: arguments the locale could not decode are written back as the bytes typed
+                stream.reconfigure(encoding="utf-8", errors="surrogateescape")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, a job scheduler's time limit, a container stopping) taken as a Ctrl-C: the build stops
     its worker processes, removes what it had half written and says what it keeps. By default SIGTERM killed the
@@ -736,6 +749,7 @@ def run() -> None:
 
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # not where whoever started us chose otherwise
         signal.signal(signal.SIGTERM, _terminated)
+    _korean_output()
     try:
         main()
         code = 0

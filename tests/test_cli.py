@@ -294,6 +294,24 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_built(cli_project, monkeypat
     assert cli_module._disk_error(OSError(errno.EBADF, "Bad file descriptor")) is None
 
 
+def test_korean_output_under_a_locale_that_cannot_write_it(tmp_path):
+    """Under an ASCII locale (a C locale without Python's coercion, `LANG=en_US` on a cluster) printing a record or
+    an error naming a Korean path died with UnicodeEncodeError; output is UTF-8 then, and what the locale could not
+    decode from the command line is written back as typed."""
+    folder = tmp_path / "한글 폴더"
+    folder.mkdir()
+    (folder / "qa.jsonl").write_text('{"q": "안녕하세요", "a": "반가워요"}\n', "utf-8")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    ok = subprocess.run([sys.executable, "-m", "datafactory", "source", "files", str(folder), "--json", "--head", "1"],
+                        capture_output=True, env=env)
+    assert ok.returncode == 0, ok.stderr.decode("utf-8", "replace")
+    assert "안녕하세요" in ok.stdout.decode("utf-8") and b"Traceback" not in ok.stderr
+    gone = subprocess.run([sys.executable, "-m", "datafactory", "source", "files", str(tmp_path / "없는 폴더")],
+                          capture_output=True, env=env)
+    assert gone.returncode == 1 and f"error: {tmp_path / '없는 폴더'}: no such file or folder" in gone.stderr.decode("utf-8")
+
+
 def test_gc_keeps_pins_and_the_newest_few_and_dry_run_writes_nothing(cli_project):
     refs = []
     for n in (10, 11, 12, 13, 14):
