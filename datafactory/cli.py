@@ -60,6 +60,7 @@ from rich.console import Console
 from rich.table import Table
 
 import datafactory
+from datafactory.console import utf8_output
 from datafactory.errors import DataFactoryError
 from datafactory.store import DEFAULT_KEEP
 
@@ -713,19 +714,6 @@ def _disk_error(e: BaseException) -> OSError | None:
     return None
 
 
-def _korean_output() -> None:
-    """Standard output and error in UTF-8 where the locale's encoding cannot write Hangul (``LANG=en_US`` on a
-    cluster, a C locale without Python's coercion): printing a record or an error about a Korean file name died
-    with UnicodeEncodeError. UTF-8 is also what `--json > rows.jsonl` should hold."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            "한".encode(stream.encoding or "ascii")
-        except (UnicodeEncodeError, LookupError):
-            with contextlib.suppress(AttributeError, ValueError):  # not a text stream we may reconfigure
-                # surrogateescape: arguments the locale could not decode are written back as the bytes typed
-                stream.reconfigure(encoding="utf-8", errors="surrogateescape")
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, a job scheduler's time limit, a container stopping) taken as a Ctrl-C: the build stops
     its worker processes, removes what it had half written and says what it keeps. By default SIGTERM killed the
@@ -749,7 +737,7 @@ def run() -> None:
 
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # not where whoever started us chose otherwise
         signal.signal(signal.SIGTERM, _terminated)
-    _korean_output()
+    utf8_output()
     try:
         main()
         code = 0

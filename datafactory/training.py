@@ -550,7 +550,11 @@ def held_out_prompts(ds: DatasetRef, data_args, n: int) -> list[str]:
 
 
 def run(main, config_cls, defaults: dict, extra: tuple = ()) -> None:
-    """A trainer's entry point: parse, run, and turn a mistake into one ``error:`` line (exit 1)."""
+    """A trainer's entry point: parse, run, and turn a mistake into one ``error:`` line (exit 1). Output is UTF-8
+    where the locale cannot write Hangul (a generated answer, a Korean dataset name)."""
+    from datafactory.console import utf8_output
+
+    utf8_output()
     try:
         main(*parse(config_cls, defaults, extra))
     except DataFactoryError as e:

@@ -144,3 +144,22 @@ def test_templates_compare_by_text_not_by_the_variants_used():
 ])
 def test_rule_score_is_a_documented_rule_of_thumb(text, score):
     assert rule_score(text) == score
+
+
+def test_a_trainer_writes_korean_under_a_locale_that_cannot(tmp_path):
+    """Under an ASCII locale (`LANG=en_US` on a cluster, a C locale without Python's coercion) a trainer's messages
+    naming a Korean dataset came out as `\\udced\\udc95...`, and printing a Korean answer died with
+    UnicodeEncodeError; its output is UTF-8 then, as the datafactory program's is."""
+    import os
+    import subprocess
+
+    from tests.trainers.conftest import env
+
+    root = copy_project(tmp_path)
+    c_locale = {**env(), "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    c_locale.pop("PYTHONIOENCODING", None)
+    p = subprocess.run([sys.executable, str(TRAINERS / "sft.py"), "--dataset", "한국어_sft"], cwd=root, env=c_locale,
+                       capture_output=True, timeout=300)
+    err = p.stderr.decode("utf-8")
+    assert p.returncode == 1 and "error: no built dataset '한국어_sft'" in err and "Traceback" not in err, err
+    assert os.environ.get("LC_ALL") != "C"  # the test's own locale untouched
