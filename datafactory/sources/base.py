@@ -275,6 +275,10 @@ def _json_lines(error) -> bool:
     return error.doc[:error.pos].rstrip(" \t\r").endswith("\n")
 
 
+class MixedKinds(SourceError):
+    """A field of a source without a schema holds values of two kinds one column cannot hold."""
+
+
 def _kind(value) -> str:
     """What a value is, in a user's words (for errors about a field's values)."""
     if isinstance(value, dict):
@@ -282,6 +286,12 @@ def _kind(value) -> str:
     if isinstance(value, list):
         return "a list"
     return "text" if isinstance(value, str) else f"the {type(value).__name__} {value!r:.40}"
+
+
+def _kinds(kind: type) -> str:
+    """Values of a Python type, in a user's words (plural)."""
+    return {dict: "objects", list: "lists", str: "text", bool: "true/false", int: "whole numbers",
+            float: "numbers"}.get(kind, f"{kind.__name__} values")
 
 
 def _to_frame(rows: list[dict], schema: dict | None = None) -> pl.DataFrame:
@@ -694,8 +704,12 @@ class Source:
             if rows:
                 try:
                     frame = self._frame(rows)
-                except _frame_errors():
+                except _frame_errors():  # values the kind's schema cannot hold
                     frame = self._frame(self._fitting(files[i], rows, reject))
+                except MixedKinds:  # no schema: a field of two kinds
+                    if self.on_error != "quarantine":
+                        raise
+                    frame = self._frame(self._one_kind(files[i], rows, reject))
                 pieces.append(frame.with_columns(pl.lit(i, pl.Int32).alias("_file")))
                 rows.clear()
 
@@ -745,9 +759,37 @@ class Source:
             reject(file, row.get("_key"), "wrong_type", detail, row)
         return fit
 
-    def _mixed(self, where: str) -> SourceError:
-        return SourceError(f"source '{self.name}' ({self.kind}): {where}, which one column cannot hold; fix the "
-                           "records, or map only the fields you need with `options.fields`")
+    def _one_kind(self, file: InputFile, rows: list[dict], reject) -> list[dict]:
+        """Under ``on_error: quarantine``, for a source without a schema whose rows hold a field in two kinds one
+        column cannot hold (mostly text, a few objects): the rows whose value is not of the field's usual kind (the
+        kind most of its values have; the first one's on a tie) are rejected (``wrong_type``), naming key and field.
+        Only after the rows failed to make a frame together; where their values still cannot be one column (objects
+        of different shapes), the error stands."""
+        for name in dict.fromkeys(k for r in rows for k in r if k != "_key"):
+            kinds = Counter(type(r[name]) for r in rows if r.get(name) is not None)
+            if len(kinds) < 2:
+                continue
+            usual = max(kinds, key=kinds.__getitem__)  # the first one most common (Counter keeps the order seen)
+            sample = next(r[name] for r in rows if type(r.get(name)) is usual)
+            fits = {usual: True}
+            kept = []
+            for row in rows:
+                kind = type(row.get(name))
+                if kind is not type(None) and fits.setdefault(kind, _builds([{"v": sample}, {"v": row[name]}])) is False:
+                    reject(file, row.get("_key"), "wrong_type", f"field '{name}' holds {_kind(row[name])}, where "
+                           f"{kinds[usual]:,} other records hold {_kinds(usual)}", row)
+                    continue
+                kept.append(row)
+            rows = kept
+        return rows
+
+    def _mixed(self, where: str, within_file: bool = False) -> SourceError:
+        """The error for a field of two kinds; within one file's rows, ``on_error: quarantine`` sets the odd ones
+        aside (``_one_kind``), so the error says so."""
+        aside = (", or set `on_error: quarantine` on the source to set aside the records whose kind is not the "
+                 "field's usual one" if within_file and self.on_error == "fail" else "")
+        return MixedKinds(f"source '{self.name}' ({self.kind}): {where}, which one column cannot hold; fix the "
+                          f"records, or map only the fields you need with `options.fields`{aside}")
 
     def _concat(self, frames: list[pl.DataFrame]) -> pl.DataFrame:
         """Frames of this source put together; where it has no schema, one whose field is nested in one frame and of
@@ -763,7 +805,7 @@ class Source:
             try:
                 return _to_frame(rows)
             except _frame_errors():
-                raise self._mixed(_mixed_field(rows)) from None
+                raise self._mixed(_mixed_field(rows), within_file=True) from None
         schema = {"_key": pl.String, **self.schema}
         return _to_frame(rows, schema) if rows else pl.DataFrame(schema=schema)
 

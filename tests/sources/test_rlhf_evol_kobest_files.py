@@ -192,6 +192,23 @@ def test_files_field_of_mixed_kinds_is_named(tmp_path):
                                           "m.jsonl#1, which one column cannot hold"):
         read_source("files", tmp_path)
     assert read_source("files", tmp_path, fields={"instruction": "q"}).frame["instruction"].to_list() == ["가", "나"]
+    # under on_error: quarantine the records whose value is not of the field's usual kind are set aside, named
+    rows = [{"q": f"질문{i}", "a": "답"} for i in range(6)]
+    rows[2]["a"], rows[4]["a"] = {"text": "x"}, ["y"]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    with pytest.raises(SourceError, match="or set `on_error: quarantine` on the source to set aside the records"):
+        read_source("files", tmp_path)
+    read = read_source("files", tmp_path, on_error="quarantine")
+    assert read.frame["id"].to_list() == ["s/m.jsonl#0", "s/m.jsonl#1", "s/m.jsonl#3", "s/m.jsonl#5"]
+    assert read.frame["a"].to_list() == ["답"] * 4 and read.quarantined == {"wrong_type": 2}
+    assert [(q["record"], q["detail"]) for q in read.quarantine] == [
+        ("m.jsonl#2", "field 'a' holds an object, where 4 other records hold text"),
+        ("m.jsonl#4", "field 'a' holds a list, where 4 other records hold text")]
+    # objects most of the time, text once: the text is the odd one
+    rows = [{"q": "가", "a": {"t": 1}}, {"q": "나", "a": "x"}, {"q": "다", "a": {"t": 2}}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    read = read_source("files", tmp_path, on_error="quarantine")
+    assert read.frame["a"].to_list() == [{"t": 1}, {"t": 2}] and read.quarantine[0]["record"] == "m.jsonl#1"
     # a number past 64 bits beside text: the field and both records are named (it said field '?')
     (tmp_path / "m.jsonl").write_text('{"q": "가", "n": "x"}\n{"q": "나", "n": 1000000000000000000000000000000}\n', "utf-8")
     with pytest.raises(SourceError, match="field 'n' holds text in record m.jsonl#0 and the int 1000000000000000000000000"):
