@@ -21,21 +21,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))
 
 from bench_scale import _workspace  # noqa: E402
 
-
-def alive_in_group(pgid: int) -> list[int]:
-    """The live (not zombie) processes of process group ``pgid`` (Linux: read from /proc)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
-    return out
+from tests.procs import alive_in_group  # noqa: E402
 
 
 def run(work: Path, cmd: list[str], mode: str, after: float) -> dict:

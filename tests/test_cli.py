@@ -232,6 +232,8 @@ def test_sigterm_while_workers_parse_stops_them_all_and_keeps_nothing_half_writt
     import signal
     import time
 
+    from tests.procs import alive_in_group
+
     inputs = project.root / "inputs" / "many"
     inputs.mkdir()
     for i in range(20_000):  # 20 units of work of 1,000 files
@@ -246,16 +248,8 @@ def test_sigterm_while_workers_parse_stops_them_all_and_keeps_nothing_half_writt
     assert "reading qa of sft" in proc.stderr.readline()
     time.sleep(0.5)  # the workers start and parse
 
-    def group() -> list[str]:  # the live processes of the build's process group (not zombies)
-        out = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == proc.pid and fields[0] != "Z":
-                out.append(stat.parent.name)
-        return out
+    def group() -> list[int]:  # the live processes of the build's process group (not zombies)
+        return alive_in_group(proc.pid)
 
     assert len(group()) >= 3  # the program, the forkserver, workers
     proc.send_signal(signal.SIGTERM)
