@@ -477,7 +477,8 @@ class Factory:
             else:
                 listed = ((str(f.path), f.size, f.mtime_ns) for f in files)
             for path, size, mtime in self.fingerprints.remember_read(listed, read.digests):
-                self.fingerprints.digest(path, size, mtime)  # not read by the parser, or changed while it read
+                with contextlib.suppress(OSError):  # unreadable: the parse quarantined it, the plan says so
+                    self.fingerprints.digest(path, size, mtime)  # not read by the parser, or changed while it read
         stats = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
                  "skipped": read.skipped, "cleaned": read.cleaned, "warnings": read.warnings,
                  "seconds": round(time.perf_counter() - t0, 3)}

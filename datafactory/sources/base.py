@@ -13,6 +13,7 @@ import io
 import json
 import os
 import sys
+import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -275,6 +276,17 @@ def _json_lines(error) -> bool:
     return error.doc[:error.pos].rstrip(" \t\r").endswith("\n")
 
 
+UNREADABLE = "unreadable"  # the digest of an input that could not be read: its parse says why (or quarantines it)
+
+
+def _digest(cache, path, size: int | None = None, mtime: int | None = None) -> str:
+    """An input's digest from the fingerprint cache, or ``UNREADABLE`` (not remembered: read again next time)."""
+    try:
+        return cache.digest(path, size, mtime)
+    except OSError:
+        return UNREADABLE
+
+
 class MixedKinds(SourceError):
     """A field of a source without a schema holds values of two kinds one column cannot hold."""
 
@@ -420,8 +432,17 @@ class Source:
                 self._warned.add(kind)
 
     def data(self, file: InputFile) -> bytes:
-        """The file's bytes; a ``.gz`` file (Anthropic's ``train.jsonl.gz``) is decompressed."""
-        raw = file.read_bytes()
+        """The file's bytes; a ``.gz`` file (Anthropic's ``train.jsonl.gz``) is decompressed. A file that cannot be
+        read (gone since it was listed, no permission, a damaged zip member) is a ``BadFile``: named, or quarantined."""
+        try:
+            raw = file.read_bytes()
+        except FileNotFoundError:
+            raise BadFile("unreadable", "listed, then gone: was it moved or deleted while the build ran? Build again "
+                          "once the folder is complete") from None
+        except OSError as e:
+            raise BadFile("unreadable", f"cannot be read ({e.strerror or e}); check the file and its permissions") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise BadFile("truncated", f"a damaged member of its zip ({e}); download the zip again") from None
         if self._read_digests is not None and file.member is None:  # planning needs not read this file again
             import xxhash
 
@@ -578,7 +599,7 @@ class Source:
 
             def plain(path, size: int, mtime: int) -> str:  # a file unchanged in size and mtime is not opened again
                 e = known.get(path)
-                return e[2] if e is not None and e[0] == size and e[1] == mtime else cache.digest(path, size, mtime)
+                return e[2] if e is not None and e[0] == size and e[1] == mtime else _digest(cache, path, size, mtime)
 
             if isinstance(files, Listing):  # a folder's plain files, by its columns (no InputFile made)
                 digests = list(map(plain, files.paths, files.sizes, files.mtimes))
@@ -592,7 +613,7 @@ class Source:
                     if f.member is None:  # the usual case
                         d = plain(f.path, f.size, f.mtime_ns)
                     else:
-                        d = cache.digest(f.path)
+                        d = _digest(cache, f.path)
                     disk[f.path] = d
                 listing.append((f.name, f.size, d))
             listing.sort()

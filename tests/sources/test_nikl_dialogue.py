@@ -6,6 +6,7 @@ import os
 from collections import Counter
 import shutil
 import zipfile
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -173,6 +174,44 @@ def test_truncated_file_fails_with_file_name_or_is_quarantined(broken):
     read = read_source("nikl_dialogue", broken, on_error="quarantine")
     assert read.quarantined == {"malformed_json": 1} and read.frame.height > 0
     assert read.quarantine[0]["file"] == "SDRW2000000002.json"
+
+
+def test_a_file_gone_since_the_listing_is_named_or_quarantined_also_in_a_build(broken, project, monkeypatch):
+    """A file listed, then moved or deleted before it was read (a sync or an unzip still running): a traceback
+    (FileNotFoundError) from the parse, and under quarantine from the fingerprint after it; now the file is named,
+    or quarantined as unreadable and the build goes on."""
+    from datafactory.sources.inputs import InputFile
+    from datafactory.sources.nikl_dialogue import NiklDialogueSource, NiklOptions
+
+    for on_error, counts in (("fail", None), ("quarantine", {"unreadable": 1})):
+        src = NiklDialogueSource("s", str(broken), NiklOptions(), on_error=on_error)
+        src.inputs()
+        gone = broken / "SDRW2000000002.json"
+        kept = gone.read_bytes()
+        gone.unlink()
+        if counts is None:
+            with pytest.raises(SourceError, match=r"SDRW2000000002\.json: listed, then gone: was it moved or deleted"):
+                src.read()
+        else:
+            read = src.read()
+            assert read.quarantined == counts and read.frame.height > 0
+        gone.write_bytes(kept)
+    # in a build: the file goes right before the parser reads it
+    for f in broken.glob("SDRW*.json"):
+        shutil.copy(f, project.root / "inputs" / f.name)
+    project.recipe("d", {"sources": {"daily": {"kind": "nikl_dialogue", "path": "inputs", "on_error": "quarantine"}},
+                         "steps": [{"template": {"template": "kullm"}}, {"rename": {"columns": {"output": "completion"}}}],
+                         "output": {"format": "sft"}})
+    read_bytes = InputFile.read_bytes
+
+    def vanishing(self):
+        if self.basename == "SDRW2000000002.json":
+            Path(self.path).unlink(missing_ok=True)
+        return read_bytes(self)
+
+    monkeypatch.setattr(InputFile, "read_bytes", vanishing)
+    built = project.factory().build("d")
+    assert built.built and built.manifest["sources"]["daily"]["quarantined"] == {"unreadable": 1}
 
 
 def test_missing_field_names_the_utterance(broken):
