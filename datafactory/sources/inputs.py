@@ -10,8 +10,10 @@ import functools
 import glob as globlib
 import os
 import re
+import threading
 import unicodedata
 import zipfile
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -59,7 +61,13 @@ def _texts(names: list[str]) -> list[str]:
 
 class _Archive:
     """One open zip shared by all its members: reopening it per member re-reads the central directory,
-    which made a 4,143-file release 130 times slower to read than the same files unpacked."""
+    which made a 4,143-file release 130 times slower to read than the same files unpacked. At most ``KEEP_OPEN``
+    archives are open in a process, the least recently read closed first: a folder of hundreds of zips (a release
+    split in parts) kept every one open and ran out of file handles (macOS allows a process 256 by default)."""
+
+    KEEP_OPEN = 16
+    _open: OrderedDict = OrderedDict()  # id -> _Archive, the open ones of this process, the most recent last
+    _lock = threading.Lock()
 
     def __init__(self, path: Path):
         self.path = path
@@ -69,9 +77,20 @@ class _Archive:
         return {"path": self.path, "_zf": None}
 
     def open(self, member: str) -> BinaryIO:
-        if self._zf is None:
-            self._zf = zipfile.ZipFile(self.path)
-        return self._zf.open(member)
+        with _Archive._lock:
+            if self._zf is None:
+                while len(_Archive._open) >= self.KEEP_OPEN:
+                    _Archive._open.popitem(last=False)[1]._close()
+                self._zf = zipfile.ZipFile(self.path)
+                _Archive._open[id(self)] = self
+            else:
+                _Archive._open.move_to_end(id(self))
+            return self._zf.open(member)
+
+    def _close(self) -> None:  # a member being read stays readable: zipfile closes the file after it
+        if self._zf is not None:
+            self._zf.close()
+            self._zf = None
 
 
 @dataclass(slots=True)  # not frozen: a 100k-file listing builds 100k of them, and frozen __init__ is 3x slower

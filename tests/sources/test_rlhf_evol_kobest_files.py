@@ -447,3 +447,28 @@ def test_extensions_match_in_any_case(tmp_path):
     nikl = _pattern(("SDRW*.json", "MDRW*.json"))
     assert nikl.match_all(["SDRW1.JSON", "sdrw1.json", "MDRW2.Json", "SDRW1.jsonl"]) == [True, False, True, False]
     assert _pattern(("x?.json",)).match("X1.JSON")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts this process's open files in /proc")
+def test_a_folder_of_many_zips_keeps_few_open(tmp_path):
+    """A release split into hundreds of zips: every archive read stayed open, and past the process's file handles
+    (256 by default on macOS) the build failed with 'Too many open files'. A few are kept open, the least recently
+    read closed first; every record is still read, and a zip's members one after another keep it open."""
+    import zipfile
+
+    from datafactory.sources.inputs import _Archive
+
+    (tmp_path / "warm").mkdir()  # a first read: polars' own handles (its threads) are not the zips'
+    (tmp_path / "warm" / "w.jsonl").write_text('{"q": "가"}\n', "utf-8")
+    read_source("files", tmp_path / "warm")
+    (tmp_path / "warm" / "w.jsonl").unlink()
+    (tmp_path / "warm").rmdir()
+    for i in range(3 * _Archive.KEEP_OPEN):
+        with zipfile.ZipFile(tmp_path / f"part{i:03d}.zip", "w") as z:
+            for j in range(3):
+                z.writestr(f"d{j}.jsonl", json.dumps({"q": f"질문 {i}.{j}"}, ensure_ascii=False) + "\n")
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    before = fds()
+    read = read_source("files", tmp_path)
+    assert read.frame.height == 9 * _Archive.KEEP_OPEN and read.frame["q"][-1] == f"질문 {3 * _Archive.KEEP_OPEN - 1}.2"
+    assert fds() - before <= _Archive.KEEP_OPEN
