@@ -62,6 +62,7 @@ from rich.table import Table
 import datafactory
 from datafactory.console import utf8_output
 from datafactory.errors import DataFactoryError
+from datafactory.jsonl import lines
 from datafactory.store import DEFAULT_KEEP
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
@@ -482,7 +483,7 @@ def llm_import(file: Annotated[Path, typer.Argument(help="A JSONL file from `dat
     if not file.is_file():
         raise DataFactoryError(f"{file}: no such file")
     rows = []
-    for i, line in enumerate(file.read_text("utf-8").splitlines()):
+    for i, line in enumerate(lines(file.read_text("utf-8"))):
         if line.strip():
             try:
                 row = json.loads(line)

@@ -27,6 +27,7 @@ import polars as pl
 
 from datafactory.errors import DataFactoryError
 from datafactory.hashing import digest
+from datafactory.jsonl import lines
 from datafactory.store import open_sqlite
 
 DECISIONS = ("a", "b", "tie", "both_bad", "skip")
@@ -245,10 +246,10 @@ def read_label_file(path: Path, default_annotator: str | None = None, dataset: s
     content, so importing a file twice adds nothing the second time."""
     rows = []
     try:
-        lines = Path(path).read_text("utf-8").splitlines()
+        rows_text = lines(Path(path).read_text("utf-8"))
     except UnicodeDecodeError as e:
         raise DataFactoryError(f"{path}: not UTF-8 ({e}); save the label file as UTF-8") from None
-    for i, line in enumerate(lines):
+    for i, line in enumerate(rows_text):
         if not line.strip():
             continue
         try:

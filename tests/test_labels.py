@@ -120,6 +120,11 @@ def test_label_files_import_once_export_and_name_a_bad_line(tmp_path):
     bad.write_bytes("질문".encode("cp949"))
     with pytest.raises(DataFactoryError, match="not UTF-8"):
         read_label_file(bad)
+    # a line separator (U+2028) or NEL (U+0085) inside an answer, written raw by ensure_ascii=False: one record
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(json.dumps({"prompt": "질문\u2028둘째 줄", "response_a": "a\x85b", "response_b": "c", "winner": "a"},
+                              ensure_ascii=False) + "\r\n", "utf-8")
+    assert [r["prompt"] for r in read_label_file(odd, "kim")] == ["질문\u2028둘째 줄"]
 
 
 # -- the page's routes, on a real rm_v3 build -------------------------------------------------------------------
@@ -422,3 +427,13 @@ def test_a_preference_dataset_without_a_pair_step_is_labelled_from_its_rows(proj
     finally:
         srv.server_close()
         labels.close()
+
+
+def test_lines_break_only_at_line_ends():
+    """`datafactory.jsonl.lines`, which every JSONL reader uses (sources, `llm import`, `labels import`, the demo
+    answers, batch results): `str.splitlines` where only line ends break, and the same lines for every other text."""
+    from datafactory.jsonl import lines
+
+    for text in ("a\nb\n", "a\r\nb", "a\rb\r\n\nc", "", "\n", "a\n\nb\n\n", "한\n글"):
+        assert lines(text) == text.splitlines()
+    assert lines('{"q": "x\u2028y"}\r\n{"q": "\x85"}\n\x0c\n') == ['{"q": "x\u2028y"}', '{"q": "\x85"}', "\x0c"]

@@ -16,6 +16,7 @@ import math
 import os
 
 from datafactory.errors import DataFactoryError
+from datafactory.jsonl import lines
 from datafactory.llm.cost import count_messages, count_text, encoding_name
 from datafactory.llm.profiles import Profile, RoleSpec
 from datafactory.llm.types import Answer, Resolved
@@ -126,7 +127,7 @@ class OpenAIProvider(Provider):
 
     async def batch_lines(self, file_id: str) -> list[dict]:
         content = await self.client.files.content(file_id)
-        return [json.loads(x) for x in content.text.splitlines() if x.strip()]
+        return [json.loads(x) for x in lines(content.text) if x.strip()]
 
     def answer_from_body(self, body: dict, logprobs: bool) -> Answer:
         """A batch line's chat.completion body as an Answer (the same fields as a live call)."""
@@ -190,7 +191,7 @@ class DemoProvider(Provider):
         self.index: dict[tuple, dict] = {}
         folder = profile.answers_dir(spec)
         for f in sorted(folder.glob("*.jsonl")):
-            for i, line in enumerate(f.read_text("utf-8").splitlines()):
+            for i, line in enumerate(lines(f.read_text("utf-8"))):
                 if not line.strip():
                     continue
                 try:

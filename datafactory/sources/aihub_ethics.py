@@ -27,6 +27,7 @@ import msgspec
 import polars as pl
 from pydantic import field_validator
 
+from datafactory.jsonl import lines
 from datafactory.sources.base import Bad, Batch, BadFile, NoOptions, Skip, Source
 from datafactory.sources.inputs import InputFile
 
@@ -259,7 +260,7 @@ class AihubEthicsSource(Source):
         o = self.options
         if o.types is not None or o.immoral is not None or o.min_intensity is not None or o.max_intensity is not None:
             raise BadFile("no_labels", "raw .txt files carry no labels, so label filters cannot apply; use files: json")
-        for i, line in enumerate(self.text(file).splitlines()):
+        for i, line in enumerate(lines(self.text(file))):
             line = line.strip()
             if not line:
                 continue

@@ -25,6 +25,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from datafactory.errors import SourceError
+from datafactory.jsonl import lines
 from datafactory.sources.inputs import InputFile, Listing, resolve_inputs
 
 BATCH_ROWS = 20_000
@@ -476,7 +477,7 @@ class Source:
 
     def jsonl_records(self, file: InputFile) -> Iterator[tuple[int, Any] | Bad]:
         """(line index, parsed object) for each non-blank line; a bad line is a ``Bad``, not the end of the file."""
-        for i, line in enumerate(self.text(file).splitlines()):
+        for i, line in enumerate(lines(self.text(file))):
             if not line.strip():
                 continue
             try:

@@ -472,3 +472,15 @@ def test_a_folder_of_many_zips_keeps_few_open(tmp_path):
     read = read_source("files", tmp_path)
     assert read.frame.height == 9 * _Archive.KEEP_OPEN and read.frame["q"][-1] == f"질문 {3 * _Archive.KEEP_OPEN - 1}.2"
     assert fds() - before <= _Archive.KEEP_OPEN
+
+
+def test_jsonl_records_holding_line_separators_are_one_record_each(tmp_path):
+    """JSON allows U+2028, U+2029 and U+0085 raw inside a string (`json.dumps(..., ensure_ascii=False)` writes them
+    so; scraped text has them): `str.splitlines` cut such a record in two and both halves were invalid JSON. Lines
+    break at \\n, \\r\\n or \\r only; a record's key is still its line's index."""
+    rows = [{"q": "첫 줄\u2028둘째 줄", "a": "답"}, {"q": "다음", "a": "x\x85y\u2029z"}]
+    (tmp_path / "d.jsonl").write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n\r\n"
+                                      + json.dumps({"q": "셋", "a": "c"}, ensure_ascii=False) + "\n", "utf-8")
+    read = read_source("files", tmp_path)
+    assert read.frame["q"].to_list() == ["첫 줄\u2028둘째 줄", "다음", "셋"]
+    assert read.frame["a"][1] == "x\x85y\u2029z" and read.frame["id"].to_list() == ["s/d.jsonl#0", "s/d.jsonl#1", "s/d.jsonl#3"]
