@@ -178,6 +178,22 @@ def test_files_reads_tsv_in_a_folder_and_gzipped(tmp_path):
     assert df["instruction"].to_list() == ["가", "나"] and df["output"].to_list() == ["1,2", "3"]
 
 
+def test_tsv_with_quotes_as_korean_corpora_write_them(tmp_path):
+    """NSMC-style TSV: a review that starts with a quote closing mid-field ('"반지의 제왕"보다 재밌다') stopped the
+    quoted (Excel) reading with 'could not parse'; such a file is read as TSV has it, every value as written. A TSV
+    Excel wrote (a field in quotes, its quotes doubled) is still read the Excel way, and CSV stays strict."""
+    (tmp_path / "nsmc.tsv").write_text('id\tdocument\tlabel\n1\t"반지의 제왕"보다 재밌다\t1\n2\t그는 "싫어"라고 했다\t0\n'
+                                       '3\t"완전히 인용된 문장"\t1\n', "utf-8")
+    df = read_source("files", tmp_path, fields={"instruction": "document", "label": "label"}).frame
+    assert df["instruction"].to_list() == ['"반지의 제왕"보다 재밌다', '그는 "싫어"라고 했다', '"완전히 인용된 문장"']
+    (tmp_path / "nsmc.tsv").write_text('id\tdocument\n1\t"탭\t있는 ""인용"" 문장"\n2\t평범한 문장\n', "utf-8")
+    assert read_source("files", tmp_path).frame["document"].to_list() == ['탭\t있는 "인용" 문장', "평범한 문장"]
+    (tmp_path / "nsmc.tsv").unlink()
+    (tmp_path / "c.csv").write_text('id,document\n1,"반지의 제왕"보다 재밌다\n', "utf-8")
+    with pytest.raises(SourceError, match="c.csv: cannot read as csv"):
+        read_source("files", tmp_path)
+
+
 def test_files_json_key_and_duplicate_ids(tmp_path):
     (tmp_path / "w.json").write_text(json.dumps({"data": [{"k": 1}, {"k": 1}]}), "utf-8")
     with pytest.raises(SourceError, match="no top-level key 'rows'"):
