@@ -258,13 +258,15 @@ def start_forkserver() -> None:
 
 
 def _read_table(text: str, fmt: str) -> pl.DataFrame:
-    """A CSV or TSV file's rows, every column as text. A TSV file is first read as Excel writes one (a field with a
-    tab, a newline or a quote in quotes, its quotes doubled); where that fails, as the format itself has it (no
-    quoting: every line a row, every value as written), which is how Korean corpora in TSV are made: NSMC's
-    `"반지의 제왕"보다 재밌다` starts with a quote that closes mid-field, and the quoted reading stopped at it."""
+    """A CSV or TSV file's rows, every column as text. A TSV file is read as Excel writes one (a field with a tab, a
+    newline or a quote in quotes, its quotes doubled) unless that reading fails, or takes several of the file's lines
+    as one row while every line holds a whole row: then as the format itself has it (no quoting: every line a row,
+    every value as written), which is how Korean corpora in TSV are made. NSMC's `"반지의 제왕"보다 재밌다` starts
+    with a quote that closes mid-field (the quoted reading failed), and a review that starts with a quote it never
+    closes made the rows after it part of its text, up to the next quote, without a word."""
     separator = "\t" if fmt == "tsv" else ","
     try:
-        return pl.read_csv(io.StringIO(text), separator=separator, infer_schema_length=0)
+        frame = pl.read_csv(io.StringIO(text), separator=separator, infer_schema_length=0)
     except Exception:
         if fmt != "tsv":
             raise
@@ -273,6 +275,12 @@ def _read_table(text: str, fmt: str) -> pl.DataFrame:
         except Exception:
             pass
         raise
+    if fmt == "tsv" and '"' in text:
+        rows = [line for line in lines(text) if line.strip()]
+        width = rows[0].count("\t") if rows else 0
+        if len(rows) - 1 > frame.height and all(line.count("\t") == width for line in rows):
+            return pl.read_csv(io.StringIO(text), separator=separator, infer_schema_length=0, quote_char=None)
+    return frame
 
 
 def _ragged_row(text: str, separator: str) -> str | None:

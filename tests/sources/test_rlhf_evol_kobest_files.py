@@ -186,8 +186,15 @@ def test_tsv_with_quotes_as_korean_corpora_write_them(tmp_path):
                                        '3\t"완전히 인용된 문장"\t1\n', "utf-8")
     df = read_source("files", tmp_path, fields={"instruction": "document", "label": "label"}).frame
     assert df["instruction"].to_list() == ['"반지의 제왕"보다 재밌다', '그는 "싫어"라고 했다', '"완전히 인용된 문장"']
-    (tmp_path / "nsmc.tsv").write_text('id\tdocument\n1\t"탭\t있는 ""인용"" 문장"\n2\t평범한 문장\n', "utf-8")
-    assert read_source("files", tmp_path).frame["document"].to_list() == ['탭\t있는 "인용" 문장', "평범한 문장"]
+    # a review that opens a quote it never closes: the quoted reading took the rows after it as its text
+    (tmp_path / "nsmc.tsv").write_text('id\tdocument\tlabel\n1\t"좋아요 정말\t1\n2\t보통\t0\n3\t별로"\t0\n', "utf-8")
+    df = read_source("files", tmp_path).frame
+    assert df["document"].to_list() == ['"좋아요 정말', "보통", '별로"'] and df["label"].to_list() == ["1", "0", "0"]
+    # Excel's TSV: quoted fields holding a tab, a newline or doubled quotes
+    (tmp_path / "nsmc.tsv").write_text('id\tdocument\n1\t"탭\t있는 ""인용"" 문장"\n2\t"첫 줄\n둘째 줄"\n3\t평범한 문장\n',
+                                       "utf-8")
+    assert read_source("files", tmp_path).frame["document"].to_list() == ['탭\t있는 "인용" 문장', "첫 줄\n둘째 줄",
+                                                                         "평범한 문장"]
     (tmp_path / "nsmc.tsv").unlink()
     (tmp_path / "c.csv").write_text('id,document\n1,"반지의 제왕"보다 재밌다\n', "utf-8")
     with pytest.raises(SourceError, match="c.csv: cannot read as csv"):
