@@ -779,6 +779,11 @@ class Source:
         out.cleaned.update(self._cleaned)
         out.warned |= self._warned
         if pieces:
+            if self.schema is None and fast is not None and slow and len(pieces) > 1:
+                # a file's rows beside the next one's in file order, as parse alone would put them: a field of two
+                # kinds across files is then named by the same two records either way
+                pieces = sorted([*pieces[0].partition_by("_file", maintain_order=True), *pieces[1:]],
+                                key=lambda f: f["_file"][0])
             frame = self._concat(pieces) if len(pieces) > 1 else pieces[0]
             if fast is not None and slow and len(pieces) > 1:  # rows in file order
                 frame = frame.sort("_file", maintain_order=True)

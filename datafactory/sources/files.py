@@ -9,11 +9,40 @@ Options::
 """
 from __future__ import annotations
 
+import io
+import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Literal
 
-from datafactory.sources.base import NOT_RECORDS, Bad, NoOptions, Skip, Source
+from datafactory.sources.base import NOT_RECORDS, RECORD_FORMATS, Bad, BadFile, Batch, NoOptions, Skip, Source
 from datafactory.sources.inputs import InputFile
+
+_KEY_END = re.compile(rb"\s*:\s*")
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # an escaped half of a character past U+FFFF
+
+
+def _lone_surrogate(data: bytes) -> bool:
+    """Whether ``data`` escapes a surrogate without its other half (polars makes it "\\x00"; json.loads keeps it)."""
+    open_at = None  # where a high surrogate's escape ended, waiting for its low half
+    for m in _SURROGATE.finditer(data):
+        if m.group()[3:4] in b"89abAB":
+            if open_at is not None:
+                return True
+            open_at = m.end()
+        elif open_at != m.start():
+            return True
+        else:
+            open_at = None
+    return open_at is not None
+
+
+def _field_prefix(data: bytes, field: str) -> bytes | None:
+    """``"field": `` as the file writes it (its spacing, from the name's first occurrence as a key), or None."""
+    quoted = ('"' + field + '"').encode("utf-8")
+    at = data.find(quoted)
+    m = _KEY_END.match(data, at + len(quoted)) if at >= 0 else None
+    return quoted + m.group() if m else None
 
 
 class FilesOptions(NoOptions):
@@ -29,6 +58,75 @@ class FilesSource(Source):
     Options = FilesOptions
     patterns = ["*.jsonl", "*.ndjson", "*.json", "*.parquet", "*.csv", "*.tsv", "*.jsonl.gz", "*.json.gz", "*.csv.gz",
                 "*.tsv.gz"]
+
+    def parse_batch(self, files: list[InputFile]) -> Batch | None:
+        """The columnar fast path for JSON Lines with a ``fields`` mapping (a Hub dataset's 300k-line JSONL: 2.1 s
+        through ``parse``, 0.3 s here): polars reads the file, and it is taken only where that gives exactly the
+        rows ``parse`` gives (see ``_jsonl_frame``); any other file goes through ``parse``."""
+        o = self.options
+        if o.fields is None or o.format not in ("auto", "jsonl") or self.encoding not in ("utf-8", "utf8", "auto"):
+            return None
+        import polars as pl
+
+        frames, slow = [], []
+        for i, file in enumerate(files):
+            frame = self._jsonl_frame(file)
+            if frame is None:
+                slow.append(i)
+            else:
+                frames.append(frame.with_columns(pl.lit(i, pl.Int32).alias("_file")))
+        frame = self._concat(frames) if frames else pl.DataFrame({"_key": [], "_file": []},
+                                                                  schema={"_key": pl.String, "_file": pl.Int32})
+        return Batch(frame, Counter(), slow)
+
+    def _jsonl_frame(self, file: InputFile):
+        """A JSON Lines file's rows, read by polars, where they are exactly ``parse``'s; else None (``parse`` then
+        reads it, and judges what is odd). Taken: UTF-8, no blank line (keys are line numbers), no surrogate escape
+        without its other half; each mapped field's name occurs once per line, as its key, always with a string
+        value written the same way (a field missing, null, of another kind, written twice or under an escaped name
+        is not taken); the ``id`` field the same, or an integer."""
+        import polars as pl
+
+        o = self.options
+        name = file.basename.lower().removesuffix(".gz")
+        if o.format != "jsonl" and next((f for ext, f in RECORD_FORMATS.items() if name.endswith(ext)), None) != "jsonl":
+            return None
+        try:
+            data = self.data(file)
+        except BadFile:
+            return None
+        data = data[3:] if data[:3] == b"\xef\xbb\xbf" else data
+        end = len(data)
+        while end and data[end - 1] in b" \t\r\n":  # (no copy of the file, as rstrip makes)
+            end -= 1
+        if not end or _lone_surrogate(data):
+            return None
+        rows = data.count(b"\n", 0, end) + 1  # records, where no line inside is blank (keys are line numbers)
+        prefixes = {f: _field_prefix(data, f) for f in dict.fromkeys([*o.fields.values(), *([o.id] if o.id else [])])}
+        if None in prefixes.values():
+            return None
+        schema = {f: pl.String for f in prefixes}
+        if o.id is not None:  # an id of text, or a whole number (its key: as str() writes it)
+            at = data.find(prefixes[o.id]) + len(prefixes[o.id])
+            if data[at:at + 1] != b'"':
+                if not re.match(rb"-?[0-9]", data[at:at + 2]) or len(re.findall(
+                        re.escape(prefixes[o.id]) + rb"-?[0-9]+\s*[,}]", data)) != rows:
+                    return None
+                schema[o.id] = pl.Int64
+        try:  # only the columns wanted: other fields may hold anything
+            frame = pl.read_ndjson(io.BytesIO(data), schema=schema)
+        except Exception:  # noqa: BLE001 - not JSON Lines polars takes: parse says what is wrong
+            return None
+        if frame.height != rows:
+            return None
+        # every record has the field at its top (else null) and, with a string, exactly once in all (a second key of
+        # that name, or a value of another kind, which polars would make text, is one more or one less)
+        for f, kind in schema.items():
+            if frame[f].null_count() or (kind == pl.String and data.count(prefixes[f] + b'"') != rows):
+                return None
+        keys = (pl.lit(file.name + "#") + pl.int_range(pl.len()).cast(pl.String) if o.id is None
+                else pl.col(o.id).cast(pl.String))
+        return frame.select(*[pl.col(f).alias(t) for t, f in o.fields.items()], keys.alias("_key"))
 
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
         fields, id_field = self.options.fields, self.options.id
