@@ -15,8 +15,10 @@ from datafactory.store import Store, read_entry
 
 
 def _related(ids: pl.Series, row_id: str) -> pl.Series:
-    """The row itself, rows made from it (``respond``: ``<id>/<role>/<i>``) and rows it was made from."""
-    return (ids == row_id) | ids.str.starts_with(row_id + "/") | pl.Series([row_id.startswith(i + "/") for i in ids])
+    """The row itself, rows made from it (``respond``: ``<id>/<role>/<i>``) and rows it was made from (its id up to
+    a "/": a test per row in Python was 2.5 s of a trace over 830k rows)."""
+    made_from = [row_id[:k] for k, ch in enumerate(row_id) if ch == "/"]
+    return (ids == row_id) | ids.str.starts_with(row_id + "/") | ids.is_in(made_from)
 
 
 def _sources_frame(store: Store, m: dict) -> pl.DataFrame | None:

@@ -327,3 +327,20 @@ def test_gc_keeps_pins_and_the_newest_few_and_dry_run_writes_nothing(cli_project
     cli(cli_project, "unpin", refs[0])
     cli(cli_project, "gc")
     assert not (cli_project.data / "sft" / refs[0].split("@")[1]).exists()
+
+
+def test_trace_relates_a_row_to_the_rows_it_was_made_from_and_made_into():
+    """`trace`'s row matching, by id: the row, rows made from it (`respond`: `<id>/<role>/<i>`) and rows it was made
+    from (its id up to a "/"); not a row whose id only starts alike (`#10` for `#1`). Vectorised: a test per row in
+    Python was 2.5 s of tracing one row of 830k."""
+    import polars as pl
+
+    from datafactory.trace import _related
+
+    ids = pl.Series(["daily/a#1", "daily/a#1/teacher/0", "daily", "daily/a", "daily/a#10", "x/daily/a#1",
+                     "daily/a#1/teacher/0/judge", "daily/a#1/t"])
+    got = {rid: [i for i, hit in zip(ids, _related(ids, rid)) if hit]
+           for rid in ("daily/a#1", "daily/a#1/teacher/0", "zz")}
+    assert got["daily/a#1"] == ["daily/a#1", "daily/a#1/teacher/0", "daily", "daily/a#1/teacher/0/judge", "daily/a#1/t"]
+    assert got["daily/a#1/teacher/0"] == ["daily/a#1", "daily/a#1/teacher/0", "daily", "daily/a#1/teacher/0/judge"]
+    assert got["zz"] == []
