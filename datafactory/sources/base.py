@@ -470,6 +470,9 @@ class Source:
             raise BadFile("unreadable", f"cannot be read ({e.strerror or e}); check the file and its permissions") from None
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:
             raise BadFile("truncated", f"a damaged member of its zip ({e}); download the zip again") from None
+        except KeyError:  # a member listed, then not in the zip: it was replaced meanwhile
+            raise BadFile("unreadable", "no longer in its zip: was the zip replaced while the build ran? Build "
+                          "again") from None
         if self._read_digests is not None and file.member is None:  # planning needs not read this file again
             import xxhash
 

@@ -603,3 +603,28 @@ def test_files_jsonl_fast_path_on_mutated_files(monkeypatch, tmp_path, seed):
     for options in ({"fields": {"instruction": "q", "output": "a"}, "id": "id"}, {"fields": {"output": "a"}}):
         fast, slow = both_paths(monkeypatch, "files", tmp_path, on_error="quarantine", **options)
         assert fast.frame.equals(slow.frame) and (fast.quarantined, fast.quarantine) == (slow.quarantined, slow.quarantine)
+
+
+def test_a_zip_replaced_since_the_listing_names_the_member(tmp_path):
+    """A zip rewritten between the listing and the read without a member it listed: a KeyError traceback from
+    zipfile; now the member is named (or quarantined as unreadable)."""
+    import zipfile
+
+    from datafactory.sources.files import FilesOptions, FilesSource
+
+    def write(*names):
+        with zipfile.ZipFile(tmp_path / "r.zip", "w") as z:
+            for n in names:
+                z.writestr(n, json.dumps({"q": n}) + "\n")
+
+    for on_error in ("fail", "quarantine"):
+        write("a.jsonl", "b.jsonl")
+        src = FilesSource("s", str(tmp_path), FilesOptions(), on_error=on_error)
+        src.inputs()
+        write("a.jsonl")
+        if on_error == "fail":
+            with pytest.raises(SourceError, match=r"r.zip!b.jsonl: no longer in its zip: was the zip replaced"):
+                src.read()
+        else:
+            read = src.read()
+            assert read.frame["q"].to_list() == ["a.jsonl"] and read.quarantined == {"unreadable": 1}
