@@ -628,3 +628,31 @@ def test_a_zip_replaced_since_the_listing_names_the_member(tmp_path):
         else:
             read = src.read()
             assert read.frame["q"].to_list() == ["a.jsonl"] and read.quarantined == {"unreadable": 1}
+
+
+def test_files_in_worker_processes_hand_their_rows_over_as_arrow_files(monkeypatch, tmp_path):
+    """A kind without a fixed schema has no cache parts: its workers' rows came back pickled through the pipe (for
+    600k JSON Lines rows, longer than parsing them). They come as Arrow files in a temporary folder now, read and
+    removed by the main process: the same rows and order as one process gives, and no folder left behind."""
+    import tempfile
+
+    import datafactory.sources.base as base
+
+    for k in range(6):
+        lines = [json.dumps({"id": f"{k}.{i}", "q": f"질문 {k}.{i}", "a": "답" if i % 7 else {"odd": i}},
+                            ensure_ascii=False) for i in range(40)]
+        (tmp_path / f"p{k}.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
+    monkeypatch.setattr(base, "PARALLEL_BYTES", 1)
+    monkeypatch.setattr(base, "CHUNK_FILES", 2)
+    made = []
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(real_mkdtemp(*a, **k)) or made[-1])
+    for options in ({"fields": {"instruction": "q"}, "id": "id"}, {}):  # the columnar path, then the record parser
+        monkeypatch.setenv("DATAFACTORY_WORKERS", "2")
+        many = read_source("files", tmp_path, on_error="quarantine", **options)
+        monkeypatch.setenv("DATAFACTORY_WORKERS", "1")
+        one = read_source("files", tmp_path, on_error="quarantine", **options)
+        assert many.frame.equals(one.frame) and many.frame.height == 6 * 40 - (6 * 6 if not options else 0)
+        assert many.quarantined == one.quarantined
+    ours = [d for d in made if os.path.basename(d).startswith("datafactory-rows-")]
+    assert len(ours) == 2 and not any(os.path.exists(d) for d in ours)
