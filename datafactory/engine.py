@@ -26,7 +26,7 @@ from datafactory.errors import DataFactoryError, RecipeError, SourceError, Store
 from datafactory.hashing import VERSION_LEN, FingerprintCache, code_version, digest, first_repeated
 from datafactory.recipe import FORMATS, Recipe, StepSpec, load_recipe, recipe_path
 from datafactory.sources import SOURCES
-from datafactory.sources.base import Source, dtype_kind, first_kinds_clash
+from datafactory.sources.base import Source, dtype_kind, first_kinds_clash, input_digest
 from datafactory.sources.inputs import Listing
 from datafactory.sources.dataset import DatasetSource
 from datafactory.steps import STEPS
@@ -477,8 +477,8 @@ class Factory:
             else:
                 listed = ((str(f.path), f.size, f.mtime_ns) for f in files)
             for path, size, mtime in self.fingerprints.remember_read(listed, read.digests):
-                with contextlib.suppress(OSError):  # unreadable: the parse quarantined it, the plan says so
-                    self.fingerprints.digest(path, size, mtime)  # not read by the parser, or changed while it read
+                # not read by the parser, or changed while it read (unreadable: the parse quarantined it)
+                input_digest(self.fingerprints, path, size, mtime)
         stats = {"rows": read.frame.height, "files": read.files, "quarantined": read.quarantined,
                  "skipped": read.skipped, "cleaned": read.cleaned, "warnings": read.warnings,
                  "seconds": round(time.perf_counter() - t0, 3)}

@@ -262,6 +262,12 @@ def start_forkserver() -> None:
         pass
 
 
+def record_format(basename: str) -> str | None:
+    """A records file's format from its name (``.gz`` aside), or None."""
+    name = basename.lower().removesuffix(".gz")
+    return next((f for ext, f in RECORD_FORMATS.items() if name.endswith(ext)), None)
+
+
 def _read_table(text: str, fmt: str) -> pl.DataFrame:
     """A CSV or TSV file's rows, every column as text. A TSV file is read as Excel writes one (a field with a tab, a
     newline or a quote in quotes, its quotes doubled) unless that reading fails, or takes several of the file's lines
@@ -269,14 +275,17 @@ def _read_table(text: str, fmt: str) -> pl.DataFrame:
     every value as written), which is how Korean corpora in TSV are made. NSMC's `"반지의 제왕"보다 재밌다` starts
     with a quote that closes mid-field (the quoted reading failed), and a review that starts with a quote it never
     closes made the rows after it part of its text, up to the next quote, without a word."""
-    separator = "\t" if fmt == "tsv" else ","
+    def read(quote_char: str | None = '"') -> pl.DataFrame:
+        return pl.read_csv(io.StringIO(text), separator="\t" if fmt == "tsv" else ",", infer_schema_length=0,
+                           quote_char=quote_char)
+
     try:
-        frame = pl.read_csv(io.StringIO(text), separator=separator, infer_schema_length=0)
+        frame = read()
     except Exception:
         if fmt != "tsv":
             raise
         try:
-            return pl.read_csv(io.StringIO(text), separator=separator, infer_schema_length=0, quote_char=None)
+            return read(None)
         except Exception:
             pass
         raise
@@ -284,7 +293,7 @@ def _read_table(text: str, fmt: str) -> pl.DataFrame:
         rows = [line for line in lines(text) if line.strip()]
         width = rows[0].count("\t") if rows else 0
         if len(rows) - 1 > frame.height and all(line.count("\t") == width for line in rows):
-            return pl.read_csv(io.StringIO(text), separator=separator, infer_schema_length=0, quote_char=None)
+            return read(None)
     return frame
 
 
@@ -311,7 +320,7 @@ def _json_lines(error) -> bool:
 UNREADABLE = "unreadable"  # the digest of an input that could not be read: its parse says why (or quarantines it)
 
 
-def _digest(cache, path, size: int | None = None, mtime: int | None = None) -> str:
+def input_digest(cache, path, size: int | None = None, mtime: int | None = None) -> str:
     """An input's digest from the fingerprint cache, or ``UNREADABLE`` (not remembered: read again next time)."""
     try:
         return cache.digest(path, size, mtime)
@@ -525,8 +534,7 @@ class Source:
         extension unless given). A bad line or a non-object record comes out as a ``Bad``, a CSV/TSV row of empty
         cells as a ``Skip`` (callers pass both on: ``NOT_RECORDS``); an unreadable file raises ``BadFile``."""
         by_name = fmt is None
-        fmt = fmt or next((f for ext, f in RECORD_FORMATS.items()
-                           if file.basename.lower().removesuffix(".gz").endswith(ext)), None)
+        fmt = fmt or record_format(file.basename)
         if fmt is None:
             raise BadFile("unknown_format", "cannot tell the format from the name; set `options.format`")
         if fmt == "jsonl":
@@ -633,7 +641,7 @@ class Source:
 
             def plain(path, size: int, mtime: int) -> str:  # a file unchanged in size and mtime is not opened again
                 e = known.get(path)
-                return e[2] if e is not None and e[0] == size and e[1] == mtime else _digest(cache, path, size, mtime)
+                return e[2] if e is not None and e[0] == size and e[1] == mtime else input_digest(cache, path, size, mtime)
 
             if isinstance(files, Listing):  # a folder's plain files, by its columns (no InputFile made)
                 digests = list(map(plain, files.paths, files.sizes, files.mtimes))
@@ -647,7 +655,7 @@ class Source:
                     if f.member is None:  # the usual case
                         d = plain(f.path, f.size, f.mtime_ns)
                     else:
-                        d = _digest(cache, f.path)
+                        d = input_digest(cache, f.path)
                     disk[f.path] = d
                 listing.append((f.name, f.size, d))
             listing.sort()
