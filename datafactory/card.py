@@ -130,32 +130,118 @@ def length_stats(rows: Rows) -> list[list]:
     return out
 
 
+# matplotlib's default colours ("tab10"), one per split
+_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+_BINS = 40
+
+
+def _nice_step(span: float, ticks: int = 5) -> float:
+    """A tick spacing of 1, 2 or 5 times a power of ten giving about ``ticks`` ticks over ``span``."""
+    import math
+
+    raw = max(span, 1e-12) / ticks
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def _tick_label(v: float, step: float) -> str:
+    if step >= 1:
+        return f"{v:,.0f}"
+    digits = max(0, -int(f"{step:e}".split("e")[1]))
+    return f"{v:.{digits}f}"
+
+
+def length_histograms(rows: Rows, column: str) -> tuple[list[float], dict[str, tuple[int, list[float]]], bool] | None:
+    """Characters per row of ``column`` in up to _BINS bins shared by every split: the bin edges and, per split, its row
+    count and each bin's share of its rows (so a small test split is as visible as train). A long tail past three
+    times the 99th percentile is gathered in the last bin (its edge says so), else one 20k-character row would put
+    every other row in the first bin (the third value says whether it was). None where the column has no lengths."""
+    per = {s: n for s, n in rows.lengths(column).items() if len(n)}
+    if not per:
+        return None
+    every = pl.concat(list(per.values()))
+    lo, hi = float(every.min()), float(every.max())
+    p99 = float(every.quantile(0.99, "higher"))
+    tail = hi > 3 * p99 and p99 > lo
+    if tail:
+        hi = p99
+    bins = int(min(_BINS, hi + 1 - lo))  # lengths are whole numbers: no bin narrower than one character
+    width = (hi + 1 - lo) / bins
+    out = {}
+    for split, n in per.items():
+        b = ((n.cast(pl.Float64) - lo) / width).floor().clip(0, bins - 1).cast(pl.Int32)
+        counts = dict(b.value_counts().iter_rows())
+        out[split] = (len(n), [counts.get(i, 0) / len(n) for i in range(bins)])
+    return [lo + i * width for i in range(bins + 1)], out, tail
+
+
 def render_length_plot(manifest: dict, rows: Rows, folder: Path) -> list[str]:
     """``lengths.png``: a histogram of characters per row of each text column of the format, one colour per
-    split. Returns the file names written (none for an empty dataset)."""
+    split, as outlined steps (the share of the split's rows in each bin). Returns the file names written (none for
+    an empty dataset). Drawn with Pillow at twice the size and scaled down (smooth lines): matplotlib's import
+    alone was 0.3 s and 30 MiB of every build (a 10k-file build 1.92 -> 1.63 s without the plot)."""
     columns = [c for c in FORMATS[manifest["format"]] if c in rows.body.columns]
-    if not columns or not rows.body.height:
+    hists = [(c, h) for c in columns if (h := length_histograms(rows, c)) is not None]
+    if not hists or not rows.body.height:
         return []
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # not pyplot: no global state, a third of the import time
+    from PIL import Image, ImageDraw, ImageFont
 
-    fig = Figure(figsize=(4.2 * len(columns), 3.2))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(columns), squeeze=False)
-    for ax, col in zip(axes[0], columns):
-        for split, n in rows.lengths(col).items():
-            lengths = n.to_numpy()
-            if len(lengths):  # densities, so a small test split is as visible as train; binned by numpy
-                density, edges = np.histogram(lengths, bins=40, density=True)
-                ax.stairs(density, edges, linewidth=1.5, label=f"{split} ({len(lengths):,})")
-        ax.set_title(f"{col}: characters per row", fontsize=10)
-        ax.set_xlabel("characters")
-        ax.set_ylabel("share of rows (density)")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{manifest['name']}@{manifest['version']}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(folder / LENGTH_PLOT, dpi=90)
+    k = 2  # drawn at twice the size
+    pw, ph, top = 380, 270, 26  # a panel, and the band for the title above them
+    img = Image.new("RGB", (pw * len(hists) * k, (ph + top) * k), "white")
+    draw = ImageDraw.Draw(img)
+
+    small, normal = ImageFont.load_default(size=9 * k), ImageFont.load_default(size=11 * k)
+
+    def text(xy, s, f, anchor):
+        draw.text((xy[0] * k, xy[1] * k), s, fill="black", font=f, anchor=anchor)
+
+    text((pw * len(hists) / 2, 6), f"{manifest['name']}@{manifest['version']}", normal, "mt")
+    for p, (col, (edges, splits, tail)) in enumerate(hists):
+        x0, x1 = p * pw + 62, (p + 1) * pw - 14  # the axes' box, in the final image's pixels
+        y0, y1 = top + 24, top + ph - 44
+        ymax = max(max(shares) for _, shares in splits.values()) * 1.08 or 1.0
+        x = lambda v: (x0 + (v - edges[0]) / (edges[-1] - edges[0]) * (x1 - x0)) * k  # noqa: E731
+        y = lambda v: (y1 - v / ymax * (y1 - y0)) * k  # noqa: E731
+        text(((x0 + x1) / 2, top + 6), f"{col}: characters per row", normal, "mt")
+        step = max(1, _nice_step(edges[-1] - edges[0]))
+        v = -(-edges[0] // step) * step
+        while v <= edges[-1] + 1e-9:
+            draw.line([(x(v), y1 * k), (x(v), (y1 + 4) * k)], fill="black", width=k)
+            text((x(v) / k, y1 + 6), _tick_label(v, step), small, "mt")
+            v += step
+        step = _nice_step(ymax * 100, 4) / 100
+        v = 0.0
+        while v <= ymax + 1e-12:
+            draw.line([((x0 - 4) * k, y(v)), (x0 * k, y(v))], fill="black", width=k)
+            text((x0 - 6, y(v) / k), _tick_label(v * 100, step * 100) + "%", small, "rm")
+            v += step
+        text(((x0 + x1) / 2, y1 + 22), "characters" + (" (the last bin holds the longest 1%)" if tail else ""),
+             small, "mt")
+        label = Image.new("L", (ph * k, 14 * k), 255)
+        ImageDraw.Draw(label).text((label.width // 2, 0), "share of the split's rows per bin", font=small,
+                                   fill=0, anchor="mt")
+        label = label.rotate(90, expand=True)
+        img.paste("black", (p * pw * k + 4 * k, (top + ph // 2 - 24) * k - label.height // 2),
+                  label.point(lambda px: 255 - px))
+        # the legend in the top corner the steps leave freer
+        third = max(1, (len(edges) - 1) // 3)
+        left = max(max(shares[:third]) for _, shares in splits.values()) < max(
+            max(shares[-third:]) for _, shares in splits.values())
+        lx = x0 + 8 if left else x1 - 26 - max(draw.textlength(f"{s} ({n:,})", font=small) / k
+                                               for s, (n, _) in splits.items())
+        for i, (split, (n, shares)) in enumerate(splits.items()):
+            colour = _COLOURS[i % len(_COLOURS)]
+            points = [(x(edges[0]), y(0))]
+            for b, share in enumerate(shares):
+                points += [(x(edges[b]), y(share)), (x(edges[b + 1]), y(share))]
+            points.append((x(edges[-1]), y(0)))
+            draw.line(points, fill=colour, width=2 * k, joint="curve")
+            ly = y0 + 8 + 14 * i
+            draw.line([(lx * k, ly * k), ((lx + 18) * k, ly * k)], fill=colour, width=2 * k)
+            text((lx + 22, ly), f"{split} ({n:,})", small, "lm")
+        draw.rectangle([x0 * k, y0 * k, x1 * k, y1 * k], outline="black", width=k)
+    img.reduce(k).save(folder / LENGTH_PLOT)
     return [LENGTH_PLOT]
 
 

@@ -729,7 +729,7 @@ def _terminated(signum, frame):
 def run() -> None:
     """The ``datafactory`` program (its console script and ``python -m datafactory``): ``main``, then an exit that
     does not tear the interpreter down object by object and module by module (0.2 s after a build that loaded
-    polars, pyarrow and matplotlib: a tenth of a 10k-file build). What matters of the teardown is done first: the
+    polars and pyarrow: a tenth of a 10k-file build). What matters of the teardown is done first: the
     exit handlers run (logging, multiprocessing) and the output is flushed. Where another thread still runs, the
     usual exit waits for it (and it is the usual exit on a Python without ``atexit._run_exitfuncs``)."""
     import atexit

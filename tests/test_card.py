@@ -84,6 +84,47 @@ def test_length_plot_beside_the_card(built, project):
     assert res.manifest["plots"] == ["lengths.png"]
 
 
+def _pixels(png, colour: str) -> list[tuple[int, int]]:
+    """Where ``colour`` (or nearly) is drawn in the image."""
+    from PIL import Image
+
+    want = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    img = Image.open(png).convert("RGB")
+    px = img.load()
+    return [(x, y) for x in range(img.width) for y in range(img.height)
+            if sum(abs(a - b) for a, b in zip(px[x, y], want)) < 30]
+
+
+def test_length_plot_draws_each_split_where_its_rows_are(tmp_path):
+    """Short train prompts and long test prompts: each split's steps peak over its own lengths, in its own colour,
+    with a panel per text column of the format; a very long row does not squash the rest into the first bin."""
+    from PIL import Image
+
+    from datafactory.card import _COLOURS, Rows, length_histograms, render_length_plot
+
+    body = pl.DataFrame({"prompt": ["가" * 10] * 900 + ["나" * 90] * 100,
+                         "completion": ["다" * (20 + i % 30) for i in range(999)] + ["라" * 50_000]})
+    rows = Rows(body, pl.Series(["train"] * 900 + ["test"] * 100), ["train", "test"])
+    assert render_length_plot({"format": "sft", "name": "demo", "version": "abc"}, rows, tmp_path) == ["lengths.png"]
+    png = tmp_path / "lengths.png"
+    assert Image.open(png).size == (760, 296)  # two panels: prompt, completion
+    train, test = (_pixels(png, c) for c in _COLOURS[:2])
+    prompt_panel = lambda pts: [(x, y) for x, y in pts if x < 380 and y > 60]  # noqa: E731 - below the legend
+    top_train = min(prompt_panel(train), key=lambda p: p[1])
+    top_test = min(prompt_panel(test), key=lambda p: p[1])
+    assert top_train[0] < top_test[0] - 150  # train's peak at 10 characters, test's at 90
+    assert abs(top_train[1] - top_test[1]) <= 3  # each all in one bin: the same share of its split's rows
+    assert any(x > 380 for x, _ in train) and any(x > 380 for x, _ in test)
+
+    edges, shares, tail = length_histograms(rows, "completion")
+    assert tail and edges[-1] < 100 and shares["train"][1][-1] > 0  # 50,000 characters in the last bin
+    assert [round(sum(s), 6) for _, s in shares.values()] == [1.0, 1.0]
+    assert length_histograms(Rows(body.with_columns(pl.lit(None, pl.String).alias("prompt")), None, ["train"]),
+                             "prompt") is None
+    assert render_length_plot({"format": "sft", "name": "demo", "version": "abc"},
+                              Rows(body.head(1), None, ["train"]), tmp_path) == ["lengths.png"]  # one row, one length
+
+
 def test_plain_features_are_what_datasets_writes():
     """The card writes plain column types itself (no `datasets` import); they must be datasets' own YAML."""
     import pyarrow as pa
