@@ -8,7 +8,7 @@ A PNG of the length distributions per split (``lengths.png``) sits beside the ca
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -103,10 +103,17 @@ class Rows:
     body: pl.DataFrame
     split: pl.Series | None
     names: list[str]
+    _chars: dict[str, pl.Series] = field(default_factory=dict, repr=False, compare=False)
+
+    def chars(self, column: str) -> pl.Series:
+        """Characters per row of ``column`` (null for a null), counted once for the statistics and the plot."""
+        if column not in self._chars:
+            self._chars[column] = self.body[column].str.len_chars()
+        return self._chars[column]
 
     def lengths(self, column: str) -> dict[str, pl.Series]:
         """Characters per row of ``column``, per split (nulls left out)."""
-        n = self.body[column].str.len_chars()
+        n = self.chars(column)
         if self.split is None:
             return {self.names[0]: n.drop_nulls()}
         both = pl.DataFrame({"split": self.split, "n": n})
@@ -124,7 +131,7 @@ def length_stats(rows: Rows) -> list[list]:
     for c, t in rows.body.schema.items():
         if t != pl.String or c in ("id", "source", "upstream_source"):
             continue
-        n = rows.body[c].str.len_chars().drop_nulls()
+        n = rows.chars(c).drop_nulls()
         if len(n):
             out.append([c, int(n.min()), round(float(n.mean()), 1), int(n.median()), int(n.max())])
     return out
@@ -159,7 +166,7 @@ def length_histograms(rows: Rows, column: str) -> tuple[list[float], dict[str, t
     per = {s: n for s, n in rows.lengths(column).items() if len(n)}
     if not per:
         return None
-    every = pl.concat(list(per.values()))
+    every = rows.chars(column).drop_nulls()
     lo, hi = float(every.min()), float(every.max())
     p99 = float(every.quantile(0.99, "higher"))
     tail = hi > 3 * p99 and p99 > lo
@@ -200,7 +207,7 @@ def render_length_plot(manifest: dict, rows: Rows, folder: Path) -> list[str]:
     for p, (col, (edges, splits, tail)) in enumerate(hists):
         x0, x1 = p * pw + 62, (p + 1) * pw - 14  # the axes' box, in the final image's pixels
         y0, y1 = top + 24, top + ph - 44
-        ymax = max(max(shares) for _, shares in splits.values()) * 1.08 or 1.0
+        ymax = max(max(shares) for _, shares in splits.values()) * 1.08  # shares sum to 1: never 0
         x = lambda v: (x0 + (v - edges[0]) / (edges[-1] - edges[0]) * (x1 - x0)) * k  # noqa: E731
         y = lambda v: (y1 - v / ymax * (y1 - y0)) * k  # noqa: E731
         text(((x0 + x1) / 2, top + 6), f"{col}: characters per row", normal, "mt")
