@@ -332,7 +332,7 @@ def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
 
 @app.command()
 def diff(a: str, b: str, as_json: Annotated[bool, typer.Option("--json")] = False):
-    """Compare two versions: rows added/removed/changed per split, schema and recipe changes."""
+    """Compare two versions: rows added/removed/changed per split, schema, recipe and code changes."""
     from datafactory.diff import diff as run_diff
 
     d = run_diff(_store(), a, b)
@@ -352,6 +352,8 @@ def diff(a: str, b: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
         out.print(f"column {c}: {x} -> {y}", markup=False)
     for ch in d["recipe"]:
         out.print(f"recipe {ch['key']}: {json.dumps(ch['a'], ensure_ascii=False)} -> {json.dumps(ch['b'], ensure_ascii=False)}", markup=False)
+    for ch in d["code"]:  # a module's digest, a library's version; None where it was not part of one side
+        out.print(f"code of {ch['where']}: {ch['what']} {ch['a'] or '(none)'} -> {ch['b'] or '(none)'}", markup=False)
 
 
 @app.command()

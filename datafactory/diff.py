@@ -1,4 +1,4 @@
-"""diff NAME@A NAME@B: rows added, removed and changed per split (matched by ``id``), schema and recipe changes."""
+"""diff NAME@A NAME@B: rows added, removed and changed per split (matched by ``id``), schema, recipe and code changes."""
 from __future__ import annotations
 
 import polars as pl
@@ -23,6 +23,35 @@ def _flatten(obj, prefix: str = "") -> dict[str, object]:
 def recipe_changes(a: dict, b: dict) -> list[tuple[str, object, object]]:
     fa, fb = _flatten(a), _flatten(b)
     return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+def code_changes(a: dict, b: dict) -> list[dict]:
+    """Where the code behind two versions differs: per source (by name) and step (by recipe key) that both have, each
+    module of this package whose source changed, was added or left, and each row-shaping library whose version
+    changed (from the manifests' ``code``; a manifest from before they were recorded gives the digest only)."""
+    def parts(m: dict) -> dict[str, dict]:
+        out = {f"sources.{n}": s for n, s in m.get("sources", {}).items()}
+        out.update({s["key"]: s for s in m.get("steps", [])})
+        return out
+
+    pa, pb = parts(a), parts(b)
+    changes = []
+    for where in [w for w in pa if w in pb]:
+        x, y = pa[where], pb[where]
+        if x.get("code_version") == y.get("code_version"):
+            continue
+        cx, cy = x.get("code"), y.get("code")
+        if not cx or not cy:
+            changes.append({"where": where, "what": "code", "a": x.get("code_version"), "b": y.get("code_version")})
+            continue
+        if cx.get("version") != cy.get("version"):
+            changes.append({"where": where, "what": "declared version", "a": cx.get("version"), "b": cy.get("version")})
+        for kind in ("modules", "libraries"):
+            mx, my = cx.get(kind, {}), cy.get(kind, {})
+            for name in sorted(set(mx) | set(my)):
+                if mx.get(name) != my.get(name):
+                    changes.append({"where": where, "what": name, "a": mx.get(name), "b": my.get(name)})
+    return changes
 
 
 def _rows(store: Store, name: str, version: str, manifest: dict, split: str, columns: list[str]) -> pl.DataFrame:
@@ -59,4 +88,5 @@ def diff(store: Store, ref_a: str, ref_b: str) -> dict:
         "schema": {"added": [c for c in sb if c not in sa], "removed": [c for c in sa if c not in sb],
                    "retyped": {c: [sa[c], sb[c]] for c in sa if c in sb and sa[c] != sb[c]}},
         "recipe": [{"key": k, "a": x, "b": y} for k, x, y in recipe_changes(ma["recipe"], mb["recipe"])],
+        "code": code_changes(ma, mb),
     }

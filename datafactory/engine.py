@@ -23,7 +23,9 @@ from pathlib import Path
 import polars as pl
 
 from datafactory.errors import DataFactoryError, RecipeError, SourceError, StoreError
-from datafactory.hashing import VERSION_LEN, FingerprintCache, code_version, digest, first_repeated
+from datafactory.code_identity import CodeIdentity, code_identity
+from datafactory.fingerprints import FingerprintCache
+from datafactory.hashing import VERSION_LEN, digest, first_repeated
 from datafactory.recipe import FORMATS, Recipe, StepSpec, load_recipe, recipe_path
 from datafactory.sources import SOURCES
 from datafactory.sources.base import Source, dtype_kind, first_kinds_clash, input_digest
@@ -94,7 +96,7 @@ class StepPlan:
     spec: StepSpec
     step: Step
     key: str
-    code: str
+    code: CodeIdentity  # the modules and library versions behind the step's key (in the manifest: `diff` names them)
     cached: bool
     salt: str  # the step's purpose and position among steps of its kind ("mix#0"): see StepContext.rank
 
@@ -203,7 +205,7 @@ class Factory:
                 raise type(e)(f"{recipe.file}: sources.{sname}: {e}") from None
             if fp is None:
                 pending.append(sname)
-            key = digest("source", sname, spec.kind, code_version(cls), opts.model_dump(mode="json"), spec.encoding,
+            key = digest("source", sname, spec.kind, code_identity(cls).digest, opts.model_dump(mode="json"), spec.encoding,
                          spec.on_error, fp, src.identity())
             cached = self.store.cache_path("sources", key, ".parquet").exists()
             sources[sname] = SourcePlan(src, key, fp, cached)
@@ -230,10 +232,10 @@ class Factory:
                                                       for r in roles}}
             except DataFactoryError as e:
                 raise RecipeError(str(recipe.file), spec.key, str(e)) from None
-            code = code_version(cls)
+            code = code_identity(cls)
             salt = f"{spec.name}#{seen.get(spec.name, 0)}"
             seen[spec.name] = seen.get(spec.name, 0) + 1
-            key = digest("step", key, spec.canonical(), code, identity, recipe.seed, salt)
+            key = digest("step", key, spec.canonical(), code.digest, identity, recipe.seed, salt)
             cached = self.store.cache_path("steps", key, ".parquet").exists()
             steps.append(StepPlan(spec, step, key, code, cached, salt))
 
@@ -508,7 +510,7 @@ class Factory:
         if unexplained > 0:
             dropped[spec.name] = dropped.get(spec.name, 0) + unexplained
         rec = {"key": spec.key, "step": spec.name, "params": spec.params.model_dump(mode="json"),
-               "sources": spec.sources, "code_version": sp.code, "cache_key": sp.key, "rows_in": rows_in,
+               "sources": spec.sources, "code_version": sp.code.digest, "code": sp.code.to_json(), "cache_key": sp.key, "rows_in": rows_in,
                "rows_out": out.height, "dropped": dropped, "seconds": round(time.perf_counter() - t0, 3),
                "info": ctx.info, "warnings": ctx.warnings}
         if ctx.tables:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 import datafactory
-from datafactory.hashing import code_version
+from datafactory.code_identity import code_identity
 from datafactory.recipe import Recipe
 from datafactory.sources.dataset import DatasetSource
 from datafactory.store import Background, Store, write_atomic, write_splits
@@ -175,7 +175,8 @@ class Publisher:
                 "sources": {
                     n: {"kind": sp.source.kind, "path": self.rel(sp.source.path), **per_source[n],
                         "fingerprint": {**sp.fingerprint, **({"list": inputs[n]} if n in inputs else {})},
-                        "code_version": code_version(type(sp.source)),
+                        "code_version": code_identity(type(sp.source)).digest,
+                        "code": code_identity(type(sp.source)).to_json(),
                         "cache_key": sp.key, **source_stats.get(n, {})}
                     for n, sp in plan.sources.items()},
                 "upstream": {n: {"dataset": recipe.source_options[n].name, "version": v}

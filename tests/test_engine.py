@@ -455,7 +455,7 @@ def test_columns_no_step_reads_are_dropped_after_the_source(project, monkeypatch
 
 def test_an_unchanged_listing_reads_no_digest_and_a_touched_file_keeps_its_version(built, monkeypatch):
     project, first = built
-    from datafactory.hashing import FingerprintCache
+    from datafactory.fingerprints import FingerprintCache
 
     def boom(*a, **k):
         raise AssertionError("per-file digests looked up for an unchanged listing")
@@ -475,6 +475,7 @@ def test_an_unchanged_listing_reads_no_digest_and_a_touched_file_keeps_its_versi
 
 def test_a_cold_build_reads_each_input_once_and_remembers_its_digest(project, monkeypatch):
     """New files are hashed from the bytes the parser reads, not read a second time in planning."""
+    import datafactory.fingerprints as fingerprints
     import datafactory.hashing as hashing
 
     project.jsonl("qa.jsonl", qa_rows(30))
@@ -485,7 +486,7 @@ def test_a_cold_build_reads_each_input_once_and_remembers_its_digest(project, mo
     res = project.factory().build("sft")
     assert res.built and calls == []
     qa = str(project.root / "inputs" / "qa.jsonl")
-    assert hashing.FingerprintCache(project.data / ".cache" / "fingerprints.msgpack").entries()[qa][2] == real(qa)
+    assert fingerprints.FingerprintCache(project.data / ".cache" / "fingerprints.msgpack").entries()[qa][2] == real(qa)
     monkeypatch.undo()
     # the same bytes with a new mtime: read and hashed again, the same version, nothing left behind
     import os
@@ -526,6 +527,7 @@ def test_inputs_under_folder_names_that_are_not_utf8_build_and_rebuild(project):
     digests are remembered by those paths; a touched file is not a new version."""
     import os
 
+    import datafactory.fingerprints as fingerprints
     import datafactory.hashing as hashing
 
     root = os.fsencode(project.root / "inputs")
@@ -540,7 +542,7 @@ def test_inputs_under_folder_names_that_are_not_utf8_build_and_rebuild(project):
     listed = (project.data / "sft" / res.version / "inputs" / "qa.tsv").read_text("utf-8").splitlines()[1:]
     assert [line.split("\t")[0] for line in listed] == ["147.텍스트 윤리검증 데이터/qa.jsonl", "odd\\xff/qa.jsonl"]
     path = os.path.join(root, b"odd\xff", b"qa.jsonl")
-    cache = hashing.FingerprintCache(project.data / ".cache" / "fingerprints.msgpack")
+    cache = fingerprints.FingerprintCache(project.data / ".cache" / "fingerprints.msgpack")
     assert cache.entries()[os.fsdecode(path)][2] == hashing.file_digest(path)  # kept, by the real path
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))

@@ -595,7 +595,7 @@ class Source:
         """One digest over every input (its name and content digest) and the file count; the per-file list is
         ``input_list`` (the version's ``inputs/<source>.tsv``). A listing whose every (path, size, mtime) is as
         last time gives the digest remembered for it (a no-op build of 100k files reads no digest at all); else a
-        file unchanged in size and mtime is not re-read (``cache``: hashing.FingerprintCache), and an archive is
+        file unchanged in size and mtime is not re-read (``cache``: fingerprints.FingerprintCache), and an archive is
         hashed once for all its members. With ``defer``, new or changed plain files are not hashed here: it
         returns ``None`` and the build parses them with ``hash_reads`` on (each byte read once)."""
         import array

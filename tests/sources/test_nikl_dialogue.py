@@ -728,7 +728,7 @@ def test_planning_and_sizing_a_new_folder_make_no_input_file_objects(monkeypatch
     """A cold build of a folder: the fingerprint finds new files, and the worker count and the units of work are
     sized, from the listing's columns; none of its InputFile objects is made (0.11 s at 100k files)."""
     import datafactory.sources.base as base
-    from datafactory.hashing import FingerprintCache
+    from datafactory.fingerprints import FingerprintCache
     from datafactory.sources.inputs import Listing
     from datafactory.sources.nikl_dialogue import NiklDialogueSource, NiklOptions
 
@@ -746,7 +746,8 @@ def test_planning_and_sizing_a_new_folder_make_no_input_file_objects(monkeypatch
 def test_a_folder_listing_and_the_same_files_one_by_one_give_the_same_input_list(tmp_path):
     """The per-file list of a version (name, bytes, digest), from a folder's columns or from InputFile objects;
     a file the fingerprint cache knows unchanged is not hashed again."""
-    from datafactory.hashing import FingerprintCache, file_digest
+    from datafactory.fingerprints import FingerprintCache
+    from datafactory.hashing import file_digest
     from datafactory.sources.inputs import Listing
     from datafactory.sources.nikl_dialogue import NiklDialogueSource, NiklOptions
 
