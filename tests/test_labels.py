@@ -183,7 +183,11 @@ def test_the_page_serves_every_candidate_pair_the_judge_dropped_ones_too(server,
     assert total == 18 and kept == 16  # the two pairs the judge dropped (a tie, both low) can be labelled
     assert got["progress"]["per_source"]["sft"]["total"] == 6
     item = got["item"]
-    assert {item["left"], item["right"]} and item["left"] != item["right"] and item["left_is"] in "ab"
+    pair = server.session.pairs[item["pair_key"]]
+    assert item["left_is"] in ("a", "b") and item["left"] and item["right"] and item["left"] != item["right"]
+    other = "b" if item["left_is"] == "a" else "a"  # each side shows the answer it says it is
+    assert (item["left"], item["right"]) == (pair[f"response_{item['left_is']}"], pair[f"response_{other}"])
+    assert item["prompt"] == pair["prompt"] and item["source"] == pair["source"]
     status, page = call(server, "GET", "/")
     assert status == 200 and 'lang="ko"' in page and "textContent" in page
 

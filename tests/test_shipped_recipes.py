@@ -34,15 +34,107 @@ def test_readme_lists_the_shipped_recipes():
     assert all(f"| `{name}` |" in readme for name in SHIPPED)
 
 
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """Every shipped recipe built from the samples into one fresh store (upstream versions shared, as a user's are):
+    {name: (manifest, {split: polars frame})}."""
+    import polars as pl
+
+    data = tmp_path_factory.mktemp("shipped") / "data"
+    factory = Factory(data, REPO / "recipes")
+    out = {}
+    for name in SHIPPED:
+        res = factory.build(name)
+        m = datafactory.manifest(f"{name}@{res.version}", data_dir=data)
+        out[name] = (m, {s: pl.read_parquet(data / name / res.version / f) for s, f in m["files"].items()})
+    return out
+
+
+def _rows(shipped, name):
+    import polars as pl
+
+    return pl.concat(list(shipped[name][1].values()), how="diagonal_relaxed")
+
+
+def _step(manifest, name, sources=None):
+    return next(s for s in manifest["steps"] if s["step"] == name and (sources is None or s["sources"] == sources))
+
+
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_recipe_builds_on_samples(name, tmp_path):
-    res = Factory(tmp_path / "data", REPO / "recipes").build(name)
-    m = res.manifest
+def test_shipped_recipe_builds_on_samples(name, shipped):
+    m, splits = shipped[name]
     assert m["rows"] > 0 and all(n > 0 for n in m["splits"].values())
-    dd = datafactory.load(name, data_dir=tmp_path / "data")
-    assert sum(d.num_rows for d in dd.values()) == m["rows"]
+    assert sum(f.height for f in splits.values()) == m["rows"]
     for s in m["sources"].values():
         assert s["rows"] > 0 and not s["quarantined"]
+
+
+def test_mixes_keep_the_recipes_ratios(shipped):
+    """Each mix keeps its weights' share of `total` per source (largest remainder), and every kept prompt reaches the
+    output unless a counted pairing rule dropped it."""
+    from datafactory.steps.mix import allocate
+
+    wants = {"rm_v1": {"sft": 6, "hate": 3, "rlhf": 6}, "rm_v2": {"sft": 6, "hate": 6, "rlhf": 6, "evol": 6},
+             "rm_v3": {"sft": 6, "rlhf": 6, "evol": 6}, "ppo_v1": {"sft": 8, "hate": 4, "rlhf": 4, "seeds": 4}}
+    for name, want in wants.items():
+        m, _ = shipped[name]
+        mix = _step(m, "mix")
+        assert allocate(mix["params"]["total"], mix["params"]["weights"]) == want, name
+        assert mix["info"]["taken"] == want and mix["rows_out"] == sum(want.values()), name
+    ppo = _rows(shipped, "ppo_v1")
+    assert ppo["source"].value_counts().sort("source").rows() == sorted(wants["ppo_v1"].items())
+    assert all(p.startswith("아래는 작업을 설명하는 명령어") and p.endswith("### 응답:\n") for p in ppo["prompt"])
+
+
+def test_pairs_follow_their_rules(shipped):
+    """Judged pairs: the higher G-Eval total is chosen, ties and pairs both under `min_total` are dropped (and
+    counted); role pairs: the teacher's answer over the SFT model's. rm_v1 pairs two answers of the SFT model."""
+    for name in ("rm_v1", "rm_v2", "rm_v3"):
+        m, _ = shipped[name]
+        rows = _rows(shipped, name)
+        judged = rows.filter(rows["label_source"] == "judge")
+        assert judged.height > 0 and set(rows["label_source"]) <= {"judge", "role"}
+        for r in judged.iter_rows(named=True):
+            assert r["chosen_score"] > r["rejected_score"] and r["chosen_score"] >= 20, (name, r["id"])
+        assert all(r["chosen"] and r["rejected"] and r["chosen"] != r["rejected"] for r in rows.iter_rows(named=True))
+        pairs = [s for s in m["steps"] if s["step"] == "pair"]
+        by_score = next(s for s in pairs if s["params"]["by"] == "score")
+        assert by_score["params"]["min_total"] == 20
+        # every prompt the mix kept ends as one pair, or is counted as dropped (two answers a prompt)
+        dropped = sum(n for s in pairs for r, n in s["dropped"].items() if r in ("tie", "both_low"))
+        assert rows.height + dropped // 2 == _step(m, "mix")["rows_out"], name
+        if name != "rm_v1":
+            role = rows.filter(rows["label_source"] == "role")
+            assert role.height and set(role["chosen_role"]) == {"teacher"} and set(role["rejected_role"]) == {"sft"}
+            assert set(role["source"]) == {"rlhf", "evol"}
+    # the samples hold each rule's case, so each is exercised: both low in rm_v1, a tie and both low in rm_v2/rm_v3
+    assert _step(shipped["rm_v1"][0], "pair")["dropped"].get("both_low", 0) > 0
+    for name in ("rm_v2", "rm_v3"):
+        d = next(s for s in shipped[name][0]["steps"] if s["step"] == "pair")["dropped"]
+        assert d.get("tie", 0) > 0 and d.get("both_low", 0) > 0, (name, d)
+
+
+def test_hate_speech_pairs_are_in_rm_v2_and_not_in_rm_v3(shipped):
+    v2, v3 = _rows(shipped, "rm_v2"), _rows(shipped, "rm_v3")
+    hate = v2.filter(v2["source"] == "hate")
+    judged = _step(shipped["rm_v2"][0], "pair", ["sft", "hate"])  # the mix's 6 + 6 prompts: a pair each, or dropped
+    lost = sum(n for r, n in judged["dropped"].items() if r in ("tie", "both_low")) // 2
+    assert hate.height + v2.filter(v2["source"] == "sft").height + lost == 12
+    assert hate.height > 0 and (hate["label_source"] == "judge").all()
+    assert "hate" not in set(v3["source"]) and "hate" not in shipped["rm_v3"][0]["sources"]
+    # rm_v3's daily pairs came from sft_v2's daily-conversation rows only
+    assert set(v3["source"]) == {"sft", "rlhf", "evol"}
+    hate_prompts = set(hate["instruction"])
+    assert not hate_prompts & set(v3["instruction"])
+
+
+def test_hate_prompts_v1_keeps_immoral_first_utterances(shipped):
+    rows = _rows(shipped, "hate_prompts_v1")
+    assert rows.height == shipped["hate_prompts_v1"][0]["rows"] > 0
+    assert (rows["intensity"] >= 1.0).all() and all(len(t) > 0 for t in rows["types"])
+    assert rows["instruction"].n_unique() == rows.height  # deduplicated
+    assert all(5 <= len(i) <= 300 for i in rows["instruction"])
+    assert all(p.endswith("### 응답:\n") and i in p for p, i in zip(rows["prompt"], rows["instruction"]))
 
 
 def test_readme_example_recipe_builds_as_written(tmp_path):

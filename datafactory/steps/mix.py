@@ -54,7 +54,7 @@ class Mix(Step):
         require_columns(df, [p.by])
         want = allocate(p.total, p.weights)
         group = pl.col(p.by).cast(pl.String)
-        parts, short = [], {}
+        parts, short, taken_by = [], {}, {}
         for g, n in want.items():
             rows = df.filter(group == g)
             if len(rows) < n:
@@ -65,9 +65,11 @@ class Mix(Step):
                 short[g] = {"wanted": n, "have": len(rows)}
                 ctx.warn(f"mix: {p.by} '{g}' fell short: {len(rows):,} of the {n:,} rows wanted (allow_short)")
             taken = take_by_hash(rows, n, ctx)
+            taken_by[g] = len(taken)
             ctx.drop("mix_surplus", len(rows) - len(taken))
             parts.append(taken)
         ctx.drop("not_in_mix", len(df.filter((~group.is_in(list(want))).fill_null(True))))
+        ctx.info["taken"] = taken_by  # rows kept per group: the ratio a user can check against the weights
         if short:
             ctx.info["short"] = short
         return pl.concat(parts, how="vertical") if parts else df.clear()

@@ -203,3 +203,31 @@ def test_batch_api_half_price_and_a_killed_build_resumes_the_same_batch(tmp_path
     per_token_respond = respond["cost_usd"] / (respond["input_tokens"] + 4 * respond["output_tokens"])
     per_token_judge = judge["cost_usd"] / (judge["input_tokens"] + 4 * judge["output_tokens"])
     assert per_token_respond == pytest.approx(per_token_judge / 2, rel=0.01)  # gpt-4o-mini: output is 4x input
+
+
+def test_max_cost_stops_a_build_at_the_cap_and_the_rerun_pays_nothing_twice(tmp_path, fake_server):
+    """A cap the estimate fits under but the real answers pass (the profile guesses 1 output token an answer): the
+    build stops in its LLM steps with the cap's error, publishes nothing, and keeps every answer it paid for; the
+    same build with a larger cap finishes, asks the server only what was not answered, and stays under that cap."""
+    server = fake_server()
+    root = make_project(tmp_path / "p", server.base_url, n=20, expected_output_tokens=1)
+    cap = 0.0098  # the plan estimates ~$0.0089 in all, a whole build pays ~$0.0108
+    first = df(root, "build", "prefs", "--max-cost", f"{cap}")
+    assert first.returncode == 1 and "the budget of $0.0098 is reached" in first.stderr, first.stderr
+    assert "every answer paid so far is kept" in first.stderr and "Traceback" not in first.stderr
+    assert not list((root / "data" / "prefs").glob("*/manifest.json"))  # nothing published
+    paid = server.answered()
+    from datafactory.llm.store import ResponseStore
+    from datafactory.store import Store
+
+    kept = ResponseStore(Store(root / "data").responses).totals()
+    assert 40 < len(paid) < 280 and kept["answers"] == len(paid) and 0 < kept["cost"] <= cap
+    second = df(root, "build", "prefs", "--max-cost", "0.05")
+    assert second.returncode == 0, second.stderr
+    again = server.answered()
+    assert len(again) == 280 and all(n == 1 for n in again.values())  # no request answered twice
+    m = json.loads(next((root / "data" / "prefs").glob("*/manifest.json")).read_text())
+    judge = m["llm_usage"]["steps"]["steps[2].judge"]
+    assert m["steps"][1]["cached"]  # the respond step's answers were kept as its output, and the judge's in the store
+    assert judge["calls"] == 280 - len(paid) and judge["cache_hits"] == 240 - judge["calls"]
+    assert m["rows"] == 20 and m["steps"][2]["rows_out"] == 40

@@ -62,9 +62,11 @@ def test_stored_answers_are_replayed_and_n_samples_differ(tmp_path, model):
 def test_stop_strings_cut_the_answer(tmp_path, model):
     client = LLMClient(profile(tmp_path, model, max_tokens=40), ResponseStore(tmp_path / "t.sqlite3"))
     full = client.for_step("s").complete(ask(["안녕하세요"]))[0].texts[0]
-    stop = full[len(full) // 2:len(full) // 2 + 1] or "x"
+    assert len(full.strip()) >= 4, full  # an answer long enough to cut in the middle
+    stop = next(c for c in full[len(full) // 2:] if not c.isspace())
     cut = LLMClient(profile(tmp_path, model, max_tokens=40, stop=[stop]), ResponseStore(tmp_path / "u.sqlite3"))
-    assert cut.for_step("s").complete(ask(["안녕하세요"]))[0].texts[0] == full.split(stop)[0].strip()
+    text = cut.for_step("s").complete(ask(["안녕하세요"]))[0].texts[0]
+    assert text == full.split(stop)[0].strip() and stop not in text and len(text) < len(full.strip())
 
 
 def test_a_retrained_model_is_another_model(tmp_path, model):

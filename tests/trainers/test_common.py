@@ -162,4 +162,8 @@ def test_a_trainer_writes_korean_under_a_locale_that_cannot(tmp_path):
                        capture_output=True, timeout=300)
     err = p.stderr.decode("utf-8")
     assert p.returncode == 1 and "error: no built dataset '한국어_sft'" in err and "Traceback" not in err, err
-    assert os.environ.get("LC_ALL") != "C"  # the test's own locale untouched
+    # the child really ran where Hangul cannot be written (else the test proves nothing)
+    probe = subprocess.run([sys.executable, "-c", "import sys; print(sys.stdout.encoding, sys.stderr.encoding)"],
+                           env=c_locale, capture_output=True, text=True, check=True)
+    assert probe.stdout.split() == ["ascii", "ascii"] or all(e.lower() in ("ansi_x3.4-1968", "ascii")
+                                                            for e in probe.stdout.split()), probe.stdout

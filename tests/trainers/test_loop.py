@@ -50,11 +50,9 @@ def test_sft_model_learned_to_stop_and_loads_back(loop):
 def test_metadata_pins_the_dataset_version_and_holds_no_token(loop):
     root, _ = loop
     m = meta(root, "sft_v2")
-    latest = (root / "data" / "sft_v2" / "latest").read_text().strip() if (root / "data" / "sft_v2" / "latest").is_file() else None
     version = m["dataset"]["version"]
     assert (root / "data" / "sft_v2" / version / "manifest.json").exists()
-    if latest:
-        assert latest == version
+    assert (root / "data" / "sft_v2" / "latest").read_text().strip() == version  # the loop built one version
     pins = json.loads((root / "data" / "sft_v2" / "pins.json").read_text("utf-8"))
     assert any(p["note"] == "trained models/sft_v2" for p in pins[version])
     assert m["dataset"]["template"]["name"] == "kullm" and m["versions"]["trl"].startswith("1.12")
@@ -63,7 +61,40 @@ def test_metadata_pins_the_dataset_version_and_holds_no_token(loop):
     assert "hub_token" not in text and "<HUB_TOKEN>" not in text
 
 
-def test_rm_v3_was_answered_by_the_local_sft_model_and_the_rm_reports_accuracy(loop):
+def rm_margins(folder, rows) -> list[float]:
+    """The reward model's own scores, computed here one pair at a time without padding (not through
+    datafactory.training.score): chosen minus rejected, as RewardTrainer trains it (prompt + answer + EOS)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+
+    def reward(prompt, answer):
+        ids = tok(prompt + answer + tok.eos_token, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            return float(model(**ids).logits[0, 0])
+
+    return [reward(r["prompt"], r["chosen"]) - reward(r["prompt"], r["rejected"]) for r in rows]
+
+
+def assert_ranks_chosen_first(margins: list[float], *, at_least: float) -> None:
+    accuracy = sum(m > 0 for m in margins) / len(margins)
+    assert accuracy >= at_least and sum(margins) > 0, (accuracy, margins)
+
+
+def version_rows(root, name: str, version: str) -> dict[str, list[dict]]:
+    import polars as pl
+
+    manifest = json.loads((root / "data" / name / version / "manifest.json").read_text("utf-8"))
+    return {s: pl.read_parquet(root / "data" / name / version / f).to_dicts() for s, f in manifest["files"].items()}
+
+
+def test_rm_v3_was_answered_by_the_local_sft_model_and_the_rm_ranks_chosen_above_rejected(loop):
+    """The loop's reward model, scored here: it ranks every held-out pair's chosen answer first (fixed seed), fits
+    its training pairs, and reports the accuracy it has (one held-out daily pair may go either way: its label is the
+    rule-of-thumb judge's). The same check on the pairs with chosen and rejected swapped
+    fails."""
     root, _ = loop
     rm = meta(root, "rm_v3")
     version = rm["dataset"]["version"]
@@ -71,15 +102,75 @@ def test_rm_v3_was_answered_by_the_local_sft_model_and_the_rm_reports_accuracy(l
     roles = {r: m for s in manifest["llm_usage"]["steps"].values() for r, m in s.get("roles", {}).items()}
     assert roles["sft"].startswith("sft_v2@")  # the local model folder's digest, not the sample answers
     acc = rm["metrics"]["accuracy"]
-    assert acc["split"] == "test" and acc["pairs"] == manifest["splits"]["test"]
-    assert 0 <= acc["accuracy"] <= 1 and {"mean", "p10", "p50", "p90"} <= set(acc["margin"])
+    assert acc["split"] == "test" and acc["pairs"] == manifest["splits"]["test"] >= 3
+    split = version_rows(root, "rm_v3", version)
+    held_out = rm_margins(root / "models" / "rm_v3", split["test"])
+    assert_ranks_chosen_first(held_out, at_least=2 / 3)
+    assert_ranks_chosen_first(rm_margins(root / "models" / "rm_v3", split["train"]), at_least=0.8)
+    assert acc["accuracy"] == round(sum(m > 0 for m in held_out) / len(held_out), 4)  # the reported number is true
+    assert acc["margin"]["mean"] == pytest.approx(sum(held_out) / len(held_out), abs=1e-3)
+    with pytest.raises(AssertionError):
+        assert_ranks_chosen_first([-m for m in held_out], at_least=2 / 3)
+
+
+def test_a_reward_model_trained_on_swapped_pairs_fails_the_same_check(loop, tmp_path):
+    """rm_v3 with chosen and rejected swapped (a recipe over the built version), trained as the loop trains: the
+    check above fails on it, so it tells a reward model that learned the preferences from one that learned them
+    backwards."""
+    root, _ = loop
+    version = meta(root, "rm_v3")["dataset"]["version"]
+    recipe = root / "recipes" / "rm_swapped.yaml"
+    recipe.write_text(
+        "name: rm_swapped\ndescription: rm_v3 with chosen and rejected swapped (a test's)\n"
+        f"sources: {{rm: {{kind: dataset, options: {{name: rm_v3, version: {version}}}}}}}\n"
+        "steps:\n  - rename: {columns: {chosen: rejected, rejected: chosen}}\n"
+        "output: {format: preference}\nsplits: {train: 0.8, test: 0.2}\nseed: 42\n", "utf-8")
+    try:
+        run(root, "python", "-m", "datafactory", "-q", "build", "rm_swapped")
+        run(root, "python", str(TRAINERS / "rm.py"), "--config", str(TRAINERS / "configs/tiny/rm.yaml"), "--dataset",
+            "rm_swapped", "--model", "models/sft_v2", "--output", str(tmp_path / "rm_swapped"))
+    finally:
+        recipe.unlink()
+    rows = [r for part in version_rows(root, "rm_v3", version).values() for r in part]
+    with pytest.raises(AssertionError):
+        assert_ranks_chosen_first(rm_margins(tmp_path / "rm_swapped", rows), at_least=0.8)
 
 
 def test_evaluation_results_and_the_judge_calls_are_cached(loop):
+    """KoBEST accuracy as reported equals the accuracy computed here from the model's own log-likelihoods of each
+    choice (one sequence at a time), on every sample item of the split it names."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datafactory.sources.kobest import KobestOptions, KobestSource
+
     root, _ = loop
     sft = json.loads((root / "evals" / "sft_v2.json").read_text("utf-8"))["tasks"]
-    assert sft["kobest_copa"]["n"] > 0 and 0 <= sft["kobest_copa"]["acc"] <= 1
-    assert sft["kobest_hellaswag"]["n"] > 0
+    frame = KobestSource("k", str(root / "data" / "samples" / "kobest" / "hub"), KobestOptions(), on_error="fail").read().frame
+    tok = AutoTokenizer.from_pretrained(root / "models" / "sft_v2")
+    model = AutoModelForCausalLM.from_pretrained(root / "models" / "sft_v2").eval()
+
+    def loglik(context, continuation):
+        c, k = tok(context, add_special_tokens=False)["input_ids"], tok(continuation, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([c + k])).logits[0].float(), -1)
+        return sum(float(logp[len(c) + i - 1, t]) for i, t in enumerate(k))
+
+    connector = {"원인": "왜냐하면", "결과": "그래서"}
+    for task in ("copa", "hellaswag"):
+        got = sft[f"kobest_{task}"]
+        rows = frame.filter((frame["task"] == task) & (frame["kobest_split"] == got["split"])).to_dicts()
+        assert got["n"] == len(rows) > 0
+        right = 0
+        for r in rows:
+            if task == "copa":
+                ctx = f"{r['premise'].rstrip()} {connector[r['question'].strip()]}"
+                options = [r["alternative_1"], r["alternative_2"]]
+            else:
+                ctx, options = r["context"].rstrip(), [r[f"ending_{i}"] for i in range(1, 5)]
+            scores = [loglik(ctx, " " + o) for o in options]
+            right += scores.index(max(scores)) == r["label"]
+        assert got["acc"] == round(right / len(rows), 4), (task, got, right)
     assert sft["geval"]["judged"] > 0 and sft["geval"]["llm"]["requests"] > 0
     assert "| sft_v2 | sft |" in (root / "evals" / "results.md").read_text("utf-8")
     again = run(root, "python", str(TRAINERS / "eval.py"), "--model", "models/sft_v2", "--geval", "ppo_v1", "--llm", "loop",
