@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from datafactory.conversations import CONVERSATIONAL, is_conversation, is_messages, transcript
 from datafactory.recipe import FORMATS
 from datafactory.terms import REDISTRIBUTION, card_license
 
@@ -66,7 +67,7 @@ def _feature_repr(entry: dict) -> str:
     return json.dumps({k: v for k, v in entry.items() if k != "name"}, ensure_ascii=False)
 
 
-def front_matter(manifest: dict, feats=None) -> dict:
+def front_matter(manifest: dict, feats=None, nbytes: int | None = None) -> dict:
     card = manifest["recipe"]["card"]
     meta = {
         "language": card["language"],
@@ -79,8 +80,12 @@ def front_matter(manifest: dict, feats=None) -> dict:
                      "data_files": [{"split": s, "path": f} for s, f in manifest["files"].items()]}],
     }
     if feats is not None:
+        # num_bytes: the rows' size in memory (Arrow), shared out by rows; `datasets` ignores every split's line
+        # without it (with a warning at each load) and checks only the counts
+        total = max(1, manifest["rows"])
         meta["dataset_info"] = {"features": feats,
-                                "splits": [{"name": s, "num_examples": n} for s, n in manifest["splits"].items()]}
+                                "splits": [{"name": s, "num_bytes": round((nbytes or 0) * n / total), "num_examples": n}
+                                           for s, n in manifest["splits"].items()]}
     return meta
 
 
@@ -108,7 +113,9 @@ class Rows:
     def chars(self, column: str) -> pl.Series:
         """Characters per row of ``column`` (null for a null), counted once for the statistics and the plot."""
         if column not in self._chars:
-            self._chars[column] = self.body[column].str.len_chars()
+            col = self.body[column]
+            self._chars[column] = (col.list.eval(pl.element().struct.field("content").str.len_chars()).list.sum()
+                                   if is_messages(col.dtype) else col.str.len_chars())
         return self._chars[column]
 
     def lengths(self, column: str) -> dict[str, pl.Series]:
@@ -129,7 +136,7 @@ class Rows:
 def length_stats(rows: Rows) -> list[list]:
     out = []
     for c, t in rows.body.schema.items():
-        if t != pl.String or c in ("id", "source", "upstream_source"):
+        if (t != pl.String and not is_messages(t)) or c in ("id", "source", "upstream_source"):
             continue
         n = rows.chars(c).drop_nulls()
         if len(n):
@@ -187,7 +194,7 @@ def render_length_plot(manifest: dict, rows: Rows, folder: Path) -> list[str]:
     split, as outlined steps (the share of the split's rows in each bin). Returns the file names written (none for
     an empty dataset). Drawn with Pillow at twice the size and scaled down (smooth lines): matplotlib's import
     alone was 0.3 s and 30 MiB of every build (a 10k-file build 1.92 -> 1.63 s without the plot)."""
-    columns = [c for c in FORMATS[manifest["format"]] if c in rows.body.columns]
+    columns = [c for c in format_columns(manifest) if c in rows.body.columns]
     hists = [(c, h) for c in columns if (h := length_histograms(rows, c)) is not None]
     if not hists:  # an empty dataset, or no text in the format's columns
         return []
@@ -319,10 +326,27 @@ def template_section(t: dict) -> str:
     return "\n\n".join(parts)
 
 
+def format_columns(manifest: dict) -> tuple[str, ...]:
+    """The columns the version's format and type hold (TRL's dataset types)."""
+    if manifest.get("type") == "conversational":
+        return CONVERSATIONAL[manifest["format"]]
+    return FORMATS[manifest["format"]]
+
+
+def example(row: dict) -> str:
+    """One example row for the card: its text and other columns as JSON, each conversation as a transcript."""
+    chats = {k: v for k, v in row.items() if is_conversation(v)}
+    plain = {k: _cell(v) for k, v in row.items() if k != "llm_calls" and k not in chats}
+    out = "```json\n" + json.dumps(plain, ensure_ascii=False, indent=2) + "\n```"
+    for k, v in chats.items():
+        out += f"\n\n`{k}`:\n\n```text\n{transcript(v)}\n```"
+    return out
+
+
 def render_card(manifest: dict, rows: Rows, repo: str | None = None) -> str:
     name, version = manifest["name"], manifest["version"]
     feats = features({rows.names[0]: rows.body.head(0)}) if rows.names else None
-    meta = yaml.safe_dump(front_matter(manifest, feats), allow_unicode=True, sort_keys=False)
+    meta = yaml.safe_dump(front_matter(manifest, feats, rows.body.estimated_size()), allow_unicode=True, sort_keys=False)
     recipe = manifest["recipe"]
     terms = manifest.get("terms", {})
     out = [f"---\n{meta}---", f"# {recipe['card']['pretty_name'] or name}"]
@@ -332,7 +356,9 @@ def render_card(manifest: dict, rows: Rows, repo: str | None = None) -> str:
         out.append(recipe["description"].strip())
     out.append(f"Built by datafactory from the recipe `{name}` "
                f"(`{manifest['recipe_file']}`), version `{version}`, on {manifest['created_at'][:10]}. "
-               f"Format: `{manifest['format']}` (TRL dataset type). {manifest['rows']:,} rows.")
+               f"Format: `{manifest['format']}`" + (", conversational (lists of `{role, content}` messages)"
+                                                    if manifest.get("type") == "conversational" else "")
+               + f" (TRL dataset type). {manifest['rows']:,} rows.")
     out.append(loading_section(name, version, repo))
     licence = ("## Sources and licences\n\n" + _table(
         ["source", "kind", "rows", "skipped (reason: records)", "quarantined", "licence", "redistribution"],
@@ -374,8 +400,6 @@ def render_card(manifest: dict, rows: Rows, repo: str | None = None) -> str:
         out.append(template_section(manifest["template"]))
     first = rows.head(3) if rows.names else None
     if first is not None and first.height:
-        examples = "\n\n".join("```json\n" + json.dumps({k: _cell(v) for k, v in row.items() if k != "llm_calls"},
-                                                      ensure_ascii=False, indent=2)
-                               + "\n```" for row in first.to_dicts())
+        examples = "\n\n".join(example(row) for row in first.to_dicts())
         out.append(f"## Examples ({rows.names[0]})\n\n{examples}")
     return "\n\n".join(out) + "\n"

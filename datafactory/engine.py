@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
+from datafactory import conversations
 from datafactory.errors import DataFactoryError, RecipeError, SourceError, StoreError
 from datafactory.code_identity import CodeIdentity, code_identity
 from datafactory.fingerprints import FingerprintCache
@@ -552,6 +553,9 @@ class Factory:
         fmt = recipe.output.format
         needed = FORMATS[fmt]
         where = str(recipe.file)
+        if recipe.output.type == "conversational":
+            frame = conversations.to_conversational(frame, fmt, where)
+            needed = conversations.CONVERSATIONAL[fmt]
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise RecipeError(where, "output.format", f"format '{fmt}' needs columns {', '.join(needed)}; "
@@ -559,9 +563,13 @@ class Factory:
                               "add a template or rename step")
         if frame.height == 0:
             raise RecipeError(where, "steps", "the recipe produced no rows; see the row counts above")
-        for c in needed:
+        if recipe.output.type == "conversational":
+            conversations.check(frame, needed, where)
+        for c in needed if recipe.output.type == "standard" else ():
             if frame.schema[c] != pl.String:
-                raise RecipeError(where, "output.format", f"column '{c}' is {frame.schema[c]}, not text")
+                raise RecipeError(where, "output.format", f"column '{c}' is {frame.schema[c]}, not text"
+                                  + (" (set `output: {type: conversational}` for messages)"
+                                     if conversations.is_messages(frame.schema[c]) else ""))
             bad = frame.filter(pl.col(c).is_null() | pl.col(c).str.contains(r"^\s*$"))  # no stripped copy
             if bad.height:
                 raise RecipeError(where, "output.format", f"{bad.height} rows have an empty or null '{c}' "

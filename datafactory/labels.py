@@ -25,6 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
+from datafactory.conversations import from_conversational, messages_type
 from datafactory.errors import DataFactoryError
 from datafactory.hashing import digest
 from datafactory.jsonl import lines
@@ -300,7 +301,8 @@ def export_rows(labels: list[dict]) -> list[dict]:
 def pairs_of_version(version_dir: Path, manifest: dict) -> pl.DataFrame:
     """Every pair a person may label in a built version: the `pair` step's table of candidate pairs (those the
     judge kept and those it dropped: ties, both low, unscored), else the preference rows themselves. Columns:
-    ``id, source, pair_key, prompt, context, response_a, response_b, judge`` (a, b, tie, ... or None),
+    ``id, source, pair_key, prompt, context, turns, response_a, response_b, judge`` (a, b, tie, ... or None;
+    ``turns``: the conversation before the prompt, as messages),
     ``decided_by`` (judge, role, dataset), ``outcome`` (kept or the reason the build dropped it)."""
     table = version_dir / "tables" / f"{PAIRS_TABLE}.parquet"
     if table.exists():
@@ -308,6 +310,8 @@ def pairs_of_version(version_dir: Path, manifest: dict) -> pl.DataFrame:
     else:
         splits = [pl.read_parquet(version_dir / f) for f in manifest["files"].values()]
         df = pl.concat(splits, how="diagonal_relaxed") if splits else pl.DataFrame()
+        if manifest.get("type") == "conversational" and df.height:  # the conversation's turns and text answers
+            df = from_conversational(df).rename({"instruction": "prompt"})
         need = {"prompt", "chosen", "rejected"}
         if not need <= set(df.columns):
             raise DataFactoryError(f"{manifest['name']}@{manifest['version']} has no pairs to label: it needs "
@@ -318,6 +322,7 @@ def pairs_of_version(version_dir: Path, manifest: dict) -> pl.DataFrame:
             "id", "source",
             pl.col(text).alias("prompt"),
             (pl.col("prompt") if text != "prompt" else pl.lit(None, pl.String)).alias("context"),
+            (pl.col("history") if "history" in df.columns else pl.lit([], dtype=messages_type())).alias("turns"),
             pl.col("chosen").alias("response_a"), pl.col("rejected").alias("response_b"),
             pl.lit("a").alias("judge"),
             (pl.col("label_source") if "label_source" in df.columns else pl.lit("dataset")).alias("decided_by"),

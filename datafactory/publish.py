@@ -169,6 +169,7 @@ class Publisher:
                 "datafactory_version": datafactory.__version__,
                 "format_version": FORMAT_VERSION,
                 "format": recipe.output.format,
+                "type": recipe.output.type,
                 "template": template,
                 "recipe_file": self.rel(recipe.file),
                 "recipe": canonical,

@@ -13,7 +13,7 @@ Shape (every key is checked; an unknown one names its path and the closest known
       - normalize: {columns: [instruction, output]}
       - filter: {length: {column: output, min: 2}, sources: [daily]}   # `sources:` limits a step to some sources
       - dedup
-    output: {format: sft}             # sft | preference | prompt | text (TRL dataset types)
+    output: {format: sft}             # sft | preference | prompt | text (TRL dataset types); type: conversational
     splits: {train: 0.95, test: 0.05} # fractions, or counts (test: 40) with fractions sharing the rest
     stratify_by: source               # optional: split each source on its own, in exact proportions
     seed: 42
@@ -91,6 +91,8 @@ class SourceSpec(_Strict):
 
 class OutputSpec(_Strict):
     format: Literal["sft", "preference", "prompt", "text"]
+    # TRL's dataset types: text columns (standard), or lists of {role, content} messages (see conversations.py)
+    type: Literal["standard", "conversational"] = "standard"
 
 
 class RecipeFile(_Strict):

@@ -2,6 +2,8 @@
 a content warning where hate speech is inside, `datasets` feature types, and a length plot beside the card."""
 from __future__ import annotations
 
+import io
+
 import datasets
 import polars as pl
 import yaml
@@ -70,8 +72,20 @@ def test_columns_are_datasets_feature_types_and_load_with_them(built, project):
     meta, text = card_of(project, res)
     assert "| prompt | `Value('string')` |" in text
     assert {"name": "prompt", "dtype": "string"} in meta["dataset_info"]["features"]
-    assert meta["dataset_info"]["splits"] == [{"name": s, "num_examples": n} for s, n in res.manifest["splits"].items()]
-    plain = datasets.load_dataset(str(project.data / "sft" / res.version), cache_dir=str(project.root / "hf-cache"))
+    splits = meta["dataset_info"]["splits"]
+    assert [(s["name"], s["num_examples"]) for s in splits] == list(res.manifest["splits"].items())
+    assert all(s["num_bytes"] > 0 for s in splits)  # without it `datasets` ignores the lines, warning at each load
+    from datasets.utils import logging as hf_logging
+
+    said = io.StringIO()
+    handler = __import__("logging").StreamHandler(said)
+    hf_logging.get_logger().addHandler(handler)
+    try:
+        plain = datasets.load_dataset(str(project.data / "sft" / res.version), cache_dir=str(project.root / "hf-cache"))
+    finally:
+        hf_logging.get_logger().removeHandler(handler)
+    assert "Ignoring" not in said.getvalue(), said.getvalue()
+    assert plain["train"].info.splits["train"].num_examples == res.manifest["splits"]["train"]
     assert plain["train"].features["prompt"] == datasets.Value("string")
     assert plain["train"].num_rows == res.manifest["splits"]["train"]
 

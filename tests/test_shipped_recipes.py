@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
@@ -19,7 +20,8 @@ from tests.conftest import REPO, SAMPLES
 pytestmark = pytest.mark.slow
 
 
-SHIPPED = ["hate_prompts_v1", "ppo_v1", "rm_v1", "rm_v2", "rm_v3", "sft_v1", "sft_v2"]
+SHIPPED = ["chat_ppo_v1", "chat_rm_v1", "chat_sft_v1", "hate_prompts_v1", "ppo_v1", "rm_v1", "rm_v2", "rm_v3", "sft_v1",
+           "sft_v2"]
 
 
 def test_the_shipped_list_is_what_git_tracks():
@@ -42,12 +44,47 @@ def shipped(tmp_path_factory):
 
     data = tmp_path_factory.mktemp("shipped") / "data"
     factory = Factory(data, REPO / "recipes")
-    out = {}
+    out = {"_data": data}
     for name in SHIPPED:
         res = factory.build(name)
         m = datafactory.manifest(f"{name}@{res.version}", data_dir=data)
         out[name] = (m, {s: pl.read_parquet(data / name / res.version / f) for s, f in m["files"].items()})
     return out
+
+
+PREFERENCE = ["rm_v1", "rm_v2", "rm_v3", "chat_rm_v1"]
+
+
+def test_both_answers_of_every_pair_were_asked_the_conversation_its_prompt_holds(shipped):
+    """Every preference recipe: a pair's answers (from the response store, by the row's `llm_calls`) answer one
+    conversation, and the row's prompt is exactly it: a text prompt is that conversation rendered by the KULLM chat
+    template, a conversational prompt is its messages. Daily-conversation prompts hold their earlier turns."""
+    from datafactory.llm.store import ResponseStore
+    from datafactory.store import Store
+    from datafactory.templates import load_template
+    from datafactory.templates.chat import chat_template, render
+
+    kullm = chat_template(load_template("kullm"))
+    responses = ResponseStore(Store(shipped["_data"]).responses)
+    with_turns = 0
+    for name in PREFERENCE:
+        rows = _rows(shipped, name)
+        for row in rows.iter_rows(named=True):
+            asked = [r for k in row["llm_calls"] if (r := responses.get_full(k)["request"])["meta"]["task"]
+                     == "respond"]
+            roles = {r["role"] for r in asked}
+            assert len(asked) >= 2 - (name == "rm_v1") and roles, (name, row["id"])
+            assert len({r["meta"]["conversation"] for r in asked}) == 1, (name, row["id"])  # one conversation
+            plain = next(r["messages"] for r in asked if r["role"] == "sft")
+            if isinstance(row["prompt"], str):
+                assert row["prompt"] == render(kullm, plain), (name, row["id"])
+            else:
+                assert row["prompt"] == plain, (name, row["id"])
+            teacher = next((r["messages"] for r in asked if r["role"] == "teacher"), None)
+            if teacher is not None:  # the teacher's turns are the same, its system prompt and wording around them aside
+                assert [m for m in teacher if m["role"] != "system"][:-1] == plain[:-1], (name, row["id"])
+            with_turns += len(plain) > 1
+    assert with_turns >= 8  # the daily and translated dialogues carry their turns
 
 
 def _rows(shipped, name):
@@ -89,7 +126,7 @@ def test_mixes_keep_the_recipes_ratios(shipped):
 def test_pairs_follow_their_rules(shipped):
     """Judged pairs: the higher G-Eval total is chosen, ties and pairs both under `min_total` are dropped (and
     counted); role pairs: the teacher's answer over the SFT model's. rm_v1 pairs two answers of the SFT model."""
-    for name in ("rm_v1", "rm_v2", "rm_v3"):
+    for name in ("rm_v1", "rm_v2", "rm_v3", "chat_rm_v1"):
         m, _ = shipped[name]
         rows = _rows(shipped, name)
         judged = rows.filter(rows["label_source"] == "judge")
@@ -97,6 +134,8 @@ def test_pairs_follow_their_rules(shipped):
         for r in judged.iter_rows(named=True):
             assert r["chosen_score"] > r["rejected_score"] and r["chosen_score"] >= 20, (name, r["id"])
         assert all(r["chosen"] and r["rejected"] and r["chosen"] != r["rejected"] for r in rows.iter_rows(named=True))
+        if name == "chat_rm_v1":  # the same pairs as rm_v3, as conversations
+            assert sorted(rows["id"]) == sorted(_rows(shipped, "rm_v3")["id"])
         pairs = [s for s in m["steps"] if s["step"] == "pair"]
         by_score = next(s for s in pairs if s["params"]["by"] == "score")
         assert by_score["params"]["min_total"] == 20
@@ -109,7 +148,7 @@ def test_pairs_follow_their_rules(shipped):
             assert set(role["source"]) == {"rlhf", "evol"}
     # the samples hold each rule's case, so each is exercised: both low in rm_v1, a tie and both low in rm_v2/rm_v3
     assert _step(shipped["rm_v1"][0], "pair")["dropped"].get("both_low", 0) > 0
-    for name in ("rm_v2", "rm_v3"):
+    for name in ("rm_v2", "rm_v3", "chat_rm_v1"):
         d = next(s for s in shipped[name][0]["steps"] if s["step"] == "pair")["dropped"]
         assert d.get("tie", 0) > 0 and d.get("both_low", 0) > 0, (name, d)
 
@@ -150,13 +189,20 @@ def test_readme_example_recipe_builds_as_written(tmp_path):
     assert res.manifest["rows"] > 0 and set(res.manifest["splits"]) == {"train", "test"}
 
 
-def test_sft_v1_mixes_daily_and_evol_in_the_kullm_template(tmp_path):
-    res = Factory(tmp_path / "data", REPO / "recipes").build("sft_v1")
-    train = datafactory.load("sft_v1", split="train", data_dir=tmp_path / "data")
+def test_sft_v1_mixes_daily_and_evol_in_the_kullm_template(shipped):
+    m, splits = shipped["sft_v1"]
+    train = splits["train"]
     assert set(train["source"]) == {"daily", "evol"}
-    assert all(p.startswith("아래는 작업을 설명하는 명령어입니다.") and p.endswith("### 응답:\n") for p in train["prompt"])
-    assert res.manifest["template"]["name"] == "kullm"
+    assert all(p.startswith("아래는 작업을 설명하는") and p.endswith("### 응답:\n") for p in train["prompt"])
+    assert m["template"]["name"] == "kullm"
     assert not any("name1" in c or "{" in c for c in train["completion"])
+    # a daily line carries the (up to four) turns before it in the input slot; its first line has none
+    for row in train.filter(pl.col("source") == "daily").iter_rows(named=True):
+        turns = row["history"]
+        assert len(turns) <= 4 and ("### 입력:" in row["prompt"]) == bool(turns)
+        assert all(f": {t['content']}\n" in row["prompt"] for t in turns)
+    assert train.filter(pl.col("source") == "daily")["history"].list.len().max() == 4
+    assert (train.filter(pl.col("source") == "evol")["prompt"].str.starts_with("아래는 작업을 설명하는 명령어입니다.")).all()
 
 
 def test_source_command_reports_counts_and_records():

@@ -185,10 +185,13 @@ class StepLLM:
                 raise DataFactoryError(f"{self.at}the replay profile has no stored answer for row '{row}' "
                                        f"(role {r.request.role}, {r.model}; {len(replay)} such requests), e.g. \"{last}\"; "
                                        "import the store that answered it (datafactory llm import) or use a live profile")
-            kinds = {r.key: c.profile.role(r.request.role).provider for r in todo}
+            specs = {r.key: c.profile.role(r.request.role) for r in todo}
+            kinds = {k: spec.provider for k, spec in specs.items()}
+            # the Batch API takes chat requests: a completions role answers live
+            batch_ok = {k: batch and spec.provider == "openai" and spec.endpoint == "chat" for k, spec in specs.items()}
             local = [r for r in todo if kinds[r.key] == "transformers"]
-            batched = [r for r in todo if batch and kinds[r.key] == "openai"]
-            live = [r for r in todo if kinds[r.key] == "demo" or (kinds[r.key] == "openai" and not batch)]
+            batched = [r for r in todo if batch_ok[r.key]]
+            live = [r for r in todo if kinds[r.key] == "demo" or (kinds[r.key] == "openai" and not batch_ok[r.key])]
             if local:
                 self._generate_local(local, results)
             if batched:
@@ -267,7 +270,8 @@ class StepLLM:
         for (role, _, _), group in groups.items():
             spec = c.profile.role(role)
             if role not in c._local:
-                c._local[role] = LocalModel(model_folder(spec, c.profile.base_dir))
+                c._local[role] = LocalModel(model_folder(spec, c.profile.base_dir), c.profile.chat_template(spec),
+                                            raw=spec.chat_template == "none")
             model = c._local[role]
             for i in range(0, len(group), spec.batch_size):
                 batch = group[i:i + spec.batch_size]
@@ -477,5 +481,5 @@ def _merge(parts: list[Answer | Failure]) -> Answer | Failure:
 def _stored_request(r: Resolved) -> dict:
     """What the store keeps of a request: enough to trace and replay it, never a credential."""
     return {"role": r.request.role, "messages": r.request.messages, "params": r.params, "n": r.n,
-            "meta": {k: v for k, v in r.request.meta.items() if k in ("task", "row", "criterion", "step")}}
+            "meta": {k: v for k, v in r.request.meta.items() if k in ("task", "row", "criterion", "step", "conversation")}}
 

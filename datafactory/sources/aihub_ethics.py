@@ -13,6 +13,11 @@ Options::
     immoral: null            # true / false: keep only immoral / clean sentences
     min_intensity: null      # keep sentences with intensity >= this (and <= max_intensity)
     max_intensity: null
+    context_turns: 0         # or N, or all: the talkset's turns before the sentence, in `history`
+
+``history`` holds the turns before a row's sentence as ``{role, content}`` messages (consecutive sentences of one
+speaker form a turn; the sentence is the user's, the turn before it the assistant's, and so on back), whatever
+the filters keep: a kept sentence's history may hold sentences the filters left out. Empty with 0.
 """
 from __future__ import annotations
 
@@ -21,12 +26,13 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from itertools import accumulate, chain
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 import polars as pl
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
+from datafactory.conversations import messages_type
 from datafactory.jsonl import lines
 from datafactory.sources.base import Bad, Batch, BadFile, NoOptions, Skip, Source
 from datafactory.sources.inputs import InputFile
@@ -77,6 +83,25 @@ _KNOWN = frozenset(LABELS)
 _VALIDATION_STEM = re.compile(r"talksets-train-6(_aihub)?$")
 
 
+def history_of(said: list[tuple], keep: int | str) -> list[dict]:
+    """The turns before a sentence as messages: ``said`` is the talkset's (speaker, text) so far; consecutive
+    sentences of one known speaker form a turn; the last ``keep`` turns (``all``: every one), the one right before
+    the sentence the assistant's, then alternating back."""
+    if not keep:
+        return []
+    turns: list[list] = []
+    for speaker, text in said:
+        if not text:
+            continue
+        if turns and speaker is not None and turns[-1][0] == speaker:
+            turns[-1][1] += " " + text
+        else:
+            turns.append([speaker, text])
+    turns = turns if keep == "all" else turns[-keep:]
+    return [{"role": "assistant" if (len(turns) - j) % 2 else "user", "content": text}
+            for j, (_, text) in enumerate(turns)]
+
+
 def _stem_and_split(file: InputFile) -> tuple[str, str]:
     """The file's name without its extension (its rows' ``file``), and the AIHub split it belongs to."""
     stem = file.basename.rsplit(".", 1)[0]
@@ -90,6 +115,7 @@ class AihubOptions(NoOptions):
     immoral: bool | None = None
     min_intensity: float | None = None
     max_intensity: float | None = None
+    context_turns: Annotated[int, Field(ge=0)] | Literal["all"] = 0
 
     @field_validator("types")
     @classmethod
@@ -120,6 +146,7 @@ class AihubEthicsSource(Source):
             "text": pl.String, "origin_text": pl.String, "types": pl.List(pl.String), "is_immoral": pl.Boolean,
             "intensity": pl.Float64, "intensity_sum": pl.Float64, "speaker": pl.Int32, "talkset_id": pl.String,
             "sentence_id": pl.String, "position": pl.Int32, "file": pl.String, "aihub_split": pl.String,
+            "history": messages_type(),
         }
 
     def __init__(self, *a, **kw):
@@ -142,12 +169,17 @@ class AihubEthicsSource(Source):
                 yield Bad(t_i, "missing_field", f"talkset {t_i} has no 'sentences' list", talk)
                 continue
             talk_id = str(t_i if talk.get("id") is None else talk["id"])
+            said: list[tuple] = []  # (speaker, text) of the talkset's sentences so far
             for s_i, sent in enumerate(talk["sentences"]):
                 if self.options.positions == "first" and s_i > 0:
                     break
                 row = self._sentence(t_i, talk_id, s_i, sent, stem, split)
                 if isinstance(row, dict):
+                    row["history"] = history_of(said, self.options.context_turns)
+                    said.append((row["speaker"], row["text"]))
                     row = self._filter(row)
+                else:
+                    said.append((None, ""))
                 yield row
 
     def parse_batch(self, files: list[InputFile]) -> Batch:
@@ -157,7 +189,7 @@ class AihubEthicsSource(Source):
         o = self.options
         cols: dict[str, list] = {k: [] for k in ("_key", "text", "origin_text", "types", "is_immoral", "intensity",
                                                  "intensity_sum", "speaker", "talkset_id", "sentence_id", "position",
-                                                 "file", "aihub_split", "_file")}
+                                                 "file", "aihub_split", "_file", "history")}
         slow: list[int] = []
         for i, file in enumerate(files):
             talks = None if file.basename.endswith(".txt") else self.decode_fast(file, _DECODER)
@@ -177,6 +209,12 @@ class AihubEthicsSource(Source):
                 continue
             ids = [str(p if s.id is None else s.id) for p, s in zip(positions, sents)]
             n = len(sents)
+            if o.context_turns:  # each sentence's talkset so far (positions restart at 0 with each talkset)
+                said: list[tuple] = []
+                for p, s in zip(positions, sents):
+                    said = said if p else []
+                    cols["history"].append(history_of(said, o.context_turns))
+                    said.append((_speaker(s.speaker), s.text.strip()))
             cols["_key"] += [f"{stem}/{t}/{x}" for t, x in zip(talk_ids, ids)]
             cols["text"] += [s.text.strip() for s in sents]
             cols["origin_text"] += [s.origin_text for s in sents]
@@ -199,8 +237,11 @@ class AihubEthicsSource(Source):
         flat = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
                                         pa.array(list(chain.from_iterable(types)), pa.string()))
         schema = {"_key": pl.String, **self.schema, "_file": pl.Int32}
-        frame = pl.DataFrame(cols, schema={k: v for k, v in schema.items() if k != "types"}).with_columns(
-            pl.Series("types", flat, dtype=schema["types"])).select(list(schema))
+        turns = cols.pop("history")
+        history = (pl.Series("history", turns, dtype=schema["history"]) if o.context_turns else
+                   pl.lit([], dtype=schema["history"]).alias("history"))
+        frame = pl.DataFrame(cols, schema={k: v for k, v in schema.items() if k not in ("types", "history")}).with_columns(
+            pl.Series("types", flat, dtype=schema["types"]), history).select(list(schema))
         skipped: Counter[str] = Counter()
         x = pl.col("intensity").fill_null(0.0)
         for reason, drop in [
@@ -267,6 +308,7 @@ class AihubEthicsSource(Source):
             if not (line.startswith("{") and line.endswith("}")):
                 yield Bad(i, "malformed_line", f"line {i + 1} is not a {{u1|u2|...}} talkset", line[:500])
                 continue
+            said: list[tuple] = []
             for p, utt in enumerate(line[1:-1].split("|")):
                 if o.positions == "first" and p > 0:
                     break
@@ -275,4 +317,6 @@ class AihubEthicsSource(Source):
                     continue
                 yield {"_key": f"{stem}.txt/{i}/{p}", "text": utt.strip(), "origin_text": None, "types": None,
                        "is_immoral": None, "intensity": None, "intensity_sum": None, "speaker": None,
-                       "talkset_id": str(i), "sentence_id": str(p), "position": p, "file": stem, "aihub_split": split}
+                       "talkset_id": str(i), "sentence_id": str(p), "position": p, "file": stem, "aihub_split": split,
+                       "history": history_of(said, o.context_turns)}
+                said.append((None, utt.strip()))

@@ -4,6 +4,12 @@ Options: ``name`` (the recipe), ``version`` (pin one; default: the version its r
 if missing or outdated), ``splits`` (which splits to take; default all). Row ids keep the upstream id behind
 this source's name (``prompts/daily/SDRW...``), so lineage reaches back to the original record; the upstream
 split goes into ``upstream_split``.
+
+A conversational upstream (``output: {type: conversational}``) is read back into the columns steps work on: its
+``prompt`` (or ``messages``) becomes ``history`` (the turns before the last user turn) and ``instruction`` (that
+turn), and an answer held as one assistant message (``completion``, ``chosen``, ``rejected``; a ``messages``
+conversation's last turn as ``output``) becomes its text, so a recipe over it answers, judges and pairs as over a
+standard one.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, field_validator
 
+from datafactory.conversations import from_conversational
 from datafactory.errors import SourceError
 from datafactory.sources.base import NoOptions, Source, SourceRead
 from datafactory.sources.inputs import InputFile
@@ -62,7 +69,8 @@ class DatasetSource(Source):
             if missing:
                 raise SourceError(f"source '{self.name}': {self.options.name}@{self.version_dir.name} has no split "
                                   f"'{missing[0]}' (splits: {', '.join(f.stem for f in files)})")
-        frame = pl.concat(frames, how="diagonal_relaxed")
+        frame = from_conversational(pl.concat(frames, how="diagonal_relaxed"))
         frame = frame.rename({"source": "upstream_source"}).with_columns(
             (pl.lit(self.name + "/") + pl.col("id")).alias("id"), pl.lit(self.name).alias("source"))
         return SourceRead(frame.select("id", "source", pl.exclude("id", "source")), len(frames))
+

@@ -6,6 +6,13 @@ Options::
     fields: {instruction: question, output: answer}   # target column: field in the file; keeps only these
     id: qid                 # a unique field to key records by; default "<file>#<record index>"
     json_key: data          # for JSON files that wrap the array in an object
+    messages: conversations # a field holding a conversation: OpenAI messages or ShareGPT turns
+
+With ``messages``, a record's conversation becomes ``history`` (the turns before its last user turn, as ``{role,
+content}``), ``instruction`` (that last user turn) and ``output`` (the assistant's answer after it, where the
+conversation ends with one; else null). Both layouts are read: ``[{"role": "user", "content": ...}]`` (OpenAI, TRL)
+and ``[{"from": "human", "value": ...}]`` (ShareGPT: human/gpt/system). A conversation with no user turn, an unknown
+role or a turn without text is a bad record, named with what is wrong.
 """
 from __future__ import annotations
 
@@ -50,6 +57,38 @@ class FilesOptions(NoOptions):
     fields: dict[str, str] | None = None
     id: str | None = None
     json_key: str | None = None
+    messages: str | None = None
+
+
+ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "chatgpt": "assistant",
+         "bing": "assistant", "bard": "assistant", "model": "assistant", "system": "system"}
+
+
+def conversation(value, where: str) -> dict | str:
+    """A record's message list as ``history``/``instruction``/``output``, or what is wrong with it."""
+    if isinstance(value, str):  # a JSON string inside a CSV cell or a parquet string column
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return f"{where} is text, not a list of messages"
+    if not isinstance(value, list) or not value:
+        return f"{where} is not a non-empty list of messages"
+    turns = []
+    for j, m in enumerate(value):
+        if not isinstance(m, dict):
+            return f"{where}[{j}] is not an object"
+        role, content = (m.get("role"), m.get("content")) if "role" in m else (m.get("from"), m.get("value"))
+        if str(role).lower() not in ROLES:
+            return f"{where}[{j}] has role {role!r}; known: user/assistant/system (or ShareGPT's human/gpt)"
+        if not isinstance(content, str) or not content.strip():
+            return f"{where}[{j}] has no text"
+        turns.append({"role": ROLES[str(role).lower()], "content": content})
+    output = turns.pop()["content"] if turns[-1]["role"] == "assistant" else None
+    if not turns or turns[-1]["role"] != "user":
+        return f"{where} has no user turn before its {'answer' if output is not None else 'end'}"
+    return {"history": turns[:-1], "instruction": turns[-1]["content"], "output": output}
 
 
 class FilesSource(Source):
@@ -64,7 +103,8 @@ class FilesSource(Source):
         through ``parse``, 0.57 s here, benchmarks/bench_files.py): polars reads the file, and it is taken only where that gives exactly the
         rows ``parse`` gives (see ``_jsonl_frame``); any other file goes through ``parse``."""
         o = self.options
-        if o.fields is None or o.format not in ("auto", "jsonl") or self.encoding not in ("utf-8", "utf8", "auto"):
+        if (o.fields is None or o.messages is not None or o.format not in ("auto", "jsonl")
+                or self.encoding not in ("utf-8", "utf8", "auto")):
             return None
         import polars as pl
 
@@ -127,7 +167,7 @@ class FilesSource(Source):
         return frame.select(*[pl.col(f).alias(t) for t, f in o.fields.items()], keys.alias("_key"))
 
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
-        fields, id_field = self.options.fields, self.options.id
+        fields, id_field, messages = self.options.fields, self.options.id, self.options.messages
         fmt = None if self.options.format == "auto" else self.options.format
         for item in self.records(file, fmt, self.options.json_key):
             if isinstance(item, NOT_RECORDS):
@@ -142,6 +182,16 @@ class FilesSource(Source):
                 row = {target: rec[f] for target, f in fields.items()}
             else:
                 row = dict(rec)
+            if messages is not None:
+                if messages not in rec:
+                    yield Bad(i, "missing_field", f"record {i} has no field '{messages}'", rec)
+                    continue
+                turns = conversation(rec[messages], f"record {i}: '{messages}'")
+                if isinstance(turns, str):
+                    yield Bad(i, "bad_conversation", turns, rec)
+                    continue
+                row.pop(messages, None)
+                row.update(turns)
             if id_field is not None:
                 if rec.get(id_field) is None:
                     yield Bad(i, "missing_field", f"record {i} has no id field '{id_field}'", rec)

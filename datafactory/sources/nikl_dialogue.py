@@ -3,7 +3,10 @@
 One JSON object per file, one dialogue per document (docs/SOURCES.md 1.3). Consecutive utterances of one speaker
 form a turn. As VAIV's ``make_dialogues.py`` did, a row pairs a turn of the dialogue's first speaker
 (``instruction``) with the second speaker's reply (``output``); ``pairing: all`` pairs every turn with the
-next, and ``context_turns: N`` keeps the N turns before in ``context`` for multi-turn data.
+next. ``context_turns: N`` (or ``all``) keeps the N turns before the instruction as the conversation that leads to
+it: ``history``, a list of ``{role, content}`` messages where the speakers are mapped to ``user`` and ``assistant``
+alternately from the answer backwards (the instruction's speaker is the user, the turn before it the assistant...),
+and ``context``, the same turns as ``A: ...`` lines (A the dialogue's first speaker). ``history`` is empty with 0.
 
 Options::
 
@@ -11,7 +14,7 @@ Options::
     topics: null                # or a list: topic.split(' > ')[0] must be one of these (SEED_TOPICS: the seed's 23)
     titles: null                # e.g. ["2인 일상 대화"] as the 2021 processor kept
     pairing: first_speaker      # or all
-    context_turns: 0
+    context_turns: 0            # or N, or all: the earlier turns kept in `history` (and `context`)
     skip_overlap: false         # drop utterances noted '발화겹침' (overlapping speech)
     placeholders: {name: ○○}    # de-identified spans -> text; "{n}" takes the token's number
     guessed: keep               # ((추정 전사)): keep the guessed words, or drop them
@@ -26,12 +29,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import Literal
+from typing import Annotated, Literal
 
 import polars as pl
 
 import msgspec
+from pydantic import Field
 
+from datafactory.conversations import messages_type
 from datafactory.korean import clean_column, clean_utterance, drop_fragments
 from datafactory.sources.base import Bad, Batch, BadFile, NoOptions, Skip, Source
 from datafactory.sources.inputs import InputFile
@@ -70,6 +75,12 @@ class _File(msgspec.Struct):
 
 _DECODER = msgspec.json.Decoder(_File)
 
+
+def role_before(offset: int) -> str:
+    """The role of the turn ``offset`` turns before the instruction: the user speaks the instruction, so the turn
+    right before it is the assistant's, the one before that the user's, and so on."""
+    return "assistant" if offset % 2 else "user"
+
 # VAIV SFT_Instruct/conversation_set/make_dialogues.py (docs/SOURCES.md 1.5)
 SEED_TOPICS = [
     "여행지(국내/해외)", "반려동물", "먹거리", "가족", "계절/날씨", "건강/다이어트", "꿈(목표)", "스포츠/레저",
@@ -83,7 +94,7 @@ class NiklOptions(NoOptions):
     topics: list[str] | None = None
     titles: list[str] | None = None
     pairing: Literal["first_speaker", "all"] = "first_speaker"
-    context_turns: int = 0
+    context_turns: Annotated[int, Field(ge=0)] | Literal["all"] = 0
     skip_overlap: bool = False
     placeholders: dict[str, str] = {}
     guessed: Literal["keep", "drop"] = "keep"
@@ -107,7 +118,7 @@ class NiklDialogueSource(Source):
         return {
             "instruction": pl.String, "output": pl.String, "context": pl.String, "topic": pl.String,
             "category": pl.String, "title": pl.String, "relation": pl.String, "dialogue_id": pl.String,
-            "turn": pl.Int32, "instruction_speaker": pl.String, "output_speaker": pl.String,
+            "turn": pl.Int32, "instruction_speaker": pl.String, "output_speaker": pl.String, "history": messages_type(),
         }
 
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
@@ -231,14 +242,12 @@ class NiklDialogueSource(Source):
             label = (pl.when(pl.col("_label") == 1).then(pl.lit("A")).when(pl.col("_label") == 2).then(pl.lit("B"))
                      .otherwise(pl.lit("S") + pl.col("_label").cast(pl.String)))
             t = t.with_columns((label + ": " + pl.col("text")).alias("_line"))
-            lines = [pl.when(same_doc(j)).then(pl.col("_line").shift(j)) for j in range(o.context_turns, 0, -1)]
-            nxt.append(pl.concat_list(lines).list.drop_nulls().list.join("\n").alias("context"))
-        else:
-            nxt.append(pl.lit("").alias("context"))
         t = t.with_columns(*nxt)
+        turns = t.select("_i", "text", "_line") if o.context_turns else None
         t = t.filter(pl.col("output").is_not_null())
         if o.pairing == "first_speaker":
             t = t.filter(pl.col("speaker") == pl.col("_first"))
+        t = self._history(t, turns)
         d = pl.DataFrame(docs, schema={"file": pl.Int32, "dialogue_id": pl.String, "topic": pl.String,
                                        "title": pl.String, "relation": pl.String}).with_row_index("doc")
         d = d.with_columns(pl.col("doc").cast(pl.Int64),
@@ -248,7 +257,24 @@ class NiklDialogueSource(Source):
             (pl.col("dialogue_id") + "#" + pl.col("k").cast(pl.String)).alias("_key"),
             pl.col("text").alias("instruction"), "output", "context", "topic", "category", "title", "relation",
             "dialogue_id", pl.col("k").cast(pl.Int32).alias("turn"), pl.col("speaker").alias("instruction_speaker"),
-            "output_speaker", pl.col("file").alias("_file"))
+            "output_speaker", "history", pl.col("file").alias("_file"))
+
+    def _history(self, t: pl.DataFrame, turns: pl.DataFrame | None) -> pl.DataFrame:
+        """Each pair's ``history`` and ``context`` from the ``context_turns`` turns before it (``turns``: every turn of
+        the batch by its running index ``_i``; ``k`` is a turn's place in its dialogue)."""
+        if turns is None:
+            return t.with_columns(pl.lit("").alias("context"), pl.lit([], dtype=messages_type()).alias("history"))
+        n = self.options.context_turns
+        start = pl.col("_i") - (pl.col("k") if n == "all" else pl.min_horizontal(pl.col("k"), pl.lit(n)))
+        before = (t.select("_i", pl.int_ranges(start, pl.col("_i"), dtype=pl.UInt32).alias("_j")).explode("_j")
+                  .drop_nulls("_j").join(turns.rename({"_i": "_j"}), on="_j", how="left", maintain_order="left")
+                  .with_columns(pl.when((pl.col("_i") - pl.col("_j")) % 2 == 1).then(pl.lit("assistant"))
+                                .otherwise(pl.lit("user")).alias("role"))
+                  .group_by("_i", maintain_order=True)
+                  .agg(pl.struct(pl.col("role"), pl.col("text").alias("content")).alias("history"),
+                       pl.col("_line").str.join("\n").alias("context")))
+        return (t.join(before, on="_i", how="left", maintain_order="left")
+                .with_columns(pl.col("context").fill_null(""), pl.col("history").fill_null(pl.lit([], dtype=messages_type()))))
 
     def _document(self, d_i: int, doc, file_id: str) -> Iterator[dict | Bad | Skip]:
         o = self.options
@@ -311,7 +337,7 @@ class NiklDialogueSource(Source):
         for k in range(len(turns) - 1):
             if o.pairing == "first_speaker" and turns[k][0] != first:
                 continue
-            ctx = turns[max(0, k - o.context_turns):k] if o.context_turns else []
+            ctx = turns[(0 if o.context_turns == "all" else max(0, k - o.context_turns)):k] if o.context_turns else []
             start = k - len(ctx)
             yield {
                 "_key": f"{doc_id}#{k}",
@@ -322,4 +348,5 @@ class NiklDialogueSource(Source):
                 "relation": str(setting.get("relation") or ""),
                 "dialogue_id": doc_id, "turn": k,
                 "instruction_speaker": turns[k][0], "output_speaker": turns[k + 1][0],
+                "history": [{"role": role_before(k - (start + j)), "content": texts[start + j]} for j in range(len(ctx))],
             }

@@ -13,6 +13,10 @@ digits hold less than ``min_mass`` of the probability is a counted failure. Wher
 parse (a reasoning judge: ``method: sample`` and ``sample_max_tokens`` with room for its thinking, which is left
 out of the answer). An unparseable answer is a counted failure, never a 0 (the original G-Eval code counted it as 0).
 
+The judge reads the conversation an answer answers: where the rows have earlier turns (``history``), the user's side
+is those turns and the last one, a line each (``사용자: ...``, ``어시스턴트: ...``), so an answer that keeps the
+context is not scored as if it referred to nothing.
+
 Output: ``scores`` (a list of ``{criterion, score, dist}``, dist the five probabilities of 1..5) and
 ``score_total`` (their sum: the seed's rule compares sums). A row with any failed criterion is dropped with a
 counted reason (``judge_low_score_mass``, ``judge_unparseable_score``, ``judge_<API reason>``).
@@ -29,6 +33,7 @@ from pydantic import Field
 from datafactory.llm.types import Answer, Failure, Request
 from datafactory.steps.base import StepContext, StepError, require_columns
 from datafactory.steps.llm import LLMParams, LLMStep, fill, with_calls
+from datafactory.templates.chat import history_text
 
 def _scores_type():
     return pl.List(pl.Struct({"criterion": pl.String, "score": pl.Float64, "dist": pl.List(pl.Float64)}))
@@ -39,6 +44,7 @@ class JudgeParams(LLMParams):
     role: str = "judge"
     data_type: Literal["conversation", "hatespeech", "translation"] = "conversation"
     instruction: str = "instruction"  # the user's side, shown to the judge
+    history: str | None = "history"  # the earlier turns, where the rows have them
     response: str = "response"
     prompt: str = "geval"
     method: Literal["auto", "logprobs", "sample"] = "auto"
@@ -80,12 +86,15 @@ class Judge(LLMStep):
                   {"max_tokens": p.sample_max_tokens, "temperature": 1.0})
         n = 1 if method == "logprobs" else p.samples
         ids = df["id"].to_list()
-        rows = list(zip(ids, df[p.instruction].cast(pl.String).to_list(), df[p.response].cast(pl.String).to_list()))
+        turns = (df[p.history].to_list() if p.history is not None and p.history in df.columns
+                 else [None] * df.height)
+        rows = list(zip(ids, df[p.instruction].cast(pl.String).to_list(), df[p.response].cast(pl.String).to_list(),
+                        turns))
         criteria = list(self.criteria)
-        requests = [Request(p.role, [{"role": "user", "content": self.form(c, ins or "", res or "")}], params, n,
-                            {"task": "judge", "input": ins or "", "response": res or "", "criterion": c,
-                             "row": row_id, "step": self.name})
-                    for row_id, ins, res in rows for c in criteria]
+        requests = [Request(p.role, [{"role": "user", "content": self.form(c, said(before, ins or ""), res or "")}],
+                            params, n, {"task": "judge", "input": ins or "", "response": res or "", "criterion": c,
+                                        "row": row_id, "step": self.name})
+                    for row_id, ins, res, before in rows for c in criteria]
         results = llm.complete(requests, batch=p.batch)
         scores, totals, reasons, calls = [], [], [], []
         k = len(criteria)
@@ -104,6 +113,13 @@ class Judge(LLMStep):
             totals.append(round(sum(s for s, _ in parsed), 4))
         out = df.with_columns(pl.Series("scores", scores, dtype=_scores_type()), pl.Series("score_total", totals, dtype=pl.Float64))
         return self.keep_or_fail(with_calls(out, calls), reasons, ctx)
+
+
+def said(turns, instruction: str) -> str:
+    """The user's side as the judge reads it: the instruction alone, or the conversation up to it, a line a turn."""
+    if not turns:
+        return instruction
+    return history_text([*turns, {"role": "user", "content": instruction}])
 
 
 def score_of(result: Answer | Failure, method: str, min_mass: float) -> tuple[float, list[float]] | str:

@@ -3,7 +3,9 @@
 NFC by default: Korean text from macOS or some OCR tools arrives as decomposed jamo (NFD), which looks the
 same but never matches, dedups or tokenizes like composed syllables. Also removes zero-width and control
 characters (keeping newlines and tabs; Windows line ends, CR LF or a lone CR as in Excel's CSV files, become
-newlines), collapses runs of spaces, and strips each value.
+newlines), collapses runs of spaces, and strips each value. A conversation column (a list of ``{role, content}``
+messages, e.g. ``history``) has each message's content normalised; by default every text and conversation column
+but id/source is.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Literal
 
 import polars as pl
 
+from datafactory.conversations import map_contents, message_columns, is_messages
 from datafactory.korean import only_where
 from datafactory.steps.base import Params, Step, StepContext, require_columns, string_columns
 
@@ -50,11 +53,17 @@ class Normalize(Step):
 
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
-        cols = p.columns if p.columns is not None else string_columns(df)
+        cols = p.columns if p.columns is not None else [*string_columns(df), *message_columns(df)]
         require_columns(df, cols)
 
         def column(c: str) -> pl.Series:
-            s = df[c].cast(pl.String)
+            if is_messages(df.schema[c]):  # each message's content, the lists rebuilt around them
+                return map_contents(df[c], lambda contents: text(contents.alias(c)))
+            return text(df[c])
+
+        def text(s: pl.Series) -> pl.Series:
+            c = s.name
+            s = s.cast(pl.String)
             e, needs = self._rules(c)
             if p.unicode == "NFKC":  # NFKC may change any value
                 return s.to_frame().select(e.alias(c)).to_series()

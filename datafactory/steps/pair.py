@@ -29,6 +29,7 @@ from typing import Literal
 import polars as pl
 from pydantic import Field
 
+from datafactory.conversations import messages_type
 from datafactory.labels import PAIRS_TABLE, HumanLabels, human_labels, pair_key, read_label_file
 from datafactory.steps.base import LINEAGE, Params, Step, StepContext, StepError, require_columns
 
@@ -143,6 +144,7 @@ class Pair(Step):
                 dropped = verdict
             table.append({"id": first[p.group], "source": first["source"], "pair_key": key, "prompt": prompt,
                           "context": first.get("prompt") if isinstance(first.get("prompt"), str) else None,
+                          "turns": first.get("history") if isinstance(first.get("history"), list) else [],
                           "response_a": a[p.response], "response_b": b[p.response],
                           "role_a": a["response_role"], "role_b": b["response_role"],
                           "score_a": a.get("score_total"), "score_b": b.get("score_total"),
@@ -179,6 +181,6 @@ class Pair(Step):
 
 def _table_schema() -> dict:
     return {"id": pl.String, "source": pl.String, "pair_key": pl.String, "prompt": pl.String, "context": pl.String,
-            "response_a": pl.String, "response_b": pl.String, "role_a": pl.String, "role_b": pl.String,
+            "turns": messages_type(), "response_a": pl.String, "response_b": pl.String, "role_a": pl.String, "role_b": pl.String,
             "score_a": pl.Float64, "score_b": pl.Float64, "judge": pl.String, "decided_by": pl.String,
             "human": pl.String, "outcome": pl.String}

@@ -6,9 +6,15 @@
     - respond: {roles: [teacher], prompt: respond_corrective, output: output}  # polite corrections of hate speech
 
 ``prompt`` names a Korean prompt file (``respond``: a friendly assistant; ``respond_corrective``: declines and
-corrects hate speech; ``plain``: the input as the only message). ``history`` names a column of earlier turns
-(``[{role, content}]``, e.g. translated rlhf-reward dialogues) sent before the input. ``per_role`` changes
-``input``, ``prompt`` or ``history`` for one role (the SFT model gets its KULLM prompt as is, without history).
+corrects hate speech; ``plain``: the input as the only message). ``history`` names the column of earlier turns
+(``[{role, content}]``: a NIKL dialogue's turns before the line, translated rlhf-reward dialogues; by default
+``history`` where the rows have it), sent before the input. Every role answers the same conversation: the history
+goes to each one, so a pair's two answers always answer the same turns (``per_role`` may change a role's ``input``
+or ``prompt`` file, never its history). A role that answers another column (``input: prompt``, a prompt the
+``template`` step rendered, earlier turns included) gets that text alone. A role served with the model's own chat
+template (``prompt: plain``) gets the turns and the input as messages, and its server (or the ``transformers``
+provider) renders them exactly as the model was trained. Each request's ``meta.conversation`` is a digest of the
+turns and the input, the same for every role: lineage can show a pair's answers were asked the same thing.
 
 Output: one row per (prompt, role, answer): ``id`` becomes ``<id>/<role>/<i>``, ``prompt_id`` keeps the prompt's
 id (``pair`` groups by it), ``response_role`` and ``response_index`` say who answered. With a single role and
@@ -20,23 +26,37 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datafactory.llm.types import Request
-from datafactory.steps.base import StepContext, require_columns
+from datafactory.hashing import digest as _digest
+from datafactory.steps.base import StepContext, StepError, require_columns
 from datafactory.llm.prompts import load_prompt
 from datafactory.steps.llm import LLMParams, LLMStep, chat, failure_reason, with_calls
+
+
+def conversation_digest(turns: list[dict], instruction: str) -> str:
+    """What a row asks, whoever answers: its earlier turns and its input."""
+    return _digest("conversation", turns, instruction)[:16]
 
 
 class RoleInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     input: str | None = None
     prompt: str | None = None
-    history: str | None = None
+    history: str | None = None  # refused: see _same_conversation
+
+    @model_validator(mode="after")
+    def _same_conversation(self):
+        if "history" in self.model_fields_set:
+            raise ValueError("a role's own history would let the roles answer different conversations (the SFT "
+                             "model without the turns the teacher saw); every role gets the step's `history`. A "
+                             "role that takes a rendered prompt (`input: prompt`) gets the turns inside it")
+        return self
 
 
 class RespondParams(LLMParams):
     roles: list[str] = Field(default=["teacher"], min_length=1)
     n: int = Field(default=1, ge=1, le=32)
     input: str = "instruction"
-    history: str | None = None
+    history: str | None = "history"  # used where the rows have this column
     prompt: str = "respond"
     output: str = "response"
     per_role: dict[str, RoleInput] = {}
@@ -53,11 +73,12 @@ class RespondParams(LLMParams):
             raise ValueError(f"per_role.{unknown[0]}: not one of the roles {self.roles}")
         return self
 
-    def for_role(self, role: str) -> tuple[str, str, str | None]:
-        """(input column, prompt file, history column) of ``role``."""
+    def for_role(self, role: str) -> tuple[str, str, bool]:
+        """(input column, prompt file, whether the history goes as messages) of ``role``: the turns go with the
+        step's input; a role answering another column (a rendered prompt) has them in that text."""
         o = self.per_role.get(role, RoleInput())
-        history = o.history if "history" in o.model_fields_set else self.history
-        return o.input or self.input, o.prompt or self.prompt, history
+        column = o.input or self.input
+        return column, o.prompt or self.prompt, column == self.input
 
 
 class Respond(LLMStep):
@@ -77,22 +98,28 @@ class Respond(LLMStep):
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         inputs = {role: p.for_role(role) for role in p.roles}
-        require_columns(df, sorted({c for i, _, h in inputs.values() for c in (i, h) if c}))
+        require_columns(df, sorted({p.input, *(c for c, _, _ in inputs.values())}))
+        if p.history is not None and p.history in df.columns and not isinstance(df.schema[p.history], (pl.List, pl.Null)):
+            raise StepError(f"column '{p.history}' holds {df.schema[p.history]}, not a list of {{role, content}} turns")
         llm = self.llm(ctx)
         sampling = {k: v for k, v in (("temperature", p.temperature), ("max_tokens", p.max_tokens)) if v is not None}
         ids = df["id"].to_list()
+        instructions = df[p.input].cast(pl.String).to_list()
+        histories = (df[p.history].to_list() if p.history is not None and p.history in df.columns
+                     else [None] * df.height)
+        turns = [[{"role": t["role"], "content": t["content"]} for t in h or ()] for h in histories]
+        said = [conversation_digest(t, i or "") for t, i in zip(turns, instructions)]
         requests = []
         for role in p.roles:
-            column, _, history_column = inputs[role]
+            column, _, with_turns = inputs[role]
             texts = df[column].cast(pl.String).to_list()
-            histories = df[history_column].to_list() if history_column else [None] * df.height
-            instructions = df[p.input].cast(pl.String).to_list() if p.input in df.columns else texts
-            for row_id, text, history, instruction in zip(ids, texts, histories, instructions):
+            for row_id, text, before, instruction, digest in zip(ids, texts, turns, instructions, said):
                 messages = chat(self.prompts[role], input=text or "")
-                if history:
-                    messages[-1:-1] = [{"role": t["role"], "content": t["content"]} for t in history]
+                if with_turns and before:
+                    messages[-1:-1] = before
                 requests.append(Request(role, messages, sampling, p.n, {"task": "respond", "input": instruction or "",
-                                                                        "row": row_id, "step": self.name}))
+                                                                        "conversation": digest, "row": row_id,
+                                                                        "step": self.name}))
         results = llm.complete(requests, batch=p.batch)
         if not p.explode:
             reasons = [failure_reason(r) for r in results]

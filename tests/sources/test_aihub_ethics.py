@@ -161,6 +161,7 @@ def test_cp949_json(tmp_path):
 @pytest.mark.parametrize("options", [
     {}, {"positions": "first"}, {"types": ["HATE", "ABUSE"]}, {"immoral": True}, {"immoral": False},
     {"min_intensity": 1.0, "max_intensity": 2.5}, {"files": "both"}, {"types": ["CENSURE"], "immoral": True, "min_intensity": 2},
+    {"context_turns": 2, "immoral": True}, {"context_turns": "all", "files": "both"},
 ])
 def test_fast_path_gives_the_rows_of_the_record_parser(monkeypatch, options):
     fast, slow = both_paths(monkeypatch, "aihub_ethics", AIHUB, **options)
@@ -234,8 +235,28 @@ def test_fast_path_gives_the_rows_of_the_record_parser_on_mutated_files(monkeypa
         write(tmp_path, {"talksets": talks} if k % 5 == 0 else talks, f"talksets-train-{k}.json")
     src = AihubEthicsSource("s", str(tmp_path), AihubOptions())
     assert 5 < len(src.parse_batch(src.inputs()).slow) < 25  # both paths are taken
-    for options in ({}, {"positions": "first"}, {"types": ["HATE"]}, {"immoral": True}, {"min_intensity": 1.0}):
+    for options in ({}, {"positions": "first"}, {"types": ["HATE"]}, {"immoral": True}, {"min_intensity": 1.0},
+                    {"context_turns": "all", "immoral": True}):
         fast, slow = both_paths(monkeypatch, "aihub_ethics", tmp_path, on_error="quarantine", **options)
         assert fast.frame.height > 0 and fast.quarantined, options
         assert fast.frame.equals(slow.frame), options
         assert (fast.skipped, fast.quarantined, fast.warnings) == (slow.skipped, slow.quarantined, slow.warnings), options
+
+
+def test_history_holds_the_talkset_before_each_sentence(tmp_path):
+    """The turns before a sentence, whatever the filters keep: a speaker's consecutive sentences are one turn, the
+    turn right before the sentence is the assistant's."""
+    talk = {"id": 7, "sentences": [
+        {"text": "요즘 뭐 해?", "speaker": 1, "types": ["IMMORAL_NONE"], "is_immoral": False, "intensity": 0},
+        {"text": "그냥 집에 있어.", "speaker": 2, "types": ["IMMORAL_NONE"], "is_immoral": False, "intensity": 0},
+        {"text": "심심하다.", "speaker": 2, "types": ["IMMORAL_NONE"], "is_immoral": False, "intensity": 0},
+        {"text": "너 같은 건 집에나 있어라.", "speaker": 1, "types": ["CENSURE"], "is_immoral": True, "intensity": 2},
+    ]}
+    (tmp_path / "talksets-train-1_aihub.json").write_text(json.dumps([talk], ensure_ascii=False), "utf-8")
+    rows = read_source("aihub_ethics", tmp_path, immoral=True, context_turns="all").frame
+    assert rows["text"].to_list() == ["너 같은 건 집에나 있어라."]
+    assert rows["history"][0].to_list() == [{"role": "user", "content": "요즘 뭐 해?"},
+                                           {"role": "assistant", "content": "그냥 집에 있어. 심심하다."}]
+    one = read_source("aihub_ethics", tmp_path, immoral=True, context_turns=1).frame
+    assert one["history"][0].to_list() == [{"role": "assistant", "content": "그냥 집에 있어. 심심하다."}]
+    assert read_source("aihub_ethics", tmp_path).frame["history"].list.len().to_list() == [0, 0, 0, 0]

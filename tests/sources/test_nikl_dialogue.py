@@ -74,6 +74,28 @@ def test_pairing_rules_and_context():
     ctx = read_source("nikl_dialogue", NIKL / "NIKL_DIALOGUE_2020_v1.3", context_turns=2).frame
     row = ctx.filter(pl.col("id") == "s/SDRW2000000001.1#2").row(0, named=True)
     assert row["context"] == "A: ○○ 씨는 요즘 뭐 먹고 지내요?\nB: 저는 요즘 회사 근처 국밥집만 가요. 거기 국밥이 진짜 맛있거든요."
+    # the same turns as the conversation before the instruction: the user speaks it, the assistant the turn before
+    assert row["history"] == [{"role": "user", "content": "○○ 씨는 요즘 뭐 먹고 지내요?"},
+                              {"role": "assistant", "content": "저는 요즘 회사 근처 국밥집만 가요. 거기 국밥이 진짜 맛있거든요."}]
+    assert (first["history"].list.len() == 0).all() and (first["context"] == "").all()  # context_turns: 0
+
+
+def test_history_all_holds_every_earlier_turn_with_roles_alternating_back_from_the_answer():
+    every = read_source("nikl_dialogue", NIKL, pairing="all", context_turns="all").frame
+    two = read_source("nikl_dialogue", NIKL, pairing="all", context_turns=2).frame
+    assert (every["history"].list.len() == every["turn"]).all()  # turn k has the k turns before it
+    assert (two["history"].list.len() == every["turn"].clip(upper_bound=2)).all()
+    for row in every.filter(pl.col("turn") >= 3).head(20).iter_rows(named=True):
+        roles = [m["role"] for m in row["history"]]
+        assert roles[-1] == "assistant" and roles[-2] == "user" and all(a != b for a, b in zip(roles, roles[1:]))
+        assert len(row["context"].splitlines()) == row["turn"]
+        assert [line.split(": ", 1)[1] for line in row["context"].splitlines()] == [m["content"] for m in row["history"]]
+    # a dialogue of three speakers still alternates (the roles say who answers whom, not who spoke)
+    three = every.filter((pl.col("title") == "3인 일상 대화") & (pl.col("turn") >= 2))
+    assert three.height
+    for row in three.iter_rows(named=True):
+        roles = [m["role"] for m in row["history"]]
+        assert roles[-1] == "assistant" and all(a != b for a, b in zip(roles, roles[1:]))
 
 
 def test_topic_title_and_overlap_options():
@@ -363,7 +385,8 @@ def test_vectorised_tokens_and_x_match_the_regex_rules_on_random_strings(placeho
 
 
 @pytest.mark.parametrize("options", [
-    {}, {"pairing": "all", "context_turns": 2}, {"text_field": "original_form"}, {"skip_overlap": True, "guessed": "drop"},
+    {}, {"pairing": "all", "context_turns": 2}, {"context_turns": "all"}, {"pairing": "all", "context_turns": "all"},
+    {"text_field": "original_form"}, {"skip_overlap": True, "guessed": "drop"},
     {"incomplete": "keep", "placeholders": {"name": "사람{n}"}}, {"topics": SEED_TOPICS, "titles": ["2인 일상 대화"]},
 ])
 def test_fast_path_gives_the_rows_of_the_record_parser(monkeypatch, options):
@@ -430,7 +453,7 @@ def test_fast_path_gives_the_rows_of_the_record_parser_on_mutated_files(monkeypa
                                                      "utf-8")
     src = NiklDialogueSource("s", str(tmp_path), NiklOptions())
     assert 3 <= len(src.parse_batch(src.inputs()).slow) <= 20  # both paths are taken
-    for options in ({}, {"pairing": "all", "context_turns": 2}, {"skip_overlap": True},
+    for options in ({}, {"pairing": "all", "context_turns": 2}, {"context_turns": "all"}, {"skip_overlap": True},
                     {"guessed": "drop", "incomplete": "keep"}, {"text_field": "original_form"}):
         fast, slow = both_paths(monkeypatch, "nikl_dialogue", tmp_path, on_error="quarantine", **options)
         assert fast.frame.height > 100 and fast.quarantine and fast.skipped["single_speaker"], options
@@ -547,7 +570,7 @@ def test_workers_write_the_source_cache_in_parts_and_the_build_keeps_only_the_co
     project.recipe("talk", body)
     seen = columns_seen(monkeypatch)
     res = project.factory().build("talk")
-    assert seen[0] == {"id", "source", "instruction", "output"}
+    assert seen[0] == {"id", "source", "instruction", "output", "history"}  # the template renders the earlier turns
     entry = project.data / ".cache" / "sources" / f"{res.manifest['sources']['daily']['cache_key']}.parquet"
     parts = sorted(p.name for p in entry.iterdir())
     assert parts == [f"{i:06d}.parquet" for i in range(-(-len(list(corpus.iterdir())) // 9))]
@@ -562,7 +585,7 @@ def test_workers_write_the_source_cache_in_parts_and_the_build_keeps_only_the_co
     project.recipe("talk", body)
     changed = project.factory().build("talk")
     assert changed.manifest["sources"]["daily"]["cache_key"] == res.manifest["sources"]["daily"]["cache_key"]
-    assert seen[-6] == {"id", "source", "instruction", "output"} and changed.manifest["rows"] == res.manifest["rows"]
+    assert seen[-6] == {"id", "source", "instruction", "output", "history"} and changed.manifest["rows"] == res.manifest["rows"]
     assert trace(Store(project.data), "talk", row)["source"]["records"][0]["id"] == row
 
     # the source changes: a new entry; gc, keeping one version, removes the old folder

@@ -656,3 +656,33 @@ def test_files_in_worker_processes_hand_their_rows_over_as_arrow_files(monkeypat
         assert many.quarantined == one.quarantined
     ours = [d for d in made if os.path.basename(d).startswith("datafactory-rows-")]
     assert len(ours) == 2 and not any(os.path.exists(d) for d in ours)
+
+
+def test_files_reads_conversations_in_openai_and_sharegpt_layouts(tmp_path):
+    rows = [
+        {"id": "a", "messages": [{"role": "system", "content": "친절하게 답하세요."},
+                                 {"role": "user", "content": "밥이랑 달걀로 뭘 만들 수 있을까요?"},
+                                 {"role": "assistant", "content": "채소는 좀 있나요?"},
+                                 {"role": "user", "content": "대파만 조금 있어요."},
+                                 {"role": "assistant", "content": "파 달걀볶음밥이 돼요."}]},
+        {"id": "b", "messages": [{"from": "human", "value": "안녕?"}, {"from": "gpt", "value": "안녕하세요!"},
+                                 {"from": "human", "value": "날씨 어때?"}]},
+        {"id": "c", "messages": [{"role": "assistant", "content": "먼저 말하는 비서"}]},
+        {"id": "d", "messages": [{"role": "narrator", "content": "?"}, {"role": "user", "content": "x"}]},
+        {"id": "e", "messages": "not a list"},
+    ]
+    path = tmp_path / "chats.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    got = read_source("files", path, id="id", messages="messages", on_error="quarantine")
+    frame = got.frame.sort("id")
+    assert frame["id"].to_list() == ["s/a", "s/b"]
+    a, b = frame.row(0, named=True), frame.row(1, named=True)
+    assert a["instruction"] == "대파만 조금 있어요." and a["output"] == "파 달걀볶음밥이 돼요."
+    assert a["history"] == [{"role": "system", "content": "친절하게 답하세요."},
+                            {"role": "user", "content": "밥이랑 달걀로 뭘 만들 수 있을까요?"},
+                            {"role": "assistant", "content": "채소는 좀 있나요?"}]
+    assert b["instruction"] == "날씨 어때?" and b["output"] is None and b["history"][1]["content"] == "안녕하세요!"
+    assert "messages" not in frame.columns
+    assert got.quarantined == {"bad_conversation": 3}, got.quarantined
+    with pytest.raises(SourceError, match=r"record 2: 'messages' has no user turn"):
+        read_source("files", path, id="id", messages="messages")

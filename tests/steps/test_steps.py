@@ -1,6 +1,7 @@
 """Each step on tiny inline frames."""
 from __future__ import annotations
 
+import json
 import unicodedata
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
+from datafactory.errors import DataFactoryError
 from datafactory.steps import STEPS
 from datafactory.steps.base import StepContext, StepError
 from datafactory.steps.mix import allocate
@@ -213,3 +215,74 @@ def test_select_and_rename_keep_lineage():
     assert "completion" in out.columns
     with pytest.raises(StepError, match="lineage"):
         run("rename", df, columns={"id": "x"})
+
+
+def test_normalize_cleans_each_message_of_a_conversation_column():
+    history = [[{"role": "user", "content": " 밥  먹었어?\u200b"}, {"role": "assistant", "content": "응,\r\n먹었지 "}], [], None]
+    df = pl.DataFrame({"id": ["a", "b", "c"], "source": ["s"] * 3, "instruction": [" 뭐 먹었어? ", "x", "y"],
+                       "history": history})
+    out, _ = run("normalize", df)  # every text and conversation column by default
+    assert out["instruction"].to_list() == ["뭐 먹었어?", "x", "y"]
+    assert out["history"].to_list() == [[{"role": "user", "content": "밥 먹었어?"},
+                                         {"role": "assistant", "content": "응,\n먹었지"}], [], None]
+    assert run("normalize", df, columns=["instruction"])[0]["history"].to_list() == history
+
+
+CONVERSATIONS = [
+    [],
+    [{"role": "user", "content": "밥이랑 달걀로 뭘 만들 수 있을까요?"}, {"role": "assistant", "content": "채소는 좀 있나요?"}],
+    [{"role": "system", "content": "친절하게 답하세요."}, {"role": "assistant", "content": "무엇을 도와드릴까요?"}],
+    [{"role": "user", "content": "줄바꿈이\n있는 말"}, {"role": "assistant", "content": "{중괄호}와 \"따옴표\" \\ 역슬래시"}],
+]
+
+
+def test_template_renders_the_earlier_turns_exactly_as_its_chat_template_does():
+    """The text template's rows (polars) and the chat template a trained model carries (Jinja) are the same bytes,
+    for conversations with and without earlier turns; the shipped kullm.jinja is that chat template."""
+    from datafactory.templates import TEMPLATE_DIR, load_template
+    from datafactory.templates.chat import chat_template, render
+
+    tpl = load_template("kullm")
+    jinja = chat_template(tpl)
+    assert (TEMPLATE_DIR / "kullm.jinja").read_text("utf-8") == jinja
+    df = pl.DataFrame({"id": [f"r{i}" for i in range(4)], "source": ["s"] * 4, "instruction": ["대파만 조금 있어요."] * 4,
+                       "history": CONVERSATIONS})
+    out, ctx = run("template", df)
+    for turns, prompt in zip(CONVERSATIONS, out["prompt"]):
+        assert prompt == render(jinja, [*turns, {"role": "user", "content": "대파만 조금 있어요."}])
+    assert out["prompt"][0] == tpl["prompt_no_input"].format(instruction="대파만 조금 있어요.")
+    assert "### 입력:\n사용자: 밥이랑 달걀로 뭘 만들 수 있을까요?\n어시스턴트: 채소는 좀 있나요?\n\n### 응답:\n" in out["prompt"][1]
+    info = ctx.info["template"]
+    assert info["chat_template"] == jinja and info["with_history"] == 3 and info["used"] == {"prompt_input": 3,
+                                                                                             "prompt_no_input": 1}
+    # an answer after the prompt ends with the EOS: what SFT trains on
+    full = render(jinja, [{"role": "user", "content": "안녕?"}, {"role": "assistant", "content": "안녕하세요!"}],
+                  eos_token="<|endoftext|>")
+    assert full == tpl["prompt_no_input"].format(instruction="안녕?") + "안녕하세요!<|endoftext|>"
+
+
+def test_a_row_with_its_own_input_and_earlier_turns_has_both_in_the_input_slot():
+    df = pl.DataFrame({"id": ["a", "b"], "source": ["s", "s"], "instruction": ["요약해 줘", "요약해 줘"],
+                       "input": ["긴 글", ""], "history": [CONVERSATIONS[1], []]})
+    out, _ = run("template", df)
+    assert "### 입력:\n사용자: 밥이랑 달걀로 뭘 만들 수 있을까요?\n어시스턴트: 채소는 좀 있나요?\n\n긴 글\n\n### 응답:" in out["prompt"][0]
+    assert "### 입력:" not in out["prompt"][1]
+
+
+def test_chat_templates_from_a_file_or_a_model_folder_and_the_text_template_without_an_input_slot(tmp_path):
+    jinja = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+             "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    (tmp_path / "chat.jinja").write_text(jinja, "utf-8")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "tokenizer_config.json").write_text(json.dumps({"chat_template": jinja}), "utf-8")
+    df = pl.DataFrame({"id": ["a"], "source": ["s"], "instruction": ["대파만 조금 있어요."], "history": [CONVERSATIONS[1]]})
+    want = ("<|user|>밥이랑 달걀로 뭘 만들 수 있을까요?\n<|assistant|>채소는 좀 있나요?\n<|user|>대파만 조금 있어요.\n"
+            "<|assistant|>")
+    for ref in (str(tmp_path / "chat.jinja"), str(model)):
+        out, ctx = run("template", df, chat_template=ref)
+        assert out["prompt"][0] == want and ctx.info["template"]["chat_template"] == jinja
+    with pytest.raises(DataFactoryError, match="no chat template"):
+        run("template", df, chat_template=str(tmp_path))
+    with pytest.raises(StepError, match="no input slot"):
+        run("template", df, text="질문: {instruction}\n답:")
