@@ -52,6 +52,10 @@ class DataArguments:
                                                               "when the dataset has none."})
     data_dir: str | None = field(default=None, metadata={"help": "The store (default: the project's data/, "
                                                                  "or DATAFACTORY_DATA)."})
+    chat_template: str | None = field(default=None, metadata={"help": "The chat template the model is trained "
+                                      "with and saved with: a shipped name (kullm), a .jinja file or a model folder "
+                                      "(default: a text dataset's own template; for a conversational one the model's "
+                                      "own, else kullm)."})
 
 
 # -- the command line -------------------------------------------------------------------------------------
@@ -143,6 +147,11 @@ class DatasetRef:
     @property
     def template(self) -> dict | None:
         return self.manifest.get("template")
+
+    @property
+    def conversational(self) -> bool:
+        """TRL's conversational type: prompts and answers are lists of messages (see datafactory/conversations.py)."""
+        return self.manifest.get("type") == "conversational"
 
     @property
     def splits(self) -> list[str]:
@@ -310,12 +319,59 @@ def prepare(stage: str, kind: str, ds: DatasetRef, args: tuple, output: Path, co
     data_args, training_args, model_args = args
     base = model_args.model_name_or_path
     tok = load_tokenizer(base)
+    chat = use_chat_template(tok, ds, data_args)
     model = load_model(kind, base, model_args, training_args, tok)
     train = ds.split(data_args.train_split).select_columns(list(columns))
     test = ds.split(data_args.eval_split).select_columns(list(columns)) if data_args.eval_split in ds.splits else None
-    meta = write_meta(output, stage, ds, args, base_model=base)
+    meta = write_meta(output, stage, ds, args, base_model=base, chat_template=chat)
     pin(ds, output)
     return tok, model, train, test, meta
+
+
+def use_chat_template(tok, ds: DatasetRef, data_args) -> dict:
+    """Set the chat template the model trains with and is saved with (so vLLM, ``transformers serve`` and the
+    ``transformers`` provider render prompts exactly as it learned them): ``--chat_template``; else for a text
+    dataset the chat template of the template its prompts were rendered with (KULLM's); for a conversational one the
+    model's own, else KULLM's. Returns what datafactory.json records."""
+    from datafactory.templates.chat import load_chat_template
+
+    if data_args.chat_template:
+        text, origin = load_chat_template(data_args.chat_template, project_root())
+    elif not ds.conversational and (ds.template or {}).get("chat_template"):
+        text, origin = ds.template["chat_template"], f"the template of {ds.ref} ({ds.template.get('name')})"
+    elif ds.conversational and getattr(tok, "chat_template", None):
+        return {"from": "the model's own", "template": tok.chat_template}
+    elif ds.conversational:
+        text, origin = load_chat_template("kullm")
+        origin = "kullm (the model has no chat template)"
+    else:  # a text dataset whose template has no chat form (an inline one): the model's own, if any
+        return {"from": "the model's own" if getattr(tok, "chat_template", None) else None,
+                "template": getattr(tok, "chat_template", None)}
+    tok.chat_template = text
+    return {"from": origin, "template": text}
+
+
+def training_chat_template(template: str | None) -> str | None:
+    """A chat template of ours (see datafactory/templates/chat.py) with its answer marked ``{% generation %}``, as
+    TRL's ``assistant_only_loss`` needs; None for another template."""
+    answer = "{{- messages[ns.last + 1]['content'] + eos_token -}}"
+    if not template or answer not in template or "{%- generation -%}" in template:
+        return None
+    return template.replace(answer, "{%- generation -%}" + answer + "{%- endgeneration -%}")
+
+
+def as_text(tok, prompts: list) -> list[str]:
+    """Prompts as the model reads them: text as it is, a conversation (a list of messages) rendered by the model's
+    chat template with the generation prompt."""
+    return [p if isinstance(p, str) else tok.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
+            for p in prompts]
+
+
+def answer_text(answer) -> str:
+    """An answer column's value as text: a conversational answer is one assistant message."""
+    if isinstance(answer, str) or answer is None:
+        return answer or ""
+    return answer[-1]["content"] if answer else ""
 
 
 def train_and_check(trainer, tok, ds: DatasetRef, data_args, test) -> dict:
@@ -324,7 +380,7 @@ def train_and_check(trainer, tok, ds: DatasetRef, data_args, test) -> dict:
     metrics = {"train": trainer.train().metrics}
     if test is not None:
         metrics["eval"] = trainer.evaluate()
-    metrics["stopping"] = stopping_check(trainer, tok, held_out_prompts(ds, data_args, 8), ds.template)
+    metrics["stopping"] = stopping_check(trainer, tok, as_text(tok, held_out_prompts(ds, data_args, 8)), ds.template)
     return metrics
 
 
@@ -478,12 +534,15 @@ def generate(model, tok, prompts: list[str], *, max_new_tokens: int = 128, batch
     return out
 
 
-def score(reward_model, tok, prompts: list[str], answers: list[str], *, batch_size: int = 8) -> list[float]:
-    """The reward of each (prompt, answer), scored as ``RewardTrainer`` trains it: prompt + answer + EOS, the
-    value at the last token that is not padding."""
+def score(reward_model, tok, prompts: list, answers: list, *, batch_size: int = 8) -> list[float]:
+    """The reward of each (prompt, answer), scored as ``RewardTrainer`` trains it: prompt + answer + EOS, or for a
+    conversation, the conversation and the answer rendered by the chat template (which ends the answer with the
+    EOS); the value at the last token that is not padding."""
     import torch
 
-    texts = [p + a + tok.eos_token for p, a in zip(prompts, answers)]
+    texts = [p + answer_text(a) + tok.eos_token if isinstance(p, str) else
+             tok.apply_chat_template([*p, {"role": "assistant", "content": answer_text(a)}], tokenize=False)
+             for p, a in zip(prompts, answers)]
     device = next(reward_model.parameters()).device
     reward_model.eval()
     side, tok.padding_side = tok.padding_side, "right"  # positions as in training
@@ -538,15 +597,21 @@ def stopping_check(trainer, tok, prompts: list[str], template: dict | None, *, m
                 {"prompt": p[-200:], "answer": a["text"], "eos": a["eos"]} for p, a in zip(prompts[:3], answers)]}
 
 
-def held_out_prompts(ds: DatasetRef, data_args, n: int) -> list[str]:
-    """Up to ``n`` distinct prompts of the held-out split (of the training split when there is none)."""
+def held_out_prompts(ds: DatasetRef, data_args, n: int) -> list:
+    """Up to ``n`` distinct prompts of the held-out split (of the training split when there is none): text, or
+    conversations (lists of messages; ``as_text`` renders them)."""
     split = data_args.eval_split if data_args.eval_split in ds.splits else data_args.train_split
-    seen: dict[str, None] = {}
-    for p in ds.split(split)["prompt"]:
-        seen.setdefault(p, None)
+    rows = ds.split(split)
+    if "prompt" in rows.column_names:
+        prompts = rows["prompt"]
+    else:  # whole conversations: each one up to its last answer
+        prompts = [m[:max(i for i, x in enumerate(m) if x["role"] == "user") + 1] for m in rows["messages"]]
+    seen: dict[str, object] = {}
+    for p in prompts:
+        seen.setdefault(p if isinstance(p, str) else json.dumps(p, ensure_ascii=False, sort_keys=True), p)
         if len(seen) == n:
             break
-    return list(seen)
+    return list(seen.values())
 
 
 def run(main, config_cls, defaults: dict, extra: tuple = ()) -> None:

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from datafactory.errors import DataFactoryError
-from datafactory.training import (TrainingError, generate, load_model, load_tokenizer, project_root, read_meta,
+from datafactory.training import (TrainingError, as_text, generate, load_model, load_tokenizer, project_root, read_meta,
                                   resolve_dataset, reward_accuracy, stop_strings, to_device)
 
 COPA_CONNECTOR = {"원인": "왜냐하면", "결과": "그래서"}
@@ -111,12 +111,16 @@ def geval(model, tok, dataset: str, args, template: dict | None) -> dict:
     split = args.split if args.split in ds.splits else ds.splits[0]
     rows = ds.split(split)
     rows = rows.select(range(min(args.limit, len(rows)))) if args.limit else rows
-    prompts = list(rows["prompt"])
-    instructions = list(rows["instruction"]) if "instruction" in rows.column_names else prompts
+    raw = list(rows["prompt"])
+    prompts = as_text(tok, raw)  # a conversation rendered by the model's chat template
+    instructions = (list(rows["instruction"]) if "instruction" in rows.column_names else
+                    [p if isinstance(p, str) else p[-1]["content"] for p in raw])
+    history = [[] if isinstance(p, str) else list(p[:-1]) for p in raw]  # the judge reads the turns before
     answers = generate(model, tok, prompts, max_new_tokens=args.max_new_tokens,
                        stops=stop_strings(template or ds.template))
     df = pl.DataFrame({"id": list(rows["id"]), "source": list(rows["source"]), "instruction": instructions,
-                       "response": [a["text"] for a in answers]})
+                       "history": history, "response": [a["text"] for a in answers]},
+                      schema_overrides={"history": pl.List(pl.Struct({"role": pl.String, "content": pl.String}))})
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     factory = Factory(data_dir, recipes_dir(), llm=args.llm, max_cost=args.max_cost, log=lambda m: print(m, flush=True))
     judge = Judge(JudgeParams(data_type=args.data_type), factory.project_root)

@@ -1,5 +1,6 @@
 """PPO (trl.experimental.ppo, TRL 1.12) on the prompts of any datafactory dataset with a `prompt` column: a PPO
-prompt set (ppo_v1) or a preference set (rm_v3), by name.
+prompt set (ppo_v1) or a preference set (rm_v3), by name; text prompts as they are, conversational ones (chat_ppo_v1)
+rendered with the policy's chat template (the one trainers/sft.py saved with it).
 
     python trainers/ppo.py --dataset rm_v3            # finds the SFT and reward models under models/
     python trainers/ppo.py --dataset ppo_v1 --model models/sft_v2 --reward_model models/rm_v3 --value_model rm
@@ -29,7 +30,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datafactory.training import (TrainingError, find_model, finish_meta, generate, held_out_prompts, load_model,
+from datafactory.training import (TrainingError, as_text, find_model, finish_meta, generate, held_out_prompts, load_model,
                                   load_tokenizer, output_dir, pin, resolve_dataset, run, same_template, save, score, stop_strings,
                                   write_meta)
 
@@ -67,7 +68,8 @@ def find_models(ds, data_args, ppo_args) -> tuple[str, str, list[str]]:
             folder, meta, why = find_model("sft", lineage[1:] + lineage[:1])
             sft = str(folder)
             notes.append(f"SFT model {folder} ({why})")
-            if not same_template(meta["dataset"]["template"], ds.template) and not ppo_args.allow_template_mismatch:
+            if (not ds.conversational and not same_template(meta["dataset"]["template"], ds.template)
+                    and not ppo_args.allow_template_mismatch):
                 raise TrainingError(f"{ds.ref}'s prompts were rendered with another template than the one {folder} was "
                                     f"trained with ({meta['dataset']['ref']}); rebuild one of them with the same "
                                     "template, or pass --allow_template_mismatch")
@@ -94,7 +96,8 @@ def find_models(ds, data_args, ppo_args) -> tuple[str, str, list[str]]:
 def tokenized_prompts(ds, data_args, ppo_args, tok, exclude: set[str]):
     from datasets import Dataset
 
-    prompts = list(dict.fromkeys(p for p in ds.split(data_args.train_split)["prompt"] if p and p not in exclude))
+    rendered = as_text(tok, ds.split(data_args.train_split)["prompt"])
+    prompts = list(dict.fromkeys(p for p in rendered if p and p not in exclude))
     if not prompts:
         raise TrainingError(f"{ds.ref} has no prompts in its {data_args.train_split} split")
     ids = [tok(p, add_special_tokens=False)["input_ids"][-ppo_args.max_prompt_length:] for p in prompts]
@@ -169,7 +172,10 @@ def main(data_args, ppo_args, training_args, model_args):
     reward_model = load_model("score", rm, model_args, training_args, tok)
     value_from = {"sft": sft, "rm": rm}.get(ppo_args.value_model, ppo_args.value_model)
     value_model = load_model("score", value_from, model_args, training_args, tok)
-    report = held_out_prompts(ds, data_args, ppo_args.report_prompts)
+    if ds.conversational and not getattr(tok, "chat_template", None):
+        raise TrainingError(f"{ds.ref} holds conversations, and {sft} has no chat template to render them; retrain it "
+                            "with trainers/sft.py (which saves one) or build a text prompt set (ppo_v1)")
+    report = as_text(tok, held_out_prompts(ds, data_args, ppo_args.report_prompts))
     train, n_prompts = tokenized_prompts(ds, data_args, ppo_args, tok, exclude=set(report) if
                                          data_args.eval_split in ds.splits else set())
     meta = write_meta(output, "ppo", ds, (data_args, ppo_args, training_args, model_args), sft_model=sft,

@@ -12,8 +12,12 @@ What batched generation needs, done once here (see the LLM notes, section 7):
   ``eos_token_id`` from the model's generation config;
 - ``max_new_tokens`` (``max_tokens`` in the profile), never ``max_length``; only the new tokens are decoded,
   special tokens skipped, and the text is cut at the first ``stop`` string;
-- a prompt of one user message is used as it is (the SFT model was trained on its rendered KULLM prompt);
-  several messages go through the tokenizer's chat template when it has one, else are joined by blank lines.
+- a conversation becomes the prompt through a chat template, exactly as the model was trained (and as vLLM or
+  ``transformers serve`` would render it): the role's ``chat_template`` when the profile names one; else the
+  tokenizer's own (trainers/sft.py saves the one it trained with); else, for a model trained here before chat
+  templates were saved, the chat template of its training set's prompt template (its ``datafactory.json``); else a
+  one-message conversation is its text as it is (``chat_template: none`` asks for that). Rendered text is tokenized
+  without adding special tokens (a template writes its own BOS).
 
 Batched outputs are not bit-identical to one-at-a-time outputs in half precision, so local answers are stored
 and replayed like paid ones (same keys, without the batch size). The model's identity in the version id is a
@@ -27,7 +31,8 @@ from datafactory.errors import DataFactoryError
 from datafactory.hashing import digest, file_digest
 from datafactory.llm.types import Answer, Resolved
 
-WEIGHTS = ("*.safetensors", "*.bin", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+WEIGHTS = ("*.safetensors", "*.bin", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+           "chat_template.jinja")
 
 
 def model_folder(spec, base_dir: Path) -> Path:
@@ -48,7 +53,7 @@ def model_digest(folder: Path, digest_of=file_digest) -> str:
 class LocalModel:
     """One loaded model and tokenizer, reused for every batch of a build."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, template: tuple[str, str] | None = None, raw: bool = False):
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -65,21 +70,34 @@ class LocalModel:
         gen = getattr(self.model, "generation_config", None)
         self.eos = (gen.eos_token_id if gen is not None and gen.eos_token_id is not None
                     else self.tokenizer.eos_token_id)
+        self.raw = raw
+        self.template = template[0] if template else None
+        if self.template is None and not raw and not getattr(self.tokenizer, "chat_template", None):
+            self.template = _trained_template(folder)
 
-    def prompt(self, messages: list[dict]) -> str:
-        if len(messages) == 1 and messages[0]["role"] == "user":
-            return messages[0]["content"]
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return "\n\n".join(m["content"] for m in messages)
+    def prompt(self, messages: list[dict]) -> tuple[str, bool]:
+        """The prompt text, and whether a chat template rendered it."""
+        if self.raw or (self.template is None and not getattr(self.tokenizer, "chat_template", None)):
+            if len(messages) == 1 and messages[0]["role"] == "user":
+                return messages[0]["content"], False
+            raise DataFactoryError("a conversation of several messages for a model without a chat template; give the "
+                                   "role a chat_template (kullm, a .jinja file or a model folder), or retrain the model "
+                                   "with trainers/sft.py, which saves the one it trained with")
+        if self.template is not None:
+            from datafactory.templates.chat import render
+
+            t = self.tokenizer
+            return render(self.template, messages, eos_token=t.eos_token or "", bos_token=t.bos_token or ""), True
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), True
 
     def generate(self, batch: list[Resolved]) -> list[Answer]:
         """One ``generate`` call for requests with the same sampling parameters."""
         torch = self.torch
         p = batch[0].params
         n = batch[0].n
-        texts = [self.prompt(r.request.messages) for r in batch]
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True)
+        rendered = [self.prompt(r.request.messages) for r in batch]
+        texts = [t for t, _ in rendered]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not rendered[0][1])
         temperature = p.get("temperature")
         sample = temperature is not None and temperature > 0
         kwargs = {"max_new_tokens": p.get("max_tokens") or 256, "do_sample": sample, "num_return_sequences": n,
@@ -109,3 +127,22 @@ class LocalModel:
             answers.append(Answer(decoded, {"input_tokens": prompt_tokens, "output_tokens": used}, 0.0,
                                   str(r.model), None, ["stop"] * n))
         return answers
+
+
+def _trained_template(folder: Path) -> str | None:
+    """The chat template of the prompt template a model was trained on here (its ``datafactory.json``), for a model
+    saved before trainers/sft.py saved chat templates; None when it names none."""
+    import json
+
+    try:
+        meta = json.loads((folder / "datafactory.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    template = (meta.get("dataset") or {}).get("template") or {}
+    if template.get("chat_template"):
+        return template["chat_template"]
+    if "prompt_input" in template and "prompt_no_input" in template:
+        from datafactory.templates.chat import chat_template
+
+        return chat_template(template)
+    return None

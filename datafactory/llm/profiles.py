@@ -15,6 +15,12 @@ never models; ``--llm NAME`` picks ``profiles/NAME.yaml`` (or a path; default ``
         concurrency: 16
       judge: {provider: openai, model: gpt-4o, params: {temperature: 0}, logprobs: true}
       sft:   {provider: openai, model: sft_v1, base_url: http://127.0.0.1:8000/v1, price: {input_per_mtok: 0, output_per_mtok: 0}}
+      base:  {provider: openai, endpoint: completions, chat_template: models/sft_v2, model: sft_v2, base_url: ...}
+
+``endpoint: completions`` calls ``/v1/completions`` with the conversation rendered as one prompt, for a model that
+expects a rendered prompt (a server without a chat template for it): by ``chat_template`` (a shipped name, a .jinja
+file or a model folder), else a one-message conversation's text as it is. The ``transformers`` provider renders with
+``chat_template`` too when given (``none``: a one-message conversation's text as it is), else with the model's own.
 
 The version id of an LLM step hashes each role's identity: provider kind, model identity (``model_id`` when two
 endpoints serve different weights under one name, else ``model``) and sampling parameters; never the base URL's
@@ -70,6 +76,8 @@ class RoleSpec(BaseModel):
     # Deep), served without a reasoning parser: left out of the answer the steps see, or kept (reasoning data).
     # The store keeps the whole text either way
     reasoning: Literal["strip", "keep"] = "strip"
+    endpoint: Literal["chat", "completions"] = "chat"  # openai: /v1/chat/completions, or /v1/completions (a prompt)
+    chat_template: str | None = None  # completions, transformers: how a conversation becomes the prompt text
 
     @model_validator(mode="after")
     def _check(self):
@@ -83,6 +91,13 @@ class RoleSpec(BaseModel):
                              self.provider == "transformers" else ""))
         if self.provider == "demo" and not self.answers:
             raise ValueError("provider demo needs `answers:` (a folder of sample answers)")
+        if self.endpoint == "completions" and self.provider != "openai":
+            raise ValueError("endpoint: completions is for provider openai (a served model)")
+        if self.chat_template is not None and self.provider not in ("openai", "transformers"):
+            raise ValueError(f"chat_template renders prompts for a served or local model, not for provider {self.provider}")
+        if self.chat_template is not None and self.provider == "openai" and self.endpoint == "chat":
+            raise ValueError("with endpoint: chat the server applies the model's own chat template; chat_template is "
+                             "for endpoint: completions")
         return self
 
     @property
@@ -120,17 +135,30 @@ class Profile:
         p = Path(spec.answers).expanduser()
         return p if p.is_absolute() else self.base_dir / p
 
+    def chat_template(self, spec: RoleSpec) -> tuple[str, str] | None:
+        """The chat template a role renders its prompts with (text, where from), or None."""
+        if spec.chat_template in (None, "none"):
+            return None
+        from datafactory.templates.chat import load_chat_template
+
+        return load_chat_template(spec.chat_template, self.base_dir)
+
     def model_identity(self, spec: RoleSpec) -> str:
         """The model a role's answers depend on: ``model_id`` or ``model``; for a local model folder, also the
-        digest of its files (a retrained model is another model)."""
+        digest of its files (a retrained model is another model); for a prompt rendered here (``endpoint:
+        completions``, a ``chat_template``), how it is rendered."""
+        rendering = ""
+        if spec.endpoint == "completions" or spec.chat_template is not None:
+            tpl = self.chat_template(spec)
+            rendering = f" [{spec.endpoint}, template {digest(tpl[0])[:8] if tpl else spec.chat_template or 'none'}]"
         if spec.provider != "transformers":
-            return spec.identity_model
+            return spec.identity_model + rendering
         from datafactory.llm.local import model_digest, model_folder
 
         folder = model_folder(spec, self.base_dir)
         if str(folder) not in self._model_digest:
             self._model_digest[str(folder)] = f"{spec.model_id or folder.name}@{model_digest(folder, self.digest_of)}"
-        return self._model_digest[str(folder)]
+        return self._model_digest[str(folder)] + rendering
 
     def identity(self, role: str, where: str = "") -> dict:
         """What of a role enters the version id: its kind, model identity, sampling parameters and what is done with

