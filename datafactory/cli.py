@@ -301,13 +301,16 @@ def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
     """Summarise a built version: steps with row counts, splits, sources and sample rows."""
     import polars as pl
 
+    from datafactory.conversations import readable
+
     store = _store()
     name, version = store.resolve(ref)
     m = store.manifest(name, version)
     if as_json:
         print(json.dumps(m, ensure_ascii=False, indent=2))
         return
-    out.print(f"{name}@{version}  format={m['format']}  rows={m['rows']:,}  built {m['created_at'][:19]}", markup=False)
+    kind = m["format"] + (", conversational" if m.get("type") == "conversational" else "")
+    out.print(f"{name}@{version}  format={kind}  rows={m['rows']:,}  built {m['created_at'][:19]}", markup=False)
     for pin in store.pins(name).get(version, []):
         out.print(f"pinned: {pin['note'] or '(no note)'} ({pin['at']})", markup=False)
     for w in m.get("warnings", []):
@@ -326,8 +329,8 @@ def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
     for split, f in m["files"].items():
         df = pl.read_parquet(store.version_dir(name, version) / f, n_rows=rows)
         out.print(f"[{split}] {m['splits'][split]:,} rows", markup=False)
-        for row in df.to_dicts():
-            print(json.dumps(row, ensure_ascii=False, default=str)[:1000])
+        for row in df.to_dicts():  # a conversation as a transcript, a line a message
+            print(readable(row))
 
 
 @app.command()

@@ -167,7 +167,9 @@ class LabelSession:
         left_is = left_is or random.choice("ab")
         other = "b" if left_is == "a" else "a"
         return {"pair_key": key, "id": p["id"], "source": p["source"], "prompt": p["prompt"],
-                "context": p.get("context"), "left_is": left_is, "left": p[f"response_{left_is}"],
+                "context": p.get("context"), "turns": [{"role": t["role"], "content": t["content"]}
+                                                       for t in p.get("turns") or ()],
+                "left_is": left_is, "left": p[f"response_{left_is}"],
                 "right": p[f"response_{other}"], "request_id": uuid.uuid4().hex}
 
     # -- writes -----------------------------------------------------------------------------------------

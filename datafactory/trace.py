@@ -10,6 +10,7 @@ import json
 
 import polars as pl
 
+from datafactory.conversations import is_conversation, transcript
 from datafactory.errors import StoreError
 from datafactory.store import Store, read_entry
 
@@ -98,26 +99,37 @@ def render(t: dict, width: int = 300) -> str:
         s = s.replace("\n", " ⏎ ")
         return s if len(s) <= width else s[:width] + "…"
 
+    def row(r) -> list[str]:  # a row's plain fields on a line, each conversation in it a line a message
+        chats = {k: v for k, v in r.items() if is_conversation(v)} if isinstance(r, dict) else {}
+        out = [f"  {short({k: v for k, v in r.items() if k not in chats} if chats else r)}"]
+        for k, v in chats.items():
+            out += [f"    {k}:", transcript(v, width, indent="      ")]
+        return out
+
     lines = [f"{t['ref']} [{t['split']}] {t['row']['id']}"]
     if t["source"]:
         s = t["source"]
         lines.append(f"source {s['name']} ({s['kind']}, {s['path']}):")
-        lines += [f"  {short(r)}" for r in s["records"]]
+        lines += [x for r in s["records"] for x in row(r)]
     for step in t["steps"]:
         if "missing" in step:
             lines.append(f"{step['step']}: ({step['missing']})")
             continue
         lines.append(f"{step['step']}:")
-        lines += [f"  {short(r)}" for r in step["rows"]] or ["  (the row is not in this step's output)"]
+        lines += [x for r in step["rows"] for x in row(r)] or ["  (the row is not in this step's output)"]
     for c in t["calls"]:
         if "missing" in c:
             lines.append(f"call {c['key'][:12]}: {c['missing']}")
             continue
         req = c["request"]
-        prompt = req["messages"][-1]["content"] if req.get("messages") else ""
+        messages = req.get("messages") or []
         answer = (c.get("answer") or {}).get("texts") or [c.get("reason")]
+        said = (req.get("meta") or {}).get("conversation")
         lines.append(f"call {c['key'][:12]} {req.get('role')} {c['model']} ({c['status']}, {c['input_tokens']}+"
-                     f"{c['output_tokens']} tokens, ${c['cost']:.5f}):")
-        lines.append(f"  prompt: {short(prompt)}")
+                     f"{c['output_tokens']} tokens, ${c['cost']:.5f})" + (f", conversation {said}" if said else "") + ":")
+        if len(messages) > 1:  # the whole conversation sent, a line a message
+            lines += ["  messages:", transcript(messages, width, indent="    ")]
+        else:
+            lines.append(f"  prompt: {short(messages[-1]['content'] if messages else '')}")
         lines.append(f"  answer: {short(answer[0] if len(answer) == 1 else answer)}")
     return "\n".join(lines)

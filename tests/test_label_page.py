@@ -189,6 +189,39 @@ def test_answers_are_text_and_hangul_renders_with_a_korean_font(browser, served)
     page.context.close()
 
 
+def test_the_conversation_shows_as_a_chat_and_answers_as_markdown_never_as_html(browser, served):
+    """rm_v3's daily pairs carry the turns before their prompt: the page shows them as chat bubbles (the user's on
+    one side, the assistant's on the other) above the prompt. Answers and turns are Markdown built with text nodes:
+    bold, lists and code render; HTML inside stays text."""
+    from playwright.sync_api import expect
+
+    srv, _ = served
+    session = srv.session
+    key = next(k for k, p in session.pairs.items() if len(p["turns"]) >= 2)  # a daily pair, turns from the corpus
+    turns = session.pairs[key]["turns"]
+    md = "**대파**를 먼저 볶으세요.\n\n- 밥 한 공기\n- 달걀 <script>document.title='pwned'</script>\n\n```\nprint('볶음밥')\n```"
+    session.pairs[key] = {**session.pairs[key], "response_a": md, "response_b": md.replace("대파", "양파")}
+    session.order[key] = ""  # shown first
+    page = page_for(browser, srv, "kim")
+    expect(page.locator("#turns .turn")).to_have_count(len(turns))
+    bubbles = page.locator("#turns .turn")
+    for i, t in enumerate(turns):
+        expect(bubbles.nth(i)).to_have_class(f"turn {t['role']}")
+        expect(bubbles.nth(i)).to_contain_text(t["content"])
+    user, assistant = (page.locator(f"#turns .turn.{r}").first for r in ("user", "assistant"))
+    assert user.bounding_box()["x"] > assistant.bounding_box()["x"]  # two sides, as a chat
+    expect(page.locator("#prompt")).to_have_text(session.pairs[key]["prompt"])
+    for side in ("#left", "#right"):
+        answer = page.locator(side)
+        expect(answer.locator("strong")).to_have_count(1)
+        expect(answer.locator("li")).to_have_count(2)
+        expect(answer.locator("pre code")).to_have_text("print('볶음밥')")
+        expect(answer.locator("li").nth(1)).to_contain_text("<script>")
+        assert answer.locator("script").count() == 0
+    assert page.title() != "pwned"
+    page.context.close()
+
+
 def test_two_annotators_at_once_then_a_rebuild_applies_the_labels(browser, served):
     from playwright.sync_api import expect
 
