@@ -116,7 +116,7 @@ def to_conversational(frame: pl.DataFrame, fmt: str, where: str) -> pl.DataFrame
     for c in CONVERSATIONAL[fmt]:
         if c in frame.columns and is_messages(frame.schema[c]):
             continue
-        if c in ("prompt", "messages") and c in frame.columns and frame.schema[c] == pl.String and c == "prompt":
+        if c == "prompt" and c in frame.columns and frame.schema[c] == pl.String:
             raise RecipeError(where, "output.type", "'prompt' holds rendered text (a `template` step), and a "
                               "conversational output holds the conversation itself: the trainer applies the model's "
                               "chat template", "leave the template step out of a conversational recipe")

@@ -92,8 +92,9 @@ class Publisher:
                                "its share of each split")
         return out
 
-    def terms(self, plan: Plan) -> tuple[dict[str, dict], dict]:
-        """Each source's terms (for the manifest) and the dataset's (restrictions, warnings), upstream included."""
+    def terms(self, plan: Plan, frame: pl.DataFrame | None = None) -> tuple[dict[str, dict], dict]:
+        """Each source's terms (for the manifest) and the dataset's (restrictions, warnings, samples), upstream
+        included, for the sources whose rows ``frame`` holds (every one without a frame)."""
         from datafactory.terms import collect, source_terms
 
         recipe, own, per, upstream = plan.recipe, {}, {}, {}
@@ -104,8 +105,10 @@ class Publisher:
                 per[n] = {"license": f"the terms of {ref} (see its LICENSE.md)", "license_name": "", "license_link": "",
                           "redistribute": not upstream[n][1].get("terms", {}).get("restrictions"), "content_warning": ""}
             else:
-                own[n] = per[n] = source_terms(sp.source, recipe.sources[n])
-        return per, collect(own, upstream)
+                path = sp.source.path and Path(sp.source.path).expanduser()
+                path = path if path is None or path.is_absolute() else self.project_root / path
+                own[n] = per[n] = source_terms(sp.source, recipe.sources[n], path, self.store.root / "samples")
+        return per, collect(own, upstream, None if frame is None else present_sources(frame, set(upstream)))
 
     def publish(self, plan: Plan, frame: pl.DataFrame, records: list[dict], source_stats: dict,
                  template: dict | None) -> dict:
@@ -161,7 +164,7 @@ class Publisher:
             canonical = recipe.canonical()
             for s in canonical["sources"].values():
                 s["path"] = self.rel(s["path"])
-            per_source, terms = self.terms(plan)
+            per_source, terms = self.terms(plan, body)
             manifest = {
                 "name": recipe.name,
                 "version": plan.version,
@@ -210,6 +213,17 @@ class Publisher:
             raise
         self.store.publish(staging, recipe.name, plan.version)
         return manifest
+
+
+def present_sources(frame: pl.DataFrame, datasets: set[str]) -> dict[str, set | None]:
+    """The sources with rows in ``frame``, each dataset source with the upstream sources its rows came from (a
+    row id is ``<source>/<upstream id>``, and the upstream id starts with the upstream source's name)."""
+    sources = frame["source"].unique().to_list() if frame.height else []
+    out: dict[str, set | None] = {s: None for s in sources if s not in datasets}
+    for s in [s for s in sources if s in datasets]:  # only their rows' ids are read (no copy of every id)
+        ups = frame.filter(pl.col("source") == s).select(pl.col("id").str.extract(r"^[^/]*/([^/]*)", 1)).unique()
+        out[s] = set(ups.to_series().to_list())
+    return out
 
 
 def label_counts(records: list[dict]) -> dict:

@@ -253,3 +253,36 @@ def test_sft_v1_with_a_large_evol_file_has_both_sources_in_test_in_proportion(tm
     for s in ("daily", "evol"):
         assert test[s] > 0 and abs(test[s] / (train[s] + test[s]) - 0.1) < 0.03, (s, train, test)
     assert res.manifest["splits"]["test"] >= 50
+
+
+@pytest.mark.parametrize("name", ["chat_sft_v1", "chat_rm_v1", "chat_ppo_v1"])
+def test_a_pushed_conversational_set_loads_with_nested_message_features_and_no_warning(shipped, name, tmp_path):
+    """`push --dry-run` writes what the Hub would get; `datasets.load_dataset` on it gives the conversational columns
+    as lists of {role, content} (declared in the card's dataset_info), every row, and says nothing."""
+    import io
+    import logging
+
+    import datasets
+    from datasets.utils import logging as hf_logging
+
+    from datafactory.conversations import CONVERSATIONAL
+    from datafactory.hub import push
+    from datafactory.store import Store
+
+    m, splits = shipped[name]
+    push(Store(shipped["_data"]), f"{name}@{m['version']}", "org/x", allow_restricted=True, dry_run=tmp_path / "up")
+    said = io.StringIO()
+    handler = logging.StreamHandler(said)
+    hf_logging.get_logger().addHandler(handler)
+    try:
+        loaded = datasets.load_dataset(str(tmp_path / "up"), cache_dir=str(tmp_path / "cache"))
+    finally:
+        hf_logging.get_logger().removeHandler(handler)
+    assert "Ignoring" not in said.getvalue() and "warn" not in said.getvalue().lower(), said.getvalue()
+    message = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
+    for split, frame in splits.items():
+        features = loaded[split].features
+        assert all(features[c] == message for c in CONVERSATIONAL[m["format"]]), features
+        assert loaded[split].num_rows == frame.height
+        row = loaded[split][0]
+        assert row["prompt"][-1]["role"] == "user" and row["prompt"][-1]["content"]

@@ -17,7 +17,8 @@ Options::
 
 ``history`` holds the turns before a row's sentence as ``{role, content}`` messages (consecutive sentences of one
 speaker form a turn; the sentence is the user's, the turn before it the assistant's, and so on back), whatever
-the filters keep: a kept sentence's history may hold sentences the filters left out. Empty with 0.
+the filters keep: a kept sentence's history may hold sentences the filters left out. With 0 there is no
+``history`` column.
 """
 from __future__ import annotations
 
@@ -146,7 +147,7 @@ class AihubEthicsSource(Source):
             "text": pl.String, "origin_text": pl.String, "types": pl.List(pl.String), "is_immoral": pl.Boolean,
             "intensity": pl.Float64, "intensity_sum": pl.Float64, "speaker": pl.Int32, "talkset_id": pl.String,
             "sentence_id": pl.String, "position": pl.Int32, "file": pl.String, "aihub_split": pl.String,
-            "history": messages_type(),
+            **({"history": messages_type()} if self.options.context_turns else {}),
         }
 
     def __init__(self, *a, **kw):
@@ -175,7 +176,8 @@ class AihubEthicsSource(Source):
                     break
                 row = self._sentence(t_i, talk_id, s_i, sent, stem, split)
                 if isinstance(row, dict):
-                    row["history"] = history_of(said, self.options.context_turns)
+                    if self.options.context_turns:
+                        row["history"] = history_of(said, self.options.context_turns)
                     said.append((row["speaker"], row["text"]))
                     row = self._filter(row)
                 else:
@@ -238,10 +240,9 @@ class AihubEthicsSource(Source):
                                         pa.array(list(chain.from_iterable(types)), pa.string()))
         schema = {"_key": pl.String, **self.schema, "_file": pl.Int32}
         turns = cols.pop("history")
-        history = (pl.Series("history", turns, dtype=schema["history"]) if o.context_turns else
-                   pl.lit([], dtype=schema["history"]).alias("history"))
+        extra = [pl.Series("history", turns, dtype=schema["history"])] if o.context_turns else []
         frame = pl.DataFrame(cols, schema={k: v for k, v in schema.items() if k not in ("types", "history")}).with_columns(
-            pl.Series("types", flat, dtype=schema["types"]), history).select(list(schema))
+            pl.Series("types", flat, dtype=schema["types"]), *extra).select(list(schema))
         skipped: Counter[str] = Counter()
         x = pl.col("intensity").fill_null(0.0)
         for reason, drop in [
@@ -315,8 +316,10 @@ class AihubEthicsSource(Source):
                 if not utt.strip():
                     yield Skip("empty_utterance")
                     continue
-                yield {"_key": f"{stem}.txt/{i}/{p}", "text": utt.strip(), "origin_text": None, "types": None,
+                row = {"_key": f"{stem}.txt/{i}/{p}", "text": utt.strip(), "origin_text": None, "types": None,
                        "is_immoral": None, "intensity": None, "intensity_sum": None, "speaker": None,
-                       "talkset_id": str(i), "sentence_id": str(p), "position": p, "file": stem, "aihub_split": split,
-                       "history": history_of(said, o.context_turns)}
+                       "talkset_id": str(i), "sentence_id": str(p), "position": p, "file": stem, "aihub_split": split}
+                if o.context_turns:
+                    row["history"] = history_of(said, o.context_turns)
+                yield row
                 said.append((None, utt.strip()))

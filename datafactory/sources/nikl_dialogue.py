@@ -6,7 +6,8 @@ form a turn. As VAIV's ``make_dialogues.py`` did, a row pairs a turn of the dial
 next. ``context_turns: N`` (or ``all``) keeps the N turns before the instruction as the conversation that leads to
 it: ``history``, a list of ``{role, content}`` messages where the speakers are mapped to ``user`` and ``assistant``
 alternately from the answer backwards (the instruction's speaker is the user, the turn before it the assistant...),
-and ``context``, the same turns as ``A: ...`` lines (A the dialogue's first speaker). ``history`` is empty with 0.
+and ``context``, the same turns as ``A: ...`` lines (A the dialogue's first speaker). With 0 there is no
+``history`` column (rows are single-turn).
 
 Options::
 
@@ -118,7 +119,9 @@ class NiklDialogueSource(Source):
         return {
             "instruction": pl.String, "output": pl.String, "context": pl.String, "topic": pl.String,
             "category": pl.String, "title": pl.String, "relation": pl.String, "dialogue_id": pl.String,
-            "turn": pl.Int32, "instruction_speaker": pl.String, "output_speaker": pl.String, "history": messages_type(),
+            "turn": pl.Int32, "instruction_speaker": pl.String, "output_speaker": pl.String,
+            # the earlier turns, where asked for: an empty list column costs its every later step time
+            **({"history": messages_type()} if self.options.context_turns else {}),
         }
 
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
@@ -257,13 +260,13 @@ class NiklDialogueSource(Source):
             (pl.col("dialogue_id") + "#" + pl.col("k").cast(pl.String)).alias("_key"),
             pl.col("text").alias("instruction"), "output", "context", "topic", "category", "title", "relation",
             "dialogue_id", pl.col("k").cast(pl.Int32).alias("turn"), pl.col("speaker").alias("instruction_speaker"),
-            "output_speaker", "history", pl.col("file").alias("_file"))
+            "output_speaker", *(["history"] if o.context_turns else []), pl.col("file").alias("_file"))
 
     def _history(self, t: pl.DataFrame, turns: pl.DataFrame | None) -> pl.DataFrame:
         """Each pair's ``history`` and ``context`` from the ``context_turns`` turns before it (``turns``: every turn of
         the batch by its running index ``_i``; ``k`` is a turn's place in its dialogue)."""
         if turns is None:
-            return t.with_columns(pl.lit("").alias("context"), pl.lit([], dtype=messages_type()).alias("history"))
+            return t.with_columns(pl.lit("").alias("context"))
         n = self.options.context_turns
         start = pl.col("_i") - (pl.col("k") if n == "all" else pl.min_horizontal(pl.col("k"), pl.lit(n)))
         before = (t.select("_i", pl.int_ranges(start, pl.col("_i"), dtype=pl.UInt32).alias("_j")).explode("_j")
@@ -339,7 +342,7 @@ class NiklDialogueSource(Source):
                 continue
             ctx = turns[(0 if o.context_turns == "all" else max(0, k - o.context_turns)):k] if o.context_turns else []
             start = k - len(ctx)
-            yield {
+            row = {
                 "_key": f"{doc_id}#{k}",
                 "instruction": texts[k],
                 "output": texts[k + 1],
@@ -348,5 +351,8 @@ class NiklDialogueSource(Source):
                 "relation": str(setting.get("relation") or ""),
                 "dialogue_id": doc_id, "turn": k,
                 "instruction_speaker": turns[k][0], "output_speaker": turns[k + 1][0],
-                "history": [{"role": role_before(k - (start + j)), "content": texts[start + j]} for j in range(len(ctx))],
             }
+            if o.context_turns:
+                row["history"] = [{"role": role_before(k - (start + j)), "content": texts[start + j]}
+                                  for j in range(len(ctx))]
+            yield row

@@ -259,4 +259,4 @@ def test_history_holds_the_talkset_before_each_sentence(tmp_path):
                                            {"role": "assistant", "content": "그냥 집에 있어. 심심하다."}]
     one = read_source("aihub_ethics", tmp_path, immoral=True, context_turns=1).frame
     assert one["history"][0].to_list() == [{"role": "assistant", "content": "그냥 집에 있어. 심심하다."}]
-    assert read_source("aihub_ethics", tmp_path).frame["history"].list.len().to_list() == [0, 0, 0, 0]
+    assert "history" not in read_source("aihub_ethics", tmp_path).frame.columns  # context_turns: 0

@@ -77,7 +77,7 @@ def test_pairing_rules_and_context():
     # the same turns as the conversation before the instruction: the user speaks it, the assistant the turn before
     assert row["history"] == [{"role": "user", "content": "○○ 씨는 요즘 뭐 먹고 지내요?"},
                               {"role": "assistant", "content": "저는 요즘 회사 근처 국밥집만 가요. 거기 국밥이 진짜 맛있거든요."}]
-    assert (first["history"].list.len() == 0).all() and (first["context"] == "").all()  # context_turns: 0
+    assert "history" not in first.columns and (first["context"] == "").all()  # context_turns: 0: single-turn rows
 
 
 def test_history_all_holds_every_earlier_turn_with_roles_alternating_back_from_the_answer():
@@ -570,7 +570,7 @@ def test_workers_write_the_source_cache_in_parts_and_the_build_keeps_only_the_co
     project.recipe("talk", body)
     seen = columns_seen(monkeypatch)
     res = project.factory().build("talk")
-    assert seen[0] == {"id", "source", "instruction", "output", "history"}  # the template renders the earlier turns
+    assert seen[0] == {"id", "source", "instruction", "output"}
     entry = project.data / ".cache" / "sources" / f"{res.manifest['sources']['daily']['cache_key']}.parquet"
     parts = sorted(p.name for p in entry.iterdir())
     assert parts == [f"{i:06d}.parquet" for i in range(-(-len(list(corpus.iterdir())) // 9))]
@@ -585,7 +585,7 @@ def test_workers_write_the_source_cache_in_parts_and_the_build_keeps_only_the_co
     project.recipe("talk", body)
     changed = project.factory().build("talk")
     assert changed.manifest["sources"]["daily"]["cache_key"] == res.manifest["sources"]["daily"]["cache_key"]
-    assert seen[-6] == {"id", "source", "instruction", "output", "history"} and changed.manifest["rows"] == res.manifest["rows"]
+    assert seen[-6] == {"id", "source", "instruction", "output"} and changed.manifest["rows"] == res.manifest["rows"]
     assert trace(Store(project.data), "talk", row)["source"]["records"][0]["id"] == row
 
     # the source changes: a new entry; gc, keeping one version, removes the old folder
