@@ -352,10 +352,15 @@ def render_card(manifest: dict, rows: Rows, repo: str | None = None) -> str:
     out = [f"---\n{meta}---", f"# {recipe['card']['pretty_name'] or name}"]
     for w in terms.get("content_warnings", []):
         out.append(f"> **Content warning.** {w}")
-    if terms.get("samples"):
-        out.append("> **Built from samples.** The rows of " + ", ".join(f"`{x}`" for x in terms["samples"]) +
-                   " come from the samples shipped with datafactory (written by its team in the corpora's formats, "
-                   "and their LLM answers by hand), not from the corpora: a demonstration, not data to train on.")
+    demo = sorted({r for u in (manifest.get("llm_usage") or {}).get("steps", {}).values()
+                   for r, m in (u.get("roles") or {}).items() if str(m).startswith("datafactory-sample-answers")})
+    if terms.get("samples") or demo:
+        out.append("> **Built from samples.** " + (
+            "The rows of " + ", ".join(f"`{x}`" for x in terms["samples"]) + " come from the samples shipped with "
+            "datafactory (written by its team in the corpora's formats), not from the corpora. " if terms.get("samples")
+            else "") + (f"The LLM answers of {', '.join(f'`{r}`' for r in demo)} are the sample answers the team wrote "
+                        "by hand (the offline demo profile). " if demo else "") +
+            "A demonstration of the pipeline, not data to train on.")
     if recipe["description"]:
         out.append(recipe["description"].strip())
     out.append(f"Built by datafactory from the recipe `{name}` "

@@ -107,7 +107,7 @@ class Publisher:
             else:
                 path = sp.source.path and Path(sp.source.path).expanduser()
                 path = path if path is None or path.is_absolute() else self.project_root / path
-                own[n] = per[n] = source_terms(sp.source, recipe.sources[n], path, self.store.root / "samples")
+                own[n] = per[n] = source_terms(sp.source, recipe.sources[n], path, self.project_root / "data" / "samples")
         return per, collect(own, upstream, None if frame is None else present_sources(frame, set(upstream)))
 
     def publish(self, plan: Plan, frame: pl.DataFrame, records: list[dict], source_stats: dict,

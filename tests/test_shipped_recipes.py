@@ -286,3 +286,21 @@ def test_a_pushed_conversational_set_loads_with_nested_message_features_and_no_w
         assert loaded[split].num_rows == frame.height
         row = loaded[split][0]
         assert row["prompt"][-1]["role"] == "user" and row["prompt"][-1]["content"]
+
+
+def test_terms_and_warnings_follow_the_rows_a_version_holds(shipped):
+    """rm_v3 reads sft_v2 but keeps its daily-conversation rows only: no hate-speech warning, no AIHub restriction
+    (rm_v2, which keeps sft_v2's hate rows, has both); a push is refused naming NIKL alone; every card built from
+    the shipped samples says so."""
+    from datafactory.hub import restrictions
+
+    v3, v2 = shipped["rm_v3"][0], shipped["rm_v2"][0]
+    assert not v3["terms"]["content_warnings"] and v2["terms"]["content_warnings"]
+    assert [r["source"].split(": ")[-1] for r in restrictions(v3)] == ["daily"]
+    assert {r["source"].split(": ")[-1] for r in restrictions(v2)} == {"daily", "hate"}
+    data = shipped["_data"]
+    for name in ("rm_v3", "rm_v2", "chat_rm_v1"):
+        card = (data / name / shipped[name][0]["version"] / "README.md").read_text("utf-8")
+        assert ("**Content warning.**" in card) == (name == "rm_v2"), name
+        assert "> **Built from samples.**" in card and "sample answers the team wrote by hand" in card
+    assert "hate" in shipped["sft_v2"][0]["terms"]["warned"][0]["source"]
