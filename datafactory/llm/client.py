@@ -430,6 +430,11 @@ class StepLLM:
                         results[r.key] = Failure(p.reason, p.detail, r.key)
                         self.progress(1, info=self._info())
                         return
+                    except DataFactoryError as e:  # refused (a wrong key, model or URL): nothing was billed
+                        c.budget.reserved -= estimate
+                        await write(c.store.abandon, r.key, f"refused: {e}"[:300])
+                        stop.append(e)
+                        return
                     except BaseException as e:
                         c.budget.reserved -= estimate
                         stop.append(e)

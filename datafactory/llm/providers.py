@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 from datafactory.errors import DataFactoryError
 from datafactory.jsonl import lines
@@ -109,7 +110,7 @@ class OpenAIProvider(Provider):
         except openai.APIConnectionError as e:
             raise Transient("connection", _first_line(e)) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
-            raise DataFactoryError(f"role '{self.role}' ({self.spec.model} at {self.spec.base_url or 'api.openai.com'}) "
+            raise DataFactoryError(f"role '{self.role}' ({self.spec.model} at {redact(self.spec.base_url or 'api.openai.com')}) "
                                    f"was refused: HTTP {e.status_code}: {_first_line(e)}; check ${self.spec.api_key_env}, "
                                    "the model name and base_url in the profile (nothing was stored)") from None
         except openai.APIStatusError as e:
@@ -119,6 +120,9 @@ class OpenAIProvider(Provider):
             raise Permanent(_permanent_reason(e), _first_line(e)) from None
         except (openai.APIResponseValidationError, ValueError) as e:  # a body cut short or not JSON
             raise Transient("broken_response", _first_line(e)) from None
+        if not hasattr(completion, "choices"):  # a 200 whose body is not a completion (a proxy's HTML page)
+            raise Transient("broken_response", f"a {type(completion).__name__} where a completion belongs: "
+                            f"{str(completion)[:120]!r}")
         choices = sorted(completion.choices, key=lambda c: c.index)
         texts = [(c.message.content if hasattr(c, "message") else c.text) or "" for c in choices]
         reasons = [c.finish_reason or "" for c in choices]
@@ -179,7 +183,16 @@ class OpenAIProvider(Provider):
 
 
 def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    return redact((str(e).strip().splitlines() or [type(e).__name__])[0][:300])
+
+
+_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of any URL in it left out (``http://user:pass@host`` -> ``http://host``): a
+    base_url may carry them, and errors are printed and stored."""
+    return _CREDENTIALS.sub(r"\1", text)
 
 
 def _retry_after(e) -> float | None:

@@ -63,6 +63,7 @@ class ResponseStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.db = open_sqlite(self.path, SCHEMA, "the LLM response store (it holds paid answers)")
+        self._sent: set[str] = set()  # keys this process marked in flight (its retries are not crash victims)
 
     def close(self) -> None:
         self.db.close()
@@ -123,7 +124,9 @@ class ResponseStore:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             row = self.db.execute("SELECT status FROM responses WHERE key = ?", (key,)).fetchone()
-            crashed = row is not None and row[0] == "inflight"
+            # in flight from another run; this run's own retry (after a 429 or a 500) was not lost in a crash
+            crashed = row is not None and row[0] == "inflight" and key not in self._sent
+            self._sent.add(key)
             if row is None:
                 self.db.execute("INSERT INTO responses (key, status, kind, model, request, attempts, created) "
                                 "VALUES (?, 'inflight', ?, ?, ?, 1, ?)",

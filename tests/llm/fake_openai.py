@@ -2,7 +2,7 @@
 client. Standard library only (plus the factory's own token counter for realistic usage numbers).
 
     python tests/llm/fake_openai.py --port-file P --log L [--latency 0.05] [--rpm 3000] [--fail-rate 0.3]
-                                    [--faults 429,500,truncated,timeout] [--timeout-sleep 3] [--no-logprobs] [--seed 1]
+                                    [--faults 429,500,truncated,timeout,html,cuttext] [--timeout-sleep 3] [--no-logprobs] [--seed 1]
                                     [--reasoning think]
 
 Every response is one JSON line in ``--log``: ``{"key", "status", "fault", "t"}``, where ``key`` is the sha256 of
@@ -95,9 +95,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
-    def _send(self, status: int, payload: bytes, headers: dict | None = None, cut: bool = False):
+    def _send(self, status: int, payload: bytes, headers: dict | None = None, cut: bool = False,
+              content_type: str = "application/json"):
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         for k, v in (headers or {}).items():
             self.send_header(k, str(v))
@@ -173,6 +174,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._create_batch(json.loads(raw))
         body = json.loads(raw)
         key = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        if self.path.startswith("/unauthorized/"):  # a wrong key
+            self._log(key, 401, "unauthorized")
+            return self._send(401, b'{"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}')
         time.sleep(ARGS.latency)
         now = time.time()
         with LOCK:
@@ -203,6 +207,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(500, b'{"error": {"message": "internal error", "type": "server_error"}}')
             if fault == "timeout":
                 time.sleep(ARGS.timeout_sleep)  # the client gave up; the server still completes (and would bill)
+            if fault == "html":  # a proxy's error page, with a 200
+                self._log(key, 298, fault)
+                return self._send(200, b"<html><body>Bad gateway</body></html>", content_type="text/html")
+            if fault == "cuttext":  # a body cut short, without a JSON content type
+                self._log(key, 297, fault)
+                body = json.dumps(completion(body, key, now), ensure_ascii=False).encode()
+                return self._send(200, body[:len(body) // 3], content_type="text/plain", cut=True)
             if fault == "400":
                 self._log(key, 400, fault)
                 return self._send(400, json.dumps({"error": {"message": "This request violates our content policy.",

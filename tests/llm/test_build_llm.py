@@ -96,14 +96,46 @@ def test_kill_9_drill_pays_nothing_twice_but_what_was_in_flight(tmp_path, fake_s
 
 
 def test_with_30_percent_of_calls_failing_every_row_is_built(tmp_path, fake_server):
-    server = fake_server(fail_rate=0.3, faults="429,500,truncated")
+    """429s, 500s, cut bodies, a proxy's HTML page and a cut body without a JSON content type (both with a 200):
+    each is retried, every row is built, and no retry within the run counts as possibly billed twice (only a
+    request a killed run left in flight does)."""
+    server = fake_server(fail_rate=0.3, faults="429,500,truncated,html,cuttext")
     root = make_project(tmp_path / "p", server.base_url, n=12)
     proc = df(root, "build", "prefs")
     assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
     m = json.loads(next((root / "data" / "prefs").glob("*/manifest.json")).read_text())
     total = m["llm_usage"]["total"]
     assert total["calls"] == 12 * 2 + 24 * 6 and sum(total["retries"].values()) > 10 and not total.get("failed")
+    assert total["retries"].get("broken_response", 0) > 0  # the HTML page and the cut bodies
+    assert total["possibly_billed_twice"] == 0
+    assert {e["fault"] for e in server.entries()} >= {"html", "cuttext", "429", "500"}
     assert m["steps"][1]["rows_out"] == 24 and m["steps"][2]["rows_out"] == 24  # no answer or score lost
+    with sqlite3.connect(root / "data" / ".llm" / "responses.sqlite3") as db:  # nothing left in flight or resent
+        assert db.execute("SELECT COUNT(*) FROM responses WHERE status != 'done'").fetchone()[0] == 0
+        assert db.execute("SELECT SUM(resent_after_crash) FROM responses").fetchone()[0] == 0
+
+
+def test_a_refused_key_is_not_counted_as_possibly_billed_on_the_next_run(tmp_path, fake_server, monkeypatch):
+    """A 401 stops the build with one line naming the endpoint without the credentials its URL carries; the request
+    it refused was not billed, so the next run (with a good key) does not count it as possibly billed twice."""
+    server = fake_server()
+    root = make_project(tmp_path / "p", server.base_url, n=4)
+    from tests.llm.conftest import write_profile
+
+    refused = server.base_url.replace("/v1", "/unauthorized/v1").replace("http://", "http://me:hunter2pw@")
+    write_profile(root / "profiles" / "live.yaml", refused)
+    bad = df(root, "build", "prefs")
+    assert bad.returncode == 1 and "was refused: HTTP 401" in bad.stderr and "Traceback" not in bad.stderr
+    assert "hunter2pw" not in bad.stdout + bad.stderr and "at http://127.0.0.1:" in bad.stderr  # the URL, not its password
+    for path in (root / "data").rglob("*"):
+        if path.is_file():
+            assert b"hunter2pw" not in path.read_bytes(), path
+    write_profile(root / "profiles" / "live.yaml", server.base_url)
+    good = df(root, "build", "prefs")
+    assert good.returncode == 0, good.stderr
+    m = json.loads(next((root / "data" / "prefs").glob("*/manifest.json")).read_text())
+    assert m["llm_usage"]["total"]["possibly_billed_twice"] == 0
 
 
 def test_plan_estimate_is_within_15_percent_and_calls_nothing(tmp_path, fake_server):
