@@ -259,19 +259,27 @@ def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a
 
     if p.built or not has_llm(p):
         return
+    from datafactory.engine import describe_problems
+
+    problems = factory.llm_problems(name)
+    if problems:  # what `build` would stop at before running anything
+        out.print("cannot call yet: " + describe_problems(problems), markup=False)
     estimate = factory.estimate(name)
     out.print("LLM calls (estimated; nothing is called):", markup=False)
+    bounds = sorted({u["bound"] for u in estimate.values() if u.get("bound")})
     for key, u in estimate.items():
-        if key == "incomplete":
-            out.print(f"  note: {u['reason']}", markup=False)
-            continue
         e = u.get("estimated", {})
+        mark = "<=" if u.get("bound") else "~"
         out.print(f"  {key}: {u['requests']:,} requests, {u['cache_hits']:,} in the store, {e.get('calls', 0):,} to call: "
-                  f"~{e.get('input_tokens', 0):,} input + ~{e.get('output_tokens', 0):,} output tokens, "
-                  f"~${e.get('cost_usd', 0):.4f}", markup=False)
+                  f"{mark}{e.get('input_tokens', 0):,} input + {mark}{e.get('output_tokens', 0):,} output tokens, "
+                  f"{mark}${e.get('cost_usd', 0):.4f}" + (" (a bound)" if u.get("bound") else ""), markup=False)
     t = _estimate_total(estimate)
-    out.print(f"  total: {t['calls']:,} calls, ~{t['input_tokens']:,} input + ~{t['output_tokens']:,} output tokens, "
-              f"~${t['cost_usd']:.4f}", markup=False)
+    mark = "<=" if bounds else "~"
+    out.print(f"  total: {t['calls']:,} calls, {mark}{t['input_tokens']:,} input + {mark}{t['output_tokens']:,} output "
+              f"tokens, {mark}${t['cost_usd']:.4f}", markup=False)
+    for b in bounds:
+        out.print(f"  bound: steps after an upstream not built yet are estimated {b}: as many rows as every step "
+                  "lets through with answers that pass every filter (fewer when real answers are filtered)", markup=False)
 
 
 @app.command("list")

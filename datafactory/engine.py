@@ -66,6 +66,14 @@ def apply_step(step: Step, sources: list[str] | None, frame: pl.DataFrame, ctx: 
     return pl.concat([out, rest], how="diagonal_relaxed")
 
 
+def describe_problems(problems: dict[str, str]) -> str:
+    """Roles with the same problem named together: ``roles teacher, judge: no API key in $OPENAI_API_KEY ...``."""
+    by: dict[str, list[str]] = {}
+    for role, why in problems.items():
+        by.setdefault(why, []).append(role)
+    return "; ".join(f"role{'s' if len(r) > 1 else ''} {', '.join(r)}: {why}" for why, r in by.items())
+
+
 def concat_sources(recipe: Recipe, named: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """The sources' rows in one table. A column that holds lists or objects in one source and another kind in the
     next would be made text ("{1}") or fail to cast inside polars: an error naming both sources instead."""
@@ -159,6 +167,8 @@ class Factory:
         self._writes: list = []  # cache writes in flight (threads), see _save
         self._labels: list[dict] | None = None  # the label store's labels, see human_labels
         self._listed: dict | None = None  # during a build that parsed pending sources: their listings, reused
+        self._dry_frames: dict[str, pl.DataFrame] = {}  # a dry run's last frame per recipe (estimate)
+        self._building = False  # inside a build (its upstream builds are not checked again)
 
     # -- planning ------------------------------------------------------------------------------------
     def recipe(self, name: str, top: bool = True) -> Recipe:
@@ -293,8 +303,50 @@ class Factory:
             self._client = LLMClient(self.profile, self.responses, budget=Budget(self.max_cost), log=self.log)
         return self._client
 
+    def llm_problems(self, name: str) -> dict[str, str]:
+        """What would stop an LLM call of building ``name``, upstream included, before anything runs: per role of
+        its recipes' LLM steps (read from the recipes, without planning: no input is listed or hashed here), a
+        missing key, an endpoint nothing answers at or a missing model folder."""
+        roles: dict[str, None] = {}
+        seen: set[str] = set()
+
+        def walk(recipe_name: str, top: bool) -> None:
+            if recipe_name in seen:
+                return
+            seen.add(recipe_name)
+            recipe = self.recipe(recipe_name, top=top)
+            for sname, spec in recipe.sources.items():
+                opts = recipe.source_options[sname]
+                if spec.kind == "dataset" and not opts.version:
+                    walk(opts.name, False)
+            for spec in recipe.steps:
+                try:
+                    roles.update(dict.fromkeys(STEPS[spec.name](spec.params, self.project_root).roles()))
+                except DataFactoryError:
+                    continue  # the plan names a step that cannot be made, with its recipe key
+
+        walk(name, True)
+        return {r: why for r in roles if (why := self.profile.problem(r))}
+
+    def preflight(self, name: str) -> None:
+        """Before the first step of a build: a role that cannot be called stops it here, unless every request of the
+        steps that use it is in the response store already (the estimate then finds nothing to call)."""
+        problems = self.llm_problems(name)
+        if not problems:
+            return
+        calls = sum(u.get("estimated", {}).get("calls", 0) for u in self.estimate(name).values())
+        if calls:
+            raise DataFactoryError(f"{calls:,} LLM calls to make, and " + describe_problems(problems) + "; nothing was run")
+
     # -- building ------------------------------------------------------------------------------------
     def build(self, name: str) -> BuildResult:
+        if not self._building:  # the top of the graph: every role is checked before anything runs
+            self._building = True
+            try:
+                self.preflight(name)
+                return self.build(name)
+            finally:
+                self._building = False
         plan = self.plan(name, defer=True)
         ups = [self.build(p.recipe.name) for p in plan.upstream.values() if p is not None]
         pre: dict[str, tuple] = {}
@@ -373,6 +425,7 @@ class Factory:
             template = rec["info"].get("template", template)
             records.append(rec)
         if dry_run:
+            self._dry_frames[recipe.name] = frame  # a downstream recipe's estimate reads it (see estimate)
             return records
         frame = self._finish(recipe, frame)
         return Publisher(self.store, self.project_root, self.log).publish(plan, frame, records, source_stats, template)
@@ -380,25 +433,35 @@ class Factory:
     def estimate(self, name: str) -> dict[str, dict]:
         """What building ``name`` would ask the LLM endpoints, without asking: per LLM step (its key), the
         requests, those already in the store, and the estimated calls, tokens and cost of the rest. Upstream
-        recipes that are not built are estimated first (and built when they have no LLM step: that costs nothing)."""
+        recipes that are not built are estimated first (and built when they have no LLM step: that costs nothing).
+
+        An upstream with LLM steps that is not built is run dry too, its answers stand-ins of the estimated length
+        (a judge's scores 4 or 5), and the recipe's steps run on those rows: its estimate is then a bound (marked
+        ``bound``), as many rows as the upstream's steps let through with answers that pass every filter."""
         plan = self.plan(name)
         out: dict[str, dict] = {}
-        for up in plan.upstream.values():
+        standing_in: list[str] = []
+        for sname, up in plan.upstream.items():
             if up is not None and not up.built:
                 if any(sp.step.roles() for sp in up.steps):
                     out.update({f"{up.recipe.name}: {k}": v for k, v in self.estimate(up.recipe.name).items()})
-                    out["incomplete"] = {"reason": f"the upstream {up.recipe.name} is not built, so the steps after "
-                                                   "it cannot be estimated yet"}
-                    return out
+                    plan.sources[sname].source.stand_in = self._dry_frames.get(up.recipe.name)
+                    standing_in.append(up.recipe.name)
+                    continue
                 self.build(up.recipe.name)
-        if plan.upstream:
+        if plan.upstream and not standing_in:
             self._plans.pop(name, None)
             plan = self.plan(name)
         if plan.built:
             return out
-        for rec in self._run(plan, dry_run=True):
-            if "llm" in rec:
-                out[rec["key"]] = rec["llm"]
+        try:
+            for rec in self._run(plan, dry_run=True):
+                if "llm" in rec:
+                    out[rec["key"]] = ({**rec["llm"], "bound": f"from {', '.join(standing_in)}'s stand-in answers"}
+                                       if standing_in else rec["llm"])
+        finally:
+            for sp in plan.sources.values():
+                sp.source.stand_in = None
         return out
 
     def _check_not_empty(self, plan: Plan, name: str, stats: dict) -> None:
@@ -424,6 +487,10 @@ class Factory:
         frames, stats = {}, {}
         for name, sp in plan.sources.items():
             path = self.store.cache_path("sources", sp.key, ".parquet")
+            if getattr(sp.source, "stand_in", None) is not None:  # an estimate's stand-in rows: never cached
+                read = sp.source.read()
+                frames[name], stats[name] = read.frame, {"rows": read.frame.height, "files": 0, "stand_in": True}
+                continue
             if sp.cached and name not in (pre or {}):
                 frames[name] = read_entry(path, None if keep is None else keep | set(BOOKKEEPING))
                 stats[name] = self._load_stats("sources", sp.key)

@@ -247,10 +247,12 @@ class StepLLM:
         e["input_tokens"] = e.get("input_tokens", 0) + inp
         e["output_tokens"] = e.get("output_tokens", 0) + out
         e["cost_usd"] = round(e.get("cost_usd", 0.0) + cost, 6)
-        # a stand-in answer of about the estimated length (a score for a judge call), unique per request so that
-        # the steps after it (a judge of two answers) count their own requests
-        text = "3" if (max_tokens or 99) <= 5 else r.key[:8] + " 답" * max(1, int(per) - 4)
-        top = [[{"token": "3", "logprob": 0.0}]] * r.n if r.params.get("logprobs") else None
+        # a stand-in answer of about the estimated length (a score for a judge call: 4 or 5 by the key, so that two
+        # answers rarely tie and a pair is kept, as a bound wants), unique per request so that the steps after it (a
+        # judge of two answers) count their own requests
+        score = "4" if int(r.key[:2], 16) % 2 else "5"
+        text = score if (max_tokens or 99) <= 5 else r.key[:8] + " 답" * max(1, int(per) - 4)
+        top = [[{"token": score, "logprob": 0.0}]] * r.n if r.params.get("logprobs") else None
         return Answer([text] * r.n, {"input_tokens": inp, "output_tokens": out}, cost, r.model, top, ["length"] * r.n,
                       r.key, cached=False)
 

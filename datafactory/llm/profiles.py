@@ -135,6 +135,25 @@ class Profile:
         p = Path(spec.answers).expanduser()
         return p if p.is_absolute() else self.base_dir / p
 
+    def problem(self, role: str) -> str | None:
+        """What would stop a role's first call, found before any step runs: an OpenAI key that is not set, an
+        endpoint nothing answers at (a local server not started), a local model folder that is not there."""
+        spec = self.role(role)
+        if spec.provider == "openai":
+            official = not spec.base_url or spec.base_url.startswith("https://api.openai.com")
+            if official and not os.environ.get(spec.api_key_env):
+                return (f"no API key in ${spec.api_key_env} ({self.path}); set it (it is read from the environment "
+                        "only and never written anywhere)")
+            if not official:
+                return _unreachable(spec.base_url)
+        if spec.provider == "transformers":
+            from datafactory.llm.local import model_folder
+
+            folder = model_folder(spec, self.base_dir)
+            if not (folder / "config.json").is_file():
+                return f"no model at {folder}; train one (trainers/sft.py) or fix `model` in {self.path}"
+        return None
+
     def chat_template(self, spec: RoleSpec) -> tuple[str, str] | None:
         """The chat template a role renders its prompts with (text, where from), or None."""
         if spec.chat_template in (None, "none"):
@@ -186,6 +205,23 @@ class Profile:
         params = {**spec.params, **request.params}
         model = self.model_identity(spec)
         return Resolved(request, spec.kind, model, params, request_key(spec.kind, model, request.messages, params, request.n))
+
+
+def _unreachable(base_url: str) -> str | None:
+    """Whether anything listens at ``base_url``'s host and port (a TCP connection, 3 s at most; nothing is sent)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from datafactory.llm.providers import redact
+
+    url = urlsplit(base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "localhost", port), timeout=3).close()
+    except OSError as e:
+        return (f"nothing answers at {redact(base_url)} ({e.strerror or type(e).__name__}); start the server (e.g. "
+                "vllm serve, transformers serve) or fix base_url in the profile")
+    return None
 
 
 def profile_path(name: str, profiles_dir: Path) -> Path:

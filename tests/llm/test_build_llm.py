@@ -263,3 +263,43 @@ def test_max_cost_stops_a_build_at_the_cap_and_the_rerun_pays_nothing_twice(tmp_
     assert m["steps"][1]["cached"]  # the respond step's answers were kept as its output, and the judge's in the store
     assert judge["calls"] == 280 - len(paid) and judge["cache_hits"] == 240 - judge["calls"]
     assert m["rows"] == 20 and m["steps"][2]["rows_out"] == 40
+
+
+def test_plan_estimates_the_whole_chain_before_anything_is_built_and_build_checks_every_role_first(tmp_path, fake_server):
+    """A recipe over an upstream with LLM steps that is not built: `plan` estimates both (the downstream as a bound,
+    from the upstream's stand-in answers), and the bound holds for the real build. Without a key, `build` stops
+    before its first step, naming every role; `plan` says so too."""
+    server = fake_server()
+    root = make_project(tmp_path / "p", server.base_url, n=10)
+    upstream = {"name": "answered", "sources": RECIPE["sources"],
+                "steps": [{"respond": {"roles": ["teacher"], "output": "output", "explode": False}},
+                          {"filter": {"length": {"column": "output", "min": 2}}}],
+                "output": {"format": "prompt"}, "splits": {"train": 1.0}}
+    upstream["steps"].append({"rename": {"columns": {"instruction": "prompt"}}})
+    downstream = {"name": "chain", "sources": {"a": {"kind": "dataset", "options": {"name": "answered"}}},
+                  "steps": [{"rename": {"columns": {"prompt": "instruction", "output": "response"}}},
+                            {"judge": {"data_type": "conversation"}}, {"template": {}},
+                            {"select": {"columns": ["prompt", "score_total"]}}],
+                  "output": {"format": "prompt"}, "splits": {"train": 1.0}}
+    for body in (upstream, downstream):
+        (root / "recipes" / f"{body['name']}.yaml").write_text(yaml.safe_dump(body, allow_unicode=True), "utf-8")
+    plan = df(root, "plan", "chain")
+    assert plan.returncode == 0, plan.stderr
+    assert "answered: steps[0].respond: 10 requests" in plan.stdout and "steps[1].judge: 60 requests" in plan.stdout
+    assert "(a bound)" in plan.stdout and "from answered's stand-in answers" in plan.stdout
+    assert server.entries() == [] and not (root / "data" / "answered").exists()  # nothing called, nothing built
+    # no key: the build stops before any step (the fake server is not OpenAI, so its key is optional: point the
+    # roles at OpenAI's own endpoint, where a key is required)
+    official = root / "profiles" / "official.yaml"
+    official.write_text(yaml.safe_dump({"roles": {r: {"provider": "openai", "model": "gpt-4o-mini",
+                                                      "api_key_env": "DF_NO_SUCH_KEY"} for r in ("teacher", "judge")}}))
+    for cmd in (["plan", "chain"], ["build", "chain"]):
+        got = subprocess.run([sys.executable, "-m", "datafactory", *cmd, "--llm", "official"], cwd=root,
+                             capture_output=True, text=True)
+        assert "roles teacher, judge: no API key in $DF_NO_SUCH_KEY" in got.stdout + got.stderr, got.stderr
+    assert got.returncode == 1 and "nothing was run" in got.stderr and "steps[0]" not in got.stderr
+    assert not list((root / "data" / ".cache" / "steps").glob("*.parquet"))
+    built = df(root, "build", "chain")
+    assert built.returncode == 0, built.stderr
+    m = json.loads(next((root / "data" / "chain").glob("*/manifest.json")).read_text())
+    assert m["llm_usage"]["total"]["calls"] <= 60  # the plan's bound held
