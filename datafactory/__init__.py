@@ -33,7 +33,7 @@ def load(ref: str, split: str | None = None, *, data_dir: str | Path | None = No
 
     store = Store(Path(data_dir) if data_dir is not None else default_data_dir())
     name, version = store.resolve(ref)
-    manifest = store.manifest(name, version)
+    manifest = store.check(name, version)
     info = DatasetInfo(description=f"{name}@{version} ({manifest['format']}), built by datafactory",
                        dataset_name=name, version=None)
 

@@ -313,7 +313,7 @@ def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
 
     store = _store()
     name, version = store.resolve(ref)
-    m = store.manifest(name, version)
+    m = store.check(name, version)
     if as_json:
         print(json.dumps(m, ensure_ascii=False, indent=2))
         return
@@ -495,15 +495,21 @@ def llm_import(file: Annotated[Path, typer.Argument(help="A JSONL file from `dat
     """Add exported answers to this data folder's store (answers already here are kept)."""
     if not file.is_file():
         raise DataFactoryError(f"{file}: no such file")
+    try:
+        text = file.read_text("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataFactoryError(f"{file}: not a text file (not UTF-8 at byte {e.start}); give a JSONL file written by "
+                               "`datafactory llm export`") from None
     rows = []
-    for i, line in enumerate(lines(file.read_text("utf-8"))):
+    for i, line in enumerate(lines(text)):
         if line.strip():
             try:
                 row = json.loads(line)
-                if not {"key", "status", "kind", "model", "request"} <= set(row):
+                if not isinstance(row, dict) or not {"key", "status", "kind", "model", "request"} <= set(row):
                     raise ValueError("a line needs key, status, kind, model and request")
-            except ValueError as e:
-                raise DataFactoryError(f"{file}, line {i + 1}: not an exported answer ({e})") from None
+            except (ValueError, RecursionError) as e:
+                raise DataFactoryError(f"{file}, line {i + 1}: not an exported answer "
+                                       f"({e if isinstance(e, ValueError) else 'nested too deeply'})") from None
             rows.append(row)
     added, kept = _responses().import_rows(rows)
     _log(f"imported {added:,} answers; {kept:,} were here already")

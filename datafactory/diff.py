@@ -65,7 +65,7 @@ def _rows(store: Store, name: str, version: str, manifest: dict, split: str, col
 def diff(store: Store, ref_a: str, ref_b: str) -> dict:
     na, va = store.resolve(ref_a)
     nb, vb = store.resolve(ref_b)
-    ma, mb = store.manifest(na, va), store.manifest(nb, vb)
+    ma, mb = store.check(na, va), store.check(nb, vb)
     sa, sb = ma["schema"], mb["schema"]
     common = [c for c in sa if c in sb and sa[c] == sb[c] and c != "id"]
     splits = {}

@@ -253,10 +253,18 @@ class Factory:
         self.fingerprints.save()  # the input files' digests, and a local model's
         version = digest(FORMAT_VERSION, key, recipe.canonical(with_paths=False), upstream_versions)[:VERSION_LEN]
         plan = Plan(recipe, version, sources, steps, upstream, upstream_versions,
-                    not pending and self.store.has(name, version), pending)
+                    not pending and self.store.has(name, version) and not self._damaged(name, version), pending)
         if not pending:
             self._plans[name] = plan
         return plan
+
+    def _damaged(self, name: str, version: str) -> bool:
+        """A built version whose split files were deleted or cut short is built again (the same id: its caches make
+        the same bytes), said in a line."""
+        why = self.store.damage(name, version)
+        if why:
+            self.log(f"{name}@{version} is damaged ({why}): building it again")
+        return why is not None
 
     def human_labels(self) -> list[dict]:
         """The label store's live labels (read once per Factory; none when nobody has labelled yet)."""
@@ -343,8 +351,9 @@ class Factory:
         if not self._building:  # the top of the graph: every role is checked before anything runs
             self._building = True
             try:
-                self.preflight(name)
-                return self.build(name)
+                with self.store.running():  # gc leaves the cache alone while this runs
+                    self.preflight(name)
+                    return self.build(name)
             finally:
                 self._building = False
         plan = self.plan(name, defer=True)
@@ -363,7 +372,7 @@ class Factory:
                                 plan.sources[n].source.inputs() for n in plan.pending}
                 plan = self.plan(name)
             with self.store.lock(name, on_wait=lambda: self.log(f"waiting for another build of {name} to finish")):
-                if self.store.has(name, plan.version):
+                if self.store.has(name, plan.version) and not self.store.damage(name, plan.version):
                     self.store.set_latest(name, plan.version)
                     return BuildResult(name, plan.version, False, self.store.manifest(name, plan.version), ups)
                 self.running = plan

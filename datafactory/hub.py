@@ -63,7 +63,7 @@ def restrictions(manifest: dict) -> list[dict]:
 def assemble(store: Store, name: str, version: str, dest: Path, repo: str | None) -> list[Path]:
     """Write the upload folder to ``dest`` (which must be new or empty): the split files, the shareable
     manifest, LICENSE.md, the plots and the card, whose loading example names ``repo`` instead of the store."""
-    manifest = store.manifest(name, version)
+    manifest = store.check(name, version)
     src = store.version_dir(name, version)
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -100,7 +100,7 @@ def push(store: Store, ref: str, repo: str, *, private: bool = False, allow_rest
     ref = f"{name}@{version}"
     if "/" not in repo or repo.count("/") != 1 or not all(repo.split("/")):
         raise DataFactoryError(f"--repo '{repo}' is not ORG/NAME")
-    manifest = store.manifest(name, version)
+    manifest = store.check(name, version)
     check_terms(manifest, ref, private=private, allow_restricted=allow_restricted)
     unverified = manifest.get("terms", {}).get("unverified", [])
     if unverified and not private:

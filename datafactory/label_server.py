@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -29,7 +30,7 @@ import polars as pl
 from datafactory.errors import DataFactoryError
 from datafactory.hashing import digest
 from datafactory.labels import LabelStore, export_rows, pairs_of_version, version_stats
-from datafactory.store import Store
+from datafactory.store import Store, StoreFull
 
 MAX_BODY = 64 * 1024
 MAX_REASON = 2000
@@ -67,7 +68,7 @@ class LabelSession:
     def __init__(self, store: Store, ref: str, labels: LabelStore, *, annotator: str = "",
                  sources: list[str] | None = None, guideline: str | None = None):
         self.name, self.version = store.resolve(ref)
-        manifest = store.manifest(self.name, self.version)
+        manifest = store.check(self.name, self.version)
         pairs = pairs_of_version(store.version_dir(self.name, self.version), manifest)
         available = sorted(pairs["source"].unique().to_list())
         if sources:
@@ -335,6 +336,9 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError) as e:
             self._error(400, f"the body is not a JSON object ({e})")
             return
+        except RecursionError:
+            self._error(400, "the body is nested too deeply to read (thousands of levels)")
+            return
         s = self.server.session
         try:
             if self.path == "/api/label":
@@ -345,10 +349,19 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(404, f"no route {self.path}")
         except BadRequest as e:
             self._error(e.status, str(e))
+        except StoreFull as e:  # nothing was saved: the page says so and keeps the pair on screen
+            self._error(507, f"not saved: {e}")
 
 
 class LabelServer(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A browser that closed its connection (a tab closed, a reload mid-request) is no error to print; anything
+        else is, as the standard library prints it."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, session: LabelSession, host: str = "127.0.0.1", port: int = 0):
         self.session = session

@@ -29,7 +29,7 @@ from datafactory.conversations import from_conversational, messages_type
 from datafactory.errors import DataFactoryError
 from datafactory.hashing import digest
 from datafactory.jsonl import lines
-from datafactory.store import open_sqlite
+from datafactory.store import open_sqlite, sqlite_write_error, transaction
 
 DECISIONS = ("a", "b", "tie", "both_bad", "skip")
 WINNERS = ("a", "b", "tie", "both_bad")  # what a label file's `winner` may say
@@ -74,6 +74,9 @@ def text_key(text: str) -> str:
     return digest("answer", text.strip())[:16]
 
 
+WHAT = "the label store"
+
+
 class LabelStore:
     """The label store of a data folder. Safe to share between the threads of one server (one connection behind a
     lock) and between processes (SQLite's WAL locking)."""
@@ -84,7 +87,7 @@ class LabelStore:
             self.db = None
             return
         self.lock = threading.Lock()
-        self.db = open_sqlite(self.path, SCHEMA, "the label store (it holds people's work)")
+        self.db = open_sqlite(self.path, SCHEMA, WHAT + " (it holds people's work)")
         self.db.row_factory = sqlite3.Row
 
     def close(self) -> None:
@@ -115,6 +118,11 @@ class LabelStore:
                 if row is None:
                     raise
                 return row["seq"], True
+            except sqlite3.OperationalError as e:  # a full disk: said as such
+                err = sqlite_write_error(e, WHAT)
+                if err is e:
+                    raise
+                raise err from None
 
     def undo(self, *, request_id: str, annotator: str, dataset: str) -> dict | None:
         """Cancel ``annotator``'s latest live label on ``dataset`` (a tombstone row). Returns the cancelled label,
@@ -123,18 +131,13 @@ class LabelStore:
             done = self.db.execute("SELECT undoes FROM labels WHERE request_id = ?", (request_id,)).fetchone()
             if done is not None:
                 return None
-            self.db.execute("BEGIN IMMEDIATE")  # the lookup and the tombstone together, across processes too
-            try:
+            with transaction(self.db, WHAT):  # the lookup and the tombstone together, across processes too
                 row = self.db.execute(LIVE + " AND annotator = ? AND dataset = ? ORDER BY seq DESC LIMIT 1",
                                       (annotator, dataset)).fetchone()
                 if row is not None:
                     self.db.execute("INSERT INTO labels (request_id, kind, undoes, annotator, dataset, created) "
                                     "VALUES (?, 'undo', ?, ?, ?, ?)", (request_id, row["seq"], annotator, dataset,
                                                                        time.time()))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
             return dict(row) if row is not None else None
 
     # -- reading --------------------------------------------------------------------------------------

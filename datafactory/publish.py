@@ -202,10 +202,12 @@ class Publisher:
                 write_atomic(staging / LLM_KEYS, "".join(k + "\n" for k in llm_keys))
                 manifest["llm_keys"] = LLM_KEYS
             manifest["plots"] = render_length_plot(manifest, rows, staging)
-            write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
             write_atomic(staging / "LICENSE.md", render_license(manifest))
             write_atomic(staging / "README.md", render_card(manifest, rows))
             writes.join()
+            # each split file's size: a file deleted or cut short later is found (Store.damage) before it is served
+            manifest["file_bytes"] = {f: (staging / f).stat().st_size for f in files.values()}
+            write_atomic(staging / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
         except BaseException:
             if "writes" in locals():
                 writes.join(raise_errors=False)

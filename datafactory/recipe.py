@@ -264,6 +264,10 @@ def load_recipe(path: Path, overrides: dict[str, str] | None = None) -> Recipe:
         raw = yamlfile.safe_load(path.read_text("utf-8"))
     except FileNotFoundError:
         raise RecipeError(file, "", "no such recipe file") from None
+    except IsADirectoryError:
+        raise RecipeError(file, "", "is a folder, not a recipe file", "give the recipe's .yaml file") from None
+    except OSError as e:
+        raise RecipeError(file, "", f"cannot be read ({e.strerror or e})", "check the file's permissions") from None
     except UnicodeDecodeError as e:
         raise RecipeError(file, "", f"not UTF-8 at byte {e.start}", "save the recipe as UTF-8") from None
     except yaml.YAMLError as e:

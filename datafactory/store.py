@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -175,6 +175,43 @@ def open_sqlite(path: Path, schema: str, what: str):
                          "the error") from None
 
 
+class StoreFull(StoreError):
+    """A SQLite store (responses, labels) cannot write: the disk is full, over quota or failing."""
+
+
+def sqlite_write_error(e: BaseException, what: str) -> BaseException:
+    """``e`` as one line a user can act on where SQLite could not write for want of disk (SQLITE_FULL, an I/O
+    error), else ``e`` itself."""
+    import sqlite3
+
+    name = getattr(e, "sqlite_errorname", "") or ""
+    if isinstance(e, sqlite3.OperationalError) and (name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or
+                                                    "full" in str(e) or "disk I/O" in str(e)):
+        return StoreFull(f"{what} cannot write ({e}): the disk is full or failing; free some space and run the same "
+                         "command again (everything it held before is kept)")
+    return e
+
+
+@contextmanager
+def transaction(db, what: str):
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; on an error, a rollback that cannot hide it (a COMMIT that failed for a
+    full disk has ended the transaction already, and ROLLBACK then said only "cannot rollback"), and a full disk
+    said as such (``StoreFull``)."""
+    import sqlite3
+
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        yield
+        db.execute("COMMIT")
+    except BaseException as e:
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        err = sqlite_write_error(e, what)
+        if err is e:
+            raise
+        raise err from None
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -212,6 +249,30 @@ class Store:
 
     def has(self, name: str, version: str) -> bool:
         return (self.version_dir(name, version) / "manifest.json").exists()
+
+    def damage(self, name: str, version: str, manifest: dict | None = None) -> str | None:
+        """What is wrong with a built version's split files (one deleted, or cut short: its size is not the one the
+        manifest recorded), or None. A stat per file: cheap enough for every use of a version."""
+        m = manifest if manifest is not None else self.manifest(name, version)
+        folder = self.version_dir(name, version)
+        sizes = m.get("file_bytes") or {}
+        for f in m.get("files", {}).values():
+            try:
+                size = (folder / f).stat().st_size
+            except FileNotFoundError:
+                return f"{f} is missing"
+            if f in sizes and size != sizes[f]:
+                return f"{f} has {size:,} of its {sizes[f]:,} bytes"
+        return None
+
+    def check(self, name: str, version: str, manifest: dict | None = None) -> dict:
+        """The version's manifest, or a StoreError saying it is damaged and how to make it again."""
+        m = manifest if manifest is not None else self.manifest(name, version)
+        why = self.damage(name, version, m)
+        if why:
+            raise StoreError(f"{name}@{version} is damaged: {why} (deleted or cut short since it was built); run "
+                             f"`datafactory build {name}` to make it again from the cache")
+        return m
 
     def latest(self, name: str) -> str | None:
         try:
@@ -326,6 +387,40 @@ class Store:
         finally:
             lock.release()
 
+    @contextmanager
+    def running(self):
+        """Held for a whole build (its sources' parse included, before any dataset lock is taken): ``gc`` sweeps no
+        cache entry while one is held, since a running build's entries are in no manifest yet. A lock file each,
+        in ``.cache/running/``; a killed build's file, held by no process, is removed by the next ``gc``."""
+        folder = self.cache / "running"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex}.lock"
+        lock = FileLock(str(path))
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+            path.unlink(missing_ok=True)
+
+    def builds_running(self, dry_run: bool = False) -> bool:
+        """Whether a build holds one of the ``running`` locks (a file no process holds is a killed build's: gone)."""
+        folder = self.cache / "running"
+        busy = False
+        for path in folder.glob("*.lock") if folder.is_dir() else []:
+            lock = FileLock(str(path))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                busy = True
+                continue
+            try:
+                if not dry_run:
+                    path.unlink(missing_ok=True)
+            finally:
+                lock.release()
+        return busy
+
     def staging(self, name: str) -> Path:
         d = self.dataset_dir(name) / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
         d.mkdir(parents=True)
@@ -333,10 +428,16 @@ class Store:
 
     def publish(self, staging: Path, name: str, version: str) -> Path:
         final = self.version_dir(name, version)
-        if final.exists():  # built meanwhile by someone who did not hold our lock: theirs stands
-            shutil.rmtree(staging)
+        if final.exists() and self.has(name, version) and not self.damage(name, version):
+            shutil.rmtree(staging)  # built meanwhile by someone who did not hold our lock: theirs stands
         else:
-            os.rename(staging, final)
+            if final.exists():  # a damaged copy (a split file deleted or cut short): the new one replaces it
+                aside = final.with_name(f".{version}.damaged.{uuid.uuid4().hex[:8]}")
+                os.rename(final, aside)
+                os.rename(staging, final)
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.rename(staging, final)
         self.set_latest(name, version)
         return final
 
@@ -386,7 +487,7 @@ class Store:
             finally:
                 if lock is not None:
                     lock.release()
-        if not busy:
+        if not busy and not self.builds_running(dry_run):  # a first build parsing has no dataset lock yet
             for kind in ("sources", "steps"):
                 d = self.cache / kind
                 if d.is_dir():

@@ -199,7 +199,7 @@ def resolve_dataset(ref: str, data_dir: str | None = None, *, columns: tuple[str
                f"there is no recipe recipes/{name}.yaml either (recipes: {', '.join(known) or 'none'})")
         raise TrainingError(f"no built dataset '{name}' in {root}; {how}")
     name, version = store.resolve(ref)
-    manifest = store.manifest(name, version)
+    manifest = store.check(name, version)
     have = [c for c in manifest.get("schema", {})] or None
     missing = [c for c in columns if have is not None and c not in have]
     if missing:

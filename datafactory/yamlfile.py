@@ -28,8 +28,13 @@ class _Loader(yaml.SafeLoader):
 
 
 def safe_load(text: str):
-    """``yaml.safe_load`` that refuses a key written twice in one mapping (a ``yaml.YAMLError`` with its line)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    """``yaml.safe_load`` that refuses a key written twice in one mapping (a ``yaml.YAMLError`` with its line), and
+    YAML nested past what the loader's recursion can hold (5,000 ``[``: a RecursionError)."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply (thousands of levels): no recipe or profile is; is this the file "
+                             "you meant?") from None
 
 
 def describe(error: yaml.YAMLError) -> str:

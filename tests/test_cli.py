@@ -345,3 +345,45 @@ def test_trace_relates_a_row_to_the_rows_it_was_made_from_and_made_into():
     assert got["daily/a#1"] == ["daily/a#1", "daily/a#1/teacher/0", "daily", "daily/a#1/teacher/0/judge", "daily/a#1/t"]
     assert got["daily/a#1/teacher/0"] == ["daily/a#1", "daily/a#1/teacher/0", "daily", "daily/a#1/teacher/0/judge"]
     assert got["zz"] == []
+
+
+def test_gc_keep_0_while_a_first_build_parses_leaves_its_work_alone(project):
+    """`gc --keep 0` during a first build, while its workers write the source's cache entry (no dataset lock is
+    taken yet then): gc removed the build's temporary files and the build crashed. The build now holds a running
+    lock for its whole length, and gc sweeps no cache entry while one is held; a killed build's lock is removed."""
+    import time
+
+    inputs = project.root / "inputs" / "many"
+    inputs.mkdir()
+    for i in range(12_000):
+        (inputs / f"{i:05d}.jsonl").write_text(f'{{"qid": "q{i}", "question": "질문 {i}", "answer": "답 {i}", "kind": "daily"}}\n')
+    body = sft_recipe()
+    body["sources"]["qa"]["path"] = "inputs/many"
+    project.recipe("sft", body)
+    args = [sys.executable, "-m", "datafactory", "--data", str(project.data), "--recipes", str(project.recipes)]
+    proc = subprocess.Popen([*args, "build", "sft"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "DATAFACTORY_WORKERS": "2"})
+    assert "reading qa of sft" in proc.stderr.readline()
+    for _ in range(500):  # the workers have begun writing the source's entry
+        if list((project.data / ".cache" / "sources").glob(".qa.*.tmp/*.parquet")):
+            break
+        time.sleep(0.01)
+    swept = subprocess.run([*args, "gc", "--keep", "0"], capture_output=True, text=True)
+    assert swept.returncode == 0, swept.stderr
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and out.strip().startswith("sft@"), err
+    assert ".cache" not in swept.stdout + swept.stderr  # nothing of the cache was swept while the build ran
+    # the rule itself, deterministically: an entry no version refers to stays while a build runs, goes after
+    from datafactory.store import Store
+
+    store = Store(project.data)
+    stray = project.data / ".cache" / "steps" / "0123456789abcdef.parquet"
+    stray.write_bytes(b"PAR1")
+    os.utime(stray, (time.time() - 60, time.time() - 60))
+    with store.running():
+        assert stray not in store.gc(keep=1) and stray.exists()
+    assert stray in store.gc(keep=1) and not stray.exists()
+    assert not list((project.data / ".cache" / "running").glob("*.lock"))  # released when the build ended
+    (project.data / ".cache" / "running" / "dead.lock").write_text("")  # a killed build's: held by no one
+    subprocess.run([*args, "gc"], check=True, capture_output=True)
+    assert not (project.data / ".cache" / "running" / "dead.lock").exists()

@@ -602,3 +602,36 @@ def test_decomposed_hangul_names_from_a_mac_give_the_same_names_and_version_as_c
     from datafactory.sources.inputs import resolve_inputs
 
     assert [f.name for f in resolve_inputs(tmp_path / "mac.zip", ["*.jsonl"])] == ["mac.zip!말뭉치 모음/질문/대화.jsonl"]
+
+
+@pytest.mark.parametrize("harm", ["delete", "truncate"])
+def test_a_damaged_version_is_named_everywhere_and_build_makes_it_again(built, harm, tmp_path):
+    """A split file deleted or cut short after the build: `build` said the version was up to date and `push
+    --dry-run` copied the damage. Now `show`, `diff`, `load` and `push` stop with one line saying to rebuild, and
+    `build` makes the same version again (same id, same bytes) from its cache."""
+    import datafactory
+    from datafactory.diff import diff
+    from datafactory.errors import StoreError
+    from datafactory.hub import push
+    from datafactory.store import Store
+
+    project, res = built
+    folder = project.data / "sft" / res.version
+    train = folder / "train.parquet"
+    original = train.read_bytes()
+    if harm == "delete":
+        train.unlink()
+        said = "train.parquet is missing"
+    else:
+        train.write_bytes(original[: len(original) // 2])
+        said = f"train.parquet has {len(original) // 2:,} of its {len(original):,} bytes"
+    store = Store(project.data)
+    for attempt in (lambda: datafactory.load("sft", data_dir=project.data),
+                    lambda: diff(store, f"sft@{res.version}", f"sft@{res.version}"),
+                    lambda: push(store, "sft", "org/x", allow_restricted=True, dry_run=tmp_path / "up")):
+        with pytest.raises(StoreError, match=rf"sft@{res.version} is damaged: {said}.*datafactory build sft"):
+            attempt()
+    assert not (tmp_path / "up").exists() or not any((tmp_path / "up").iterdir())
+    again = project.factory().build("sft")
+    assert again.built and again.version == res.version and train.read_bytes() == original
+    assert datafactory.load("sft", split="train", data_dir=project.data).num_rows == res.manifest["splits"]["train"]

@@ -441,3 +441,58 @@ def test_lines_break_only_at_line_ends():
     for text in ("a\nb\n", "a\r\nb", "a\rb\r\n\nc", "", "\n", "a\n\nb\n\n", "한\n글"):
         assert lines(text) == text.splitlines()
     assert lines('{"q": "x\u2028y"}\r\n{"q": "\x85"}\n\x0c\n') == ['{"q": "x\u2028y"}', '{"q": "\x85"}', "\x0c"]
+
+
+def test_the_server_answers_bad_and_broken_requests_with_a_status_not_a_traceback(server, capsys):
+    """JSON nested 30,000 deep: 400 (it was a RecursionError and no answer); the label store on a full disk: 507 with
+    a message (it dropped the connection); a client that hangs up mid-request: nothing printed."""
+    import socket
+
+    status, got = call(server, "POST", "/api/label", ("[" * 30_000 + "]" * 30_000).encode())
+    assert status == 400 and "nested too deeply" in got["error"]
+    db = server.session.labels.db  # a database that may not grow: SQLite's SQLITE_FULL, as on a full disk
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    for _ in range(50):
+        item = next_item(server, "kim")["item"]
+        status, got = send(server, "kim", item, "left", reason="이유 " * 600)
+        if status != 200:
+            break
+    assert status == 507 and "not saved" in got["error"] and "disk is full" in got["error"], got
+    db.execute("PRAGMA max_page_count = 1073741823")
+    host, port = server.server_address[:2]
+    for _ in range(3):  # a request sent, the connection closed before the answer
+        s = socket.create_connection((host, port))
+        s.sendall(b"GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
+        s.close()
+    status, _ = call(server, "GET", "/api/stats")
+    assert status == 200
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err and "BrokenPipeError" not in err
+
+
+def test_a_store_on_a_full_disk_says_so_in_one_line_and_keeps_what_it_held(tmp_path):
+    """SQLite says SQLITE_FULL when a database may not grow (a full disk; here its page limit): the write raises
+    one StoreFull naming the store and what to do (a failed COMMIT's ROLLBACK said only "cannot rollback"), and
+    what the store held stays readable."""
+    from datafactory.llm.store import ResponseStore
+    from datafactory.store import StoreFull
+
+    store = ResponseStore(tmp_path / "r.sqlite3")
+    store.mark_inflight("k0", "openai", "m", {"messages": []})
+    store.done("k0", {"texts": ["kept"]}, 1, 1, 0.0)
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StoreFull, match=r"the LLM response store cannot write \(database or disk is full\): the disk "
+                                        r"is full or failing; free some space"):
+        for i in range(1, 200):
+            store.mark_inflight(f"k{i}", "openai", "m", {"messages": [{"role": "user", "content": "가" * 5000}]})
+    assert store.get("k0")["answer"] == {"texts": ["kept"]}
+    labels = LabelStore(tmp_path / "l.sqlite3")
+    pages = labels.db.execute("PRAGMA page_count").fetchone()[0]
+    labels.db.execute(f"PRAGMA max_page_count = {pages}")
+    pair = {"pair_key": "p", "prompt": "가" * 5000, "response_a": "a", "response_b": "b"}
+    with pytest.raises(StoreFull, match=r"the label store cannot write"):
+        for i in range(200):
+            labels.add(request_id=f"r{i}", annotator="kim", dataset="d", pair=pair, decision="a")
+    labels.close()

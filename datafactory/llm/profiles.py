@@ -243,6 +243,8 @@ def load_profile(name: str | None, profiles_dir: Path) -> Profile:
     file = str(path)
     try:
         raw = yamlfile.safe_load(path.read_text("utf-8"))
+    except OSError as e:  # a folder named like a profile, no permission
+        raise RecipeError(file, "", f"cannot be read as a profile ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
         raise RecipeError(file, "", f"not UTF-8 at byte {e.start}", "save the profile as UTF-8") from None
     except yaml.YAMLError as e:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from datafactory.store import open_sqlite
+from datafactory.store import open_sqlite, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -59,23 +59,21 @@ CREATE TABLE IF NOT EXISTS batches (
 """
 
 
+WHAT = "the LLM response store"
+
+
 class ResponseStore:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.db = open_sqlite(self.path, SCHEMA, "the LLM response store (it holds paid answers)")
+        self.db = open_sqlite(self.path, SCHEMA, WHAT + " (it holds paid answers)")
         self._sent: set[str] = set()  # keys this process marked in flight (its retries are not crash victims)
 
     def close(self) -> None:
         self.db.close()
 
     def _tx(self, sql: str, args: tuple) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db, WHAT):
             self.db.execute(sql, args)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     # -- lookups -------------------------------------------------------------------------------------
     def get(self, key: str) -> dict | None:
@@ -121,8 +119,7 @@ class ResponseStore:
         """Journal that ``key`` is about to be sent. Returns True when an earlier run left it in flight (it may
         have been billed without the answer reaching us)."""
         now = time.time()
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db, WHAT):
             row = self.db.execute("SELECT status FROM responses WHERE key = ?", (key,)).fetchone()
             # in flight from another run; this run's own retry (after a 429 or a 500) was not lost in a crash
             crashed = row is not None and row[0] == "inflight" and key not in self._sent
@@ -135,10 +132,6 @@ class ResponseStore:
                 self.db.execute("UPDATE responses SET status = 'inflight', attempts = attempts + 1, "
                                 "resent_after_crash = resent_after_crash + ? WHERE key = ?", (int(crashed), key))
             self.db.execute("INSERT INTO attempts (key, at, outcome) VALUES (?, ?, 'sent')", (key, now))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return crashed
 
     def done(self, key: str, answer: dict, input_tokens: int, output_tokens: int, cost: float) -> None:
@@ -204,8 +197,7 @@ class ResponseStore:
         """Add exported rows; a key already answered here is kept. Returns (added, already there)."""
         added = kept = 0
         now = time.time()
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db, WHAT):
             for r in rows:
                 have = self.db.execute("SELECT status FROM responses WHERE key = ?", (r["key"],)).fetchone()
                 if have is not None and have[0] in ("done", "failed"):
@@ -219,8 +211,4 @@ class ResponseStore:
                                  r.get("reason"), r.get("input_tokens", 0), r.get("output_tokens", 0), r.get("cost", 0.0),
                                  now, now))
                 added += 1
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return added, kept

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from datafactory.errors import SourceError
 from datafactory.jsonl import lines
-from datafactory.sources.inputs import InputFile, Listing, resolve_inputs
+from datafactory.sources.inputs import InputFile, Listing, resolve_inputs, unsafe_member
 
 BATCH_ROWS = 20_000
 CHUNK_FILES = 1000  # files per unit of work (and per worker task) at most
@@ -79,6 +79,14 @@ class SourceRead:
     cleaned: dict[str, int] = field(default_factory=dict)  # what the parser changed, by kind (``Source.note``)
     warnings: list[str] = field(default_factory=list)  # what a user should look at (unknown tokens, ...)
     digests: dict = field(default_factory=dict)  # path -> (size, mtime_ns, digest) of the bytes read (hash_reads)
+
+
+class NotJSON(ValueError):
+    pass
+
+
+def _not_json(constant: str):
+    raise NotJSON(f"{constant} is not JSON (Python's and JavaScript's writers emit it); write null or a number")
 
 
 def _truncated(e: UnicodeDecodeError, size: int) -> bool:
@@ -475,6 +483,9 @@ class Source:
     def data(self, file: InputFile) -> bytes:
         """The file's bytes; a ``.gz`` file (Anthropic's ``train.jsonl.gz``) is decompressed. A file that cannot be
         read (gone since it was listed, no permission, a damaged zip member) is a ``BadFile``: named, or quarantined."""
+        if file.member is not None and unsafe_member(file.member):
+            raise BadFile("unsafe_path", "a zip member whose name leads outside the archive (`..` or an absolute path: "
+                          "a zip made to overwrite files); not read. Check where the zip came from")
         try:
             raw = file.read_bytes()
         except FileNotFoundError:
@@ -507,8 +518,12 @@ class Source:
 
     def load_json(self, file: InputFile) -> Any:
         text = self.text(file)
-        try:
+        try:  # NaN and Infinity, as Python's json writes them, are read as floats: a record holding one where text
+            # belongs is rejected by its source (a whole file is not lost for one)
             return json.loads(text)
+        except RecursionError:
+            raise BadFile("malformed_json", "nested too deeply to read (thousands of levels of [ or {): no record of a "
+                          "corpus is; the file is damaged or not what it seems") from None
         except json.JSONDecodeError as e:
             if _json_lines(e):
                 fix = ("set `options.format: jsonl`" if "format" in type(self.options).model_fields else
@@ -519,14 +534,46 @@ class Source:
                           "the file may be truncated: download or unpack it again") from e
 
     def jsonl_records(self, file: InputFile) -> Iterator[tuple[int, Any] | Bad]:
-        """(line index, parsed object) for each non-blank line; a bad line is a ``Bad``, not the end of the file."""
-        for i, line in enumerate(lines(self.text(file))):
+        """(line index, parsed object) for each non-blank line; a bad line is a ``Bad``, not the end of the file: one
+        that is not JSON (``NaN``, ``Infinity``: a Python or JavaScript writer's, not JSON's), and one whose bytes are
+        not the source's encoding (the other lines of the file are read; the bad one is kept as its bytes show)."""
+        try:
+            text_lines: Iterator = enumerate(lines(self.text(file)))
+        except BadFile as e:
+            if e.reason != "encoding" or self.encoding not in ("utf-8", "utf8", "auto", "cp949", "euc-kr"):
+                raise
+            one_by_one = list(self._lines_decoded_one_by_one(file))
+            bad = sum(isinstance(line, Bad) for _, line in one_by_one)
+            if bad * 2 > len([1 for _, line in one_by_one if isinstance(line, Bad) or line.strip()]):
+                raise  # most lines: the whole file is in another encoding, as the file's error says
+            text_lines = iter(one_by_one)
+        for i, line in text_lines:
+            if isinstance(line, Bad):
+                yield line
+                continue
             if not line.strip():
                 continue
             try:
-                yield i, json.loads(line)
+                yield i, json.loads(line, parse_constant=_not_json)
+            except NotJSON as e:
+                yield Bad(i, "malformed_json", f"line {i + 1}: {e}", line[:500])
+            except RecursionError:
+                yield Bad(i, "malformed_json", f"line {i + 1}: nested too deeply to read (thousands of levels)",
+                          line[:500])
             except json.JSONDecodeError as e:
                 yield Bad(i, "malformed_json", f"line {i + 1}: invalid JSON ({e.msg})", line[:500])
+
+    def _lines_decoded_one_by_one(self, file: InputFile) -> Iterator[tuple[int, str | Bad]]:
+        """A JSON Lines file whose bytes are not all the source's encoding, a line at a time: each line that is, as
+        text; each that is not, a ``Bad`` holding its bytes (invalid ones shown as \\xNN)."""
+        encoding = {"auto": "utf-8", "utf8": "utf-8"}.get(self.encoding, self.encoding)
+        for i, raw in enumerate(self.data(file).removeprefix(b"\xef\xbb\xbf").split(b"\n")):
+            raw = raw.removesuffix(b"\r")
+            try:
+                yield i, raw.decode(encoding)
+            except UnicodeDecodeError as e:
+                yield i, Bad(i, "encoding", f"line {i + 1}: not valid {encoding} at byte {e.start} of the line (set "
+                             "`encoding:` if the whole file is another)", raw.decode(encoding, "backslashreplace")[:2000])
 
     def records(self, file: InputFile, fmt: str | None = None,
                 json_key: str | None = None) -> Iterator[tuple[int, dict] | Bad | Skip]:

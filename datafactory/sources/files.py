@@ -17,6 +17,7 @@ role or a turn without text is a bad record, named with what is wrong.
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -169,6 +170,7 @@ class FilesSource(Source):
     def parse(self, file: InputFile) -> Iterator[dict | Bad | Skip]:
         fields, id_field, messages = self.options.fields, self.options.id, self.options.messages
         fmt = None if self.options.format == "auto" else self.options.format
+        json_file = (fmt or record_format(file.basename)) in ("json", "jsonl")  # a parquet float may be NaN
         for item in self.records(file, fmt, self.options.json_key):
             if isinstance(item, NOT_RECORDS):
                 yield item
@@ -182,6 +184,12 @@ class FilesSource(Source):
                 row = {target: rec[f] for target, f in fields.items()}
             else:
                 row = dict(rec)
+            odd = json_file and next(((k, v) for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)),
+                                     None)
+            if odd:  # NaN or Infinity (a JSON array Python wrote): not JSON, and never the text "nan"
+                yield Bad(i, "malformed_json", f"record {i}: field '{odd[0]}' is {odd[1]}, which is not JSON (Python's "
+                          "and JavaScript's writers emit it); write null or a number", rec)
+                continue
             if messages is not None:
                 if messages not in rec:
                     yield Bad(i, "missing_field", f"record {i} has no field '{messages}'", rec)

@@ -214,11 +214,23 @@ def _zip_members(archive: Path, label: str, patterns: list[str]) -> list[InputFi
     for info in infos:
         name = _zip_member_name(info)
         parts = PurePosixPath(name).parts
+        if unsafe_member(name):  # listed, so that reading it is refused and counted by name (nothing is extracted)
+            if _matches(name.replace("\\", "/"), patterns):
+                out.append(InputFile(f"{label}!{name}", archive, info.filename, name.replace("\\", "/").rsplit("/", 1)[-1],
+                                     shared, info.file_size, mtime))
+            continue
         if (_matches(name, patterns) and not parts[-1].startswith(".")
                 and not any(_skipped_folder(p) for p in parts[:-1])):
             out.append(InputFile(f"{label}!{name}", archive, info.filename, PurePosixPath(name).name, shared,
                                  info.file_size, mtime))
     return out
+
+
+def unsafe_member(name: str) -> bool:
+    """A zip member whose name leads outside the archive's folder when unpacked (``../../x.jsonl``,
+    ``..\\..\\x.jsonl``, ``/etc/x``, ``C:\\x``): a zip made to overwrite files (zip slip), never one a release ships."""
+    flat = name.replace("\\", "/")
+    return flat.startswith("/") or bool(re.match(r"[A-Za-z]:", flat)) or ".." in flat.split("/")
 
 
 def _skipped_folder(name: str) -> bool:
@@ -320,7 +332,8 @@ def resolve_inputs(path: str | Path, patterns: list[str], base_dir: Path | None 
     if rels is not None:
         ok = [m or ("/" in rel and pat.match(rel)) for m, rel in zip(ok, rels)]
     if all(ok):
-        stats = _stats(str(raw), names) if rels is None else [e.stat() for e in entries]
+        # statted by the names on disk (a Mac's decomposed Hangul stays so there), listed by the composed ones
+        stats = _stats(str(raw), [e.name for e in entries]) if rels is None else [e.stat() for e in entries]
         return Listing(rels or names, [e.path for e in entries], names, [st.st_size for st in stats],
                        [st.st_mtime_ns for st in stats])
     files: list[InputFile] = []

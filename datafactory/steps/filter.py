@@ -14,7 +14,7 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from datafactory.steps.base import Params, Step, StepContext, require_columns
+from datafactory.steps.base import Params, Step, StepContext, StepError, require_columns
 
 
 class LengthRule(BaseModel):
@@ -35,8 +35,22 @@ class RegexRule(BaseModel):
         try:  # the rule runs in polars (Rust regex syntax: \p{Hangul} works), so compile it there
             pl.Series([""]).str.contains(self.pattern)
         except Exception as e:
-            raise ValueError(f"pattern does not compile: {str(e).splitlines()[0]}") from None
+            raise ValueError(f"pattern does not compile: {regex_error(str(e), self.pattern)}") from None
         return self
+
+
+def regex_error(text: str, pattern: str) -> str:
+    """The regex engine's message in one line: what is wrong and where (its error is several lines: the pattern, a
+    caret under the place, the reason)."""
+    lines = [x for x in text.splitlines() if x.strip()]
+    reason = next((x.split("error:", 1)[1].strip() for x in lines if x.strip().startswith("error:")), None)
+    caret = next((x for x in lines if x.strip() == "^" or set(x.strip()) <= {"^", "-"} and "^" in x), None)
+    where = ""
+    if caret is not None:
+        at = caret.index("^") - 4  # the pattern is shown indented by four spaces
+        if 0 <= at <= len(pattern):
+            where = f" at character {at + 1} of {pattern!r}"
+    return f"{reason or lines[0]}{where}"
 
 
 class FilterParams(Params):
@@ -69,6 +83,10 @@ class Filter(Step):
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         if p.expr is not None:
+            kind = df.lazy().select(pl.sql_expr(p.expr).alias("_keep")).collect_schema()["_keep"]
+            if kind != pl.Boolean:
+                raise StepError(f"expr {p.expr!r} gives {kind} per row, not true/false: a filter keeps the rows whose "
+                                "expression is true (e.g. `length(instruction) > 2`)")
             return self._keep(df, pl.sql_expr(p.expr), p.reason or "expr", ctx)
         if p.length is not None:
             rule = p.length

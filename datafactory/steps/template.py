@@ -40,7 +40,18 @@ class TemplateParams(Params):
             raise ValueError("give one of template, text or chat_template")
         if self.template is None and self.text is None and self.chat_template is None:
             self.template = "kullm"
+        if self.text is not None:
+            check_format(self.text, "text")
         return self
+
+
+def check_format(fmt: str, what: str) -> None:
+    """A template string whose braces do not parse (a lone ``{`` or ``}``) is named, with the place and the fix."""
+    try:
+        list(string.Formatter().parse(fmt))
+    except ValueError as e:
+        raise ValueError(f"{what} has a brace that opens or closes no {{field}} ({e}); write {{{{ or }}}} for a "
+                         "literal brace") from None
 
 
 def render(fmt: str, columns: dict[str, str | pl.Expr]) -> pl.Expr:

@@ -35,4 +35,12 @@ def load_template(name_or_path: str, base_dir: Path | None = None) -> dict:
     missing = [k for k in ("prompt_input", "prompt_no_input") if k not in tpl]
     if missing:
         raise DataFactoryError(f"{path}: template lacks {', '.join(missing)}")
+    import string
+
+    for k in ("prompt_input", "prompt_no_input"):
+        try:
+            list(string.Formatter().parse(tpl[k]))
+        except ValueError as e:
+            raise DataFactoryError(f"{path}: {k} has a brace that opens or closes no {{field}} ({e}); write {{{{ or "
+                                   "}}}} for a literal brace") from None
     return tpl

@@ -686,3 +686,50 @@ def test_files_reads_conversations_in_openai_and_sharegpt_layouts(tmp_path):
     assert got.quarantined == {"bad_conversation": 3}, got.quarantined
     with pytest.raises(SourceError, match=r"record 2: 'messages' has no user turn"):
         read_source("files", path, id="id", messages="messages")
+
+
+def test_one_bad_line_is_quarantined_alone_and_nan_is_not_json(tmp_path):
+    """One byte that is not UTF-8 in line 26 of 50 quarantined the whole file (49 good records lost, `raw: null`):
+    only that line goes, kept as its bytes show. NaN and Infinity (Python's writer) became the text "NaN"/"inf":
+    they are rejected, by line in JSON Lines and by record in a JSON array."""
+    rows = [json.dumps({"qid": f"q{i}", "question": f"질문 {i}", "answer": f"답 {i}"}, ensure_ascii=False).encode()
+            for i in range(50)]
+    rows[25] = rows[25][:10] + b"\xff" + rows[25][10:]
+    (tmp_path / "bad.jsonl").write_bytes(b"\n".join(rows) + b"\n")
+    opts = {"id": "qid", "fields": {"instruction": "question", "output": "answer"}}
+    got = read_source("files", tmp_path / "bad.jsonl", on_error="quarantine", **opts)
+    assert got.frame.height == 49 and got.quarantined == {"encoding": 1}
+    assert got.quarantine[0]["record"] == 25 and "\\xff25" in got.quarantine[0]["raw"]
+    with pytest.raises(SourceError, match=r"line 26: not valid utf-8 at byte 10"):
+        read_source("files", tmp_path / "bad.jsonl", **opts)
+    # a whole file in another encoding is still named as such (not 50 bad lines)
+    (tmp_path / "cp.jsonl").write_bytes(b"\n".join(r.decode().encode("cp949") for r in rows if b"\xff" not in r))
+    with pytest.raises(SourceError, match=r"not valid utf-8 at byte \d+; set `encoding: cp949`"):
+        read_source("files", tmp_path / "cp.jsonl", **opts)
+    (tmp_path / "nan.jsonl").write_text('{"qid": "a", "question": "x", "answer": NaN}\n'
+                                        '{"qid": "b", "question": "y", "answer": "ok"}\n'
+                                        '{"qid": "c", "question": "z", "answer": Infinity}\n', "utf-8")
+    got = read_source("files", tmp_path / "nan.jsonl", on_error="quarantine", **opts)
+    assert got.frame["output"].to_list() == ["ok"] and got.quarantined == {"malformed_json": 2}
+    assert "NaN is not JSON" in got.quarantine[0]["detail"]
+    (tmp_path / "nan.json").write_text('[{"qid": "a", "question": "x", "answer": NaN}, {"qid": "b", "question": "y", '
+                                       '"answer": "ok"}]', "utf-8")
+    got = read_source("files", tmp_path / "nan.json", on_error="quarantine", **opts)
+    assert got.frame["output"].to_list() == ["ok"] and "field 'output' is nan" in got.quarantine[0]["detail"]
+
+
+def test_zip_members_that_lead_outside_the_archive_are_named_and_counted(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as z:
+        z.writestr("../../x.jsonl", '{"qid": "z1", "question": "a", "answer": "b"}\n')
+        z.writestr("..\\..\\y.jsonl", '{"qid": "z2", "question": "a", "answer": "b"}\n')
+        z.writestr("/abs.jsonl", '{"qid": "z4", "question": "a", "answer": "b"}\n')
+        z.writestr("ok.jsonl", '{"qid": "z3", "question": "a", "answer": "b"}\n')
+    opts = {"id": "qid", "fields": {"instruction": "question", "output": "answer"}}
+    got = read_source("files", tmp_path / "evil.zip", on_error="quarantine", **opts)
+    assert got.frame["id"].to_list() == ["s/z3"] and got.quarantined == {"unsafe_path": 3}
+    assert {q["file"] for q in got.quarantine} == {"evil.zip!../../x.jsonl", "evil.zip!..\\..\\y.jsonl", "evil.zip!/abs.jsonl"}
+    with pytest.raises(SourceError, match=r"evil\.zip!\.\./\.\./x\.jsonl.*leads outside the archive"):
+        read_source("files", tmp_path / "evil.zip", **opts)
+    assert not (tmp_path.parent / "x.jsonl").exists()
