@@ -177,9 +177,16 @@ def _factory(sources: list[str] | None = None, max_cost: float | None = None):
 
 
 def _store():
+    """The store the command reads. Outside any project, with no --data and no ./data, an error naming where it
+    looked (as `build` does), not an empty listing that exits 0."""
     from datafactory.store import Store
 
-    return Store(_data())
+    data = _data()
+    if state.data is None and not data.is_dir() and not os.environ.get("DATAFACTORY_DATA"):
+        from datafactory.project import data_dir as find_data
+
+        find_data(required=True, script=False, hint="pass --data DIR")  # raises: no project found, where it looked
+    return Store(data)
 
 
 SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", "-s", help="NAME=PATH: read the recipe's source NAME from PATH (your download: zip, folder or glob).")]

@@ -36,7 +36,8 @@ from datafactory.steps import STEPS
 from datafactory.steps.base import BOOKKEEPING, LINEAGE, Step, StepContext, StepError
 from datafactory.steps.split import SplitParams
 from datafactory.publish import FORMAT_VERSION, Publisher
-from datafactory.store import Background, Parts, Store, read_entry, remove, write_atomic, write_parquet_atomic
+from datafactory.store import (Background, Parts, Store, entry_files, read_entry, remove, write_atomic,
+                              write_parquet_atomic)
 
 
 
@@ -169,6 +170,7 @@ class Factory:
         self._listed: dict | None = None  # during a build that parsed pending sources: their listings, reused
         self._dry_frames: dict[str, pl.DataFrame] = {}  # a dry run's last frame per recipe (estimate)
         self._building = False  # inside a build (its upstream builds are not checked again)
+        self._before_projection: list[str] = []  # the recipe's columns before the engine dropped unread ones
 
     # -- planning ------------------------------------------------------------------------------------
     def recipe(self, name: str, top: bool = True) -> Recipe:
@@ -406,6 +408,7 @@ class Factory:
         """Run the steps not cached, from the last cached one. A dry run (cost estimate) asks no LLM, saves
         no step and publishes nothing: it returns the step records, with each LLM step's estimate."""
         recipe = plan.recipe
+        self._before_projection = []
         if not dry_run:
             self.log(f"building {recipe.name}@{plan.version}")
         start = len(plan.steps) - 1
@@ -421,6 +424,8 @@ class Factory:
         else:
             frame, source_stats = self._read_sources(plan, keep, pre or {})
 
+        # an error naming a missing column lists these too (a cached source's own columns were added as it was read)
+        self._before_projection = list(dict.fromkeys([*self._before_projection, *frame.columns]))
         if keep is not None:  # projection pushdown: columns no later step reads, and the output drops, go now
             frame = frame.select([c for c in frame.columns if c in keep or c in BOOKKEEPING])
         template = None
@@ -501,6 +506,9 @@ class Factory:
                 frames[name], stats[name] = read.frame, {"rows": read.frame.height, "files": 0, "stand_in": True}
                 continue
             if sp.cached and name not in (pre or {}):
+                if keep is not None:  # the columns it has, read from the entry's schema (not its data)
+                    self._before_projection += [c for c in pl.read_parquet_schema(entry_files(path)[0])
+                                                if c not in self._before_projection]
                 frames[name] = read_entry(path, None if keep is None else keep | set(BOOKKEEPING))
                 stats[name] = self._load_stats("sources", sp.key)
                 self.log(f"  source {name}: {stats[name]['rows']:,} rows (cached)")
@@ -581,6 +589,9 @@ class Factory:
             if ctx.llm is not None and not dry_run:  # what was paid before the error is in the store; say so
                 self._log_llm(spec.key, ctx.llm.usage)
             msg = str(e).splitlines()[0] if isinstance(e, pl.exceptions.PolarsError) else str(e)
+            if msg.startswith("no column") and set(self._before_projection) - set(frame.columns):
+                # the columns shown are what reached this step; those the sources gave are the ones to pick from
+                msg += f"; the sources give {', '.join(c for c in self._before_projection if c not in LINEAGE)}"
             raise RecipeError(str(recipe.file), spec.key, msg) from None
         dropped = dict(ctx.dropped)
         unexplained = rows_in - out.height - sum(dropped.values())

@@ -42,7 +42,7 @@ def find_root(start: Path | None = None, *, script: bool = True) -> Path | None:
     return None
 
 
-def data_dir(*, required: bool = True, script: bool = True) -> Path:
+def data_dir(*, required: bool = True, script: bool = True, hint: str = "pass data_dir=") -> Path:
     """The store: ``DATAFACTORY_DATA``, else ``<project root>/data``. When no project is found, ``./data``
     if not ``required``, else an error naming every folder looked at. ``script=False`` (the CLI) searches
     from the current folder only."""
@@ -56,7 +56,7 @@ def data_dir(*, required: bool = True, script: bool = True) -> Path:
         return Path("data")
     looked = "; ".join(f"{s} and the folders above it" for s in _starts(script))
     raise StoreError(f"no datafactory project found: looked for a recipes/ folder or a {MARKER} file in {looked}; "
-                     "run inside the project, set DATAFACTORY_DATA=/path/to/data, or pass data_dir=")
+                     f"run inside the project, set DATAFACTORY_DATA=/path/to/data, or {hint}")
 
 
 def recipes_dir(*, script: bool = True) -> Path:

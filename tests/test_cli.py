@@ -387,3 +387,15 @@ def test_gc_keep_0_while_a_first_build_parses_leaves_its_work_alone(project):
     (project.data / ".cache" / "running" / "dead.lock").write_text("")  # a killed build's: held by no one
     subprocess.run([*args, "gc"], check=True, capture_output=True)
     assert not (project.data / ".cache" / "running" / "dead.lock").exists()
+
+
+@pytest.mark.parametrize("command", [["list"], ["llm", "stats"], ["gc"], ["show", "x"], ["labels", "stats"]])
+def test_outside_a_project_a_command_says_where_it_looked(command, tmp_path):
+    """`list`, `llm stats` and `gc` printed empty results and exited 0 outside any project: now one line naming
+    where no project was found and what to do, as `build` says; nothing is created."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAFACTORY_")}
+    got = subprocess.run([sys.executable, "-m", "datafactory", *command], cwd=tmp_path, capture_output=True,
+                         text=True, env=env)
+    assert got.returncode == 1 and "no datafactory project found" in got.stderr and str(tmp_path) in got.stderr
+    assert "--data DIR" in got.stderr and "Traceback" not in got.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -635,3 +635,15 @@ def test_a_damaged_version_is_named_everywhere_and_build_makes_it_again(built, h
     again = project.factory().build("sft")
     assert again.built and again.version == res.version and train.read_bytes() == original
     assert datafactory.load("sft", split="train", data_dir=project.data).num_rows == res.manifest["splits"]["train"]
+
+
+def test_a_missing_column_is_named_with_the_columns_the_sources_give(built):
+    """`select` of a column no source has listed `id, source` as the columns (the engine had dropped the columns no
+    step reads): the error now names what the sources give."""
+    from datafactory.errors import RecipeError
+
+    project, _ = built
+    project.recipe("sft", sft_recipe(steps=[{"select": {"columns": ["nope"]}}], output={"format": "prompt"}))
+    with pytest.raises(RecipeError, match=r"steps\[0\]\.select: no column 'nope' .*; the sources give instruction, "
+                                          r"output, kind"):
+        project.factory().build("sft")

@@ -97,6 +97,20 @@ def _truncated(e: UnicodeDecodeError, size: int) -> bool:
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # no UTF-8 or cp949 text starts so
 
 
+def _utf16_without_bom(data: bytes) -> str | None:
+    """'little-endian' or 'big-endian' where the bytes look like UTF-16 without a byte-order mark: zero bytes, a
+    tenth of them or more, nearly all at odd (little-endian) or even positions; no UTF-8 or cp949 text has them."""
+    sample = data[:65536]
+    odd, even = sample[1::2].count(0), sample[0::2].count(0)
+    if odd + even < len(sample) // 10:
+        return None
+    if odd > 9 * even:
+        return "little-endian"
+    if even > 9 * odd:
+        return "big-endian"
+    return None
+
+
 def decode_text(data: bytes, encoding: str, name: str) -> str:
     """Decode with the source's encoding; 'auto' reads a file that starts with a UTF-16 byte-order mark (Excel's
     "Unicode Text") as UTF-16, else tries UTF-8 (with or without BOM), then cp949 (a superset of euc-kr). A file
@@ -118,6 +132,12 @@ def decode_text(data: bytes, encoding: str, name: str) -> str:
             err = e
         except LookupError as e:
             raise SourceError(f"{name}: unknown encoding '{encoding}'; use utf-8, cp949, euc-kr, utf-16 or auto") from e
+    order = None if data.startswith(_UTF16_BOMS) else _utf16_without_bom(data)
+    if order is not None:
+        tried = "UTF-8 or cp949" if encoding == "auto" else encoding
+        raise BadFile("encoding", f"not valid {tried}: it looks like UTF-16 ({order}) without the byte-order mark "
+                      "that says so (every other byte is 0, as in a UTF-16 file of mostly ASCII); save it as UTF-8, or "
+                      "as UTF-16 with a BOM (Excel's \"Unicode Text\") and set `encoding: auto`")
     if data.startswith(_UTF16_BOMS) and encoding not in ("utf-16", "auto"):
         other = "utf-16"  # (Excel's "Unicode Text")
     else:
@@ -822,13 +842,20 @@ class Source:
             if rows:
                 try:
                     frame = self._frame(rows)
-                except _frame_errors():  # values the kind's schema cannot hold
-                    frame = self._frame(self._fitting(files[i], rows, reject))
-                except MixedKinds:  # no schema: a field of two kinds
-                    if self.on_error != "quarantine":
-                        raise
-                    frame = self._frame(self._one_kind(files[i], rows, reject))
-                pieces.append(frame.with_columns(pl.lit(i, pl.Int32).alias("_file")))
+                except (*_frame_errors(), MixedKinds) as e:
+                    kept = self._characters(files[i], rows, reject)  # a lone surrogate escape is no text at all
+                    try:
+                        if len(kept) == len(rows):
+                            raise e
+                        frame = self._frame(kept)
+                    except _frame_errors():  # values the kind's schema cannot hold
+                        frame = self._frame(self._fitting(files[i], kept, reject))
+                    except MixedKinds:  # no schema: a field of two kinds
+                        if self.on_error != "quarantine":
+                            raise
+                        frame = self._frame(self._one_kind(files[i], kept, reject))
+                if frame.height:  # (every row of the batch may have been rejected)
+                    pieces.append(frame.with_columns(pl.lit(i, pl.Int32).alias("_file")))
                 rows.clear()
 
         for i in sorted(slow):
@@ -869,6 +896,36 @@ class Source:
 
     def __getstate__(self):  # sent to worker processes with each chunk: the file lists (and open archives) stay here
         return {**self.__dict__, "_inputs": None, "_input_list": None, "_fp_cache": None}
+
+    def _characters(self, file: InputFile, rows: list[dict], reject) -> list[dict]:
+        """The rows whose text is all characters; each one holding a lone surrogate (JSON's ``\\ud800`` escape with
+        no other half: half of a character, which no UTF-8 column can hold) is rejected (``encoding``), naming its
+        key and field. Only after the rows failed to make a frame together."""
+        def bad(value) -> bool:
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+                return False
+            if isinstance(value, dict):
+                return any(bad(v) for v in value.values())
+            if isinstance(value, list):
+                return any(bad(v) for v in value)
+            return False
+
+        kept = []
+        for row in rows:
+            field_ = next((k for k, v in row.items() if bad(v)), None)
+            if field_ is None:
+                kept.append(row)
+                continue
+            shown = repr(row[field_])[:80] if isinstance(row[field_], str) else f"a {type(row[field_]).__name__}"
+            reject(file, row.get("_key"), "encoding", f"field '{field_}' holds half of a character (a lone surrogate "
+                   f"escape such as \\ud800, {shown}): not text; fix the record", {
+                       k: (v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else v)
+                       for k, v in row.items() if not bad(v) or isinstance(v, str)})
+        return kept
 
     def _fitting(self, file: InputFile, rows: list[dict], reject) -> list[dict]:
         """The rows whose values the kind's schema can hold; each other one is rejected (``wrong_type``), naming its

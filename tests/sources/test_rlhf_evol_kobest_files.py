@@ -733,3 +733,20 @@ def test_zip_members_that_lead_outside_the_archive_are_named_and_counted(tmp_pat
     with pytest.raises(SourceError, match=r"evil\.zip!\.\./\.\./x\.jsonl.*leads outside the archive"):
         read_source("files", tmp_path / "evil.zip", **opts)
     assert not (tmp_path.parent / "x.jsonl").exists()
+
+
+def test_a_lone_surrogate_and_utf16_without_a_bom_are_named_for_what_they_are(tmp_path):
+    """A record whose text holds a lone surrogate escape was reported as `text in record r0 and text in record odd`
+    and quarantine did not take it; a UTF-16 file without a byte-order mark was never named as such."""
+    (tmp_path / "sur.jsonl").write_text('{"qid": "r0", "question": "ok", "answer": "a"}\n'
+                                        '{"qid": "odd", "question": "bad \\ud800 x", "answer": "b"}\n', "utf-8")
+    opts = {"id": "qid", "fields": {"instruction": "question", "output": "answer"}}
+    with pytest.raises(SourceError, match=r"record odd: field 'instruction' holds half of a character \(a lone "
+                                          r"surrogate escape"):
+        read_source("files", tmp_path / "sur.jsonl", **opts)
+    got = read_source("files", tmp_path / "sur.jsonl", on_error="quarantine", **opts)
+    assert got.frame["id"].to_list() == ["s/r0"] and got.quarantined == {"encoding": 1}
+    (tmp_path / "u16.tsv").write_bytes("qid\tquestion\tanswer\nq1\t질문입니다\t답입니다\n".encode("utf-16-le"))
+    for encoding in ("auto", "utf-8"):
+        with pytest.raises(SourceError, match=r"looks like UTF-16 \(little-endian\) without the byte-order mark"):
+            read_source("files", tmp_path / "u16.tsv", encoding=encoding, **opts)
