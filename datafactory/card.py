@@ -133,11 +133,17 @@ class Rows:
         return self.body[(self.split == self.names[0]).arg_true().head(n)]
 
 
-def length_stats(rows: Rows) -> list[list]:
+def length_stats(rows: Rows, text: tuple[str, ...] = ()) -> list[list]:
+    """Characters per row of the text columns: the format's (``text``) and the others that hold text rather than a
+    label (values mostly distinct: not `chosen_role`, `label_source`, `category`)."""
     out = []
+    height = rows.body.height
     for c, t in rows.body.schema.items():
-        if (t != pl.String and not is_messages(t)) or c in ("id", "source", "upstream_source"):
+        if (t != pl.String and not is_messages(t)) or c in ("id", "source", "upstream_source", "upstream_split"):
             continue
+        col = rows.body[c]
+        if c not in text and t == pl.String and col.n_unique() * 2 <= height - col.null_count():
+            continue  # a label-like column (most values repeat: a role, a topic): its lengths say nothing
         n = rows.chars(c).drop_nulls()
         if len(n):
             out.append([c, int(n.min()), round(float(n.mean()), 1), int(n.median()), int(n.max())])
@@ -317,12 +323,23 @@ def labels_section(labels: dict) -> str:
 
 
 def template_section(t: dict) -> str:
-    used = t.get("used") or {"prompt_no_input" if not t.get("prompt_input") else "prompt_input": None}
+    """The template the rows were rendered with: each variant the published rows use, with their count (counted
+    in the rows themselves; else as the template step saw them, said so), and its chat template."""
+    step = t.get("used_at_step")
+    used = t.get("used") or step or {v: None for v in ("prompt_input", "prompt_no_input") if t.get(v)}
+    where = " (as the template step counted them, before later steps)" if not t.get("used") and step else ""
     parts = [f"## Prompt template\n\n`{t['name']}`, rendered into `{t['column']}`."]
     for variant, n in used.items():
-        rows = f" ({n:,} rows)" if n is not None else ""
-        what = {"prompt_input": "rows with an input", "prompt_no_input": "rows without an input"}.get(variant, variant)
+        if variant not in t:
+            continue
+        rows = f" ({n:,} rows{where})" if n is not None else ""
+        what = {"prompt_input": "rows with an input (or earlier turns)", "prompt_no_input": "rows without an input"}.get(
+            variant, variant)
         parts.append(f"`{variant}`, for {what}{rows}:\n\n```text\n{t[variant]}\n```")
+    if t.get("chat_template"):
+        parts.append("The same rendering as a chat template (`tokenizer.chat_template`; trainers/sft.py saves it with "
+                     "the model):\n\n<details><summary>Jinja</summary>\n\n```jinja\n" + t["chat_template"].strip() +
+                     "\n```\n\n</details>")
     return "\n\n".join(parts)
 
 
@@ -336,8 +353,9 @@ def format_columns(manifest: dict) -> tuple[str, ...]:
 def example(row: dict) -> str:
     """One example row for the card: its text and other columns as JSON, each conversation as a transcript."""
     chats = {k: v for k, v in row.items() if is_conversation(v)}
-    plain = {k: _cell(v) for k, v in row.items() if k != "llm_calls" and k not in chats}
-    out = "```json\n" + json.dumps(plain, ensure_ascii=False, indent=2) + "\n```"
+    # values as JSON has them (a null is null, a number a number); long text cut
+    plain = {k: (_cell(v) if isinstance(v, str) else v) for k, v in row.items() if k != "llm_calls" and k not in chats}
+    out = "```json\n" + json.dumps(plain, ensure_ascii=False, indent=2, default=str) + "\n```"
     for k, v in chats.items():
         out += f"\n\n`{k}`:\n\n```text\n{transcript(v)}\n```"
     return out
@@ -399,7 +417,7 @@ def render_card(manifest: dict, rows: Rows, repo: str | None = None) -> str:
                                              [[f["name"], f"`{_feature_repr(f)}`"] for f in feats]) +
                    "\n\nEvery row carries `id` (`<source>/<record key>`, unique and stable) and `source` (the recipe "
                    "source it came from), so any row can be traced to its original record.")
-    stats = length_stats(rows)
+    stats = length_stats(rows, format_columns(manifest))
     if stats:
         section = "## Length statistics (characters)\n\n" + _table(["column", "min", "mean", "median", "max"], stats)
         if LENGTH_PLOT in manifest.get("plots", []):

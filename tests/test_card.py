@@ -43,7 +43,8 @@ def test_template_section_shows_the_variant_the_rows_used(built, project):
     _, text = card_of(project, res)
     section = text.split("## Prompt template")[1].split("\n## ")[0]
     assert "`prompt_no_input`, for rows without an input (50 rows)" in section
-    assert "### 입력:" not in section  # the input variant was not used by any row
+    assert "`prompt_input`" not in section  # the input variant was not used by any row
+    assert "```jinja" in section and "### 응답:" in section  # the same rendering as a chat template
     rows = [{**r, "extra": "추가 입력" if i % 3 == 0 else ""} for i, r in enumerate(qa_rows(30))]
     project.jsonl("qa.jsonl", rows)
     body = sft_recipe()
@@ -52,7 +53,7 @@ def test_template_section_shows_the_variant_the_rows_used(built, project):
     res = project.factory().build("sft")
     assert res.manifest["template"]["used"] == {"prompt_input": 10, "prompt_no_input": 20}
     section = card_of(project, res)[1].split("## Prompt template")[1]
-    assert "`prompt_input`, for rows with an input (10 rows)" in section and "### 입력:\n{input}" in section
+    assert "`prompt_input`, for rows with an input (or earlier turns) (10 rows)" in section and "### 입력:\n{input}" in section
 
 
 def test_hate_speech_sources_carry_a_content_warning_downstream_too(project):

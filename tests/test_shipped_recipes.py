@@ -304,3 +304,22 @@ def test_terms_and_warnings_follow_the_rows_a_version_holds(shipped):
         assert ("**Content warning.**" in card) == (name == "rm_v2"), name
         assert "> **Built from samples.**" in card and "sample answers the team wrote by hand" in card
     assert "hate" in shipped["sft_v2"][0]["terms"]["warned"][0]["source"]
+
+
+def test_cards_state_the_facts_of_the_rows_they_describe(shipped):
+    """A null is JSON's null in the examples (it was the string "null"); the template's variants are counted in the
+    published rows (18 rows counted in a 16-row rm_v3); lengths are given for text, not for label columns."""
+    data = shipped["_data"]
+    for name in ("rm_v3", "sft_v2", "ppo_v1"):
+        m, _ = shipped[name]
+        card = (data / name / m["version"] / "README.md").read_text("utf-8")
+        used = m["template"]["used"]
+        assert sum(used.values()) == m["rows"], (name, used)
+        examples = card.split("## Examples")[1]
+        assert '"null"' not in examples
+        stats = card.split("## Length statistics")[1].split("##")[0]
+        assert "| chosen_role |" not in stats and "| label_source |" not in stats and "| category |" not in stats
+        assert "| prompt |" in stats
+    rm = (data / "rm_v3" / shipped["rm_v3"][0]["version"] / "README.md").read_text("utf-8")
+    assert '"chosen_score": null' in rm.split("## Examples")[1]  # a role pair has no scores
+    assert "(4 rows)" in rm or "rows with an input" in rm
