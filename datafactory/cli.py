@@ -358,10 +358,13 @@ def diff(a: str, b: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
         print(json.dumps(d, ensure_ascii=False, indent=2))
         return
     out.print(f"{d['a']} -> {d['b']}", markup=False)
-    t = Table("split", "rows a", "rows b", "added", "removed", "changed")
+    t = Table("split", "rows a", "rows b", "added", "removed", "changed", "moved in", "moved out")
     for s, x in d["splits"].items():
-        t.add_row(s, f"{x['rows_a']:,}", f"{x['rows_b']:,}", f"{x['added']:,}", f"{x['removed']:,}", f"{x['changed']:,}")
+        t.add_row(s, f"{x['rows_a']:,}", f"{x['rows_b']:,}", f"{x['added']:,}", f"{x['removed']:,}", f"{x['changed']:,}",
+                  f"{x['moved_in']:,}", f"{x['moved_out']:,}")
     out.print(t)
+    for way, n in d["moved"].items():
+        out.print(f"moved {way}: {n:,} rows (the same id, now in another split)", markup=False)
     sch = d["schema"]
     for what in ("added", "removed"):
         if sch[what]:
@@ -372,6 +375,10 @@ def diff(a: str, b: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
         out.print(f"recipe {ch['key']}: {json.dumps(ch['a'], ensure_ascii=False)} -> {json.dumps(ch['b'], ensure_ascii=False)}", markup=False)
     for ch in d["code"]:  # a module's digest, a library's version; None where it was not part of one side
         out.print(f"code of {ch['where']}: {ch['what']} {ch['a'] or '(none)'} -> {ch['b'] or '(none)'}", markup=False)
+    for ch in d["made"]:  # the model behind a role, a prompt's text, the input files
+        out.print(f"{ch['where']}: {ch['what']}: {ch['a'] or '(none)'} -> {ch['b'] or '(none)'}", markup=False)
+    if not (d["recipe"] or d["code"] or d["made"] or d["schema"]["added"] or d["schema"]["removed"]):
+        out.print("the recipe, its code, roles, prompts and inputs are the same", markup=False)
 
 
 @app.command()

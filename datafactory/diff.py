@@ -62,31 +62,78 @@ def _rows(store: Store, name: str, version: str, manifest: dict, split: str, col
     return df.select("id", pl.struct(sorted(columns)).hash().alias("_h") if columns else pl.lit(0, pl.UInt64).alias("_h"))
 
 
+def made_changes(a: dict, b: dict) -> list[dict]:
+    """What made two versions' steps differ besides recipe and code: the model behind a role (a profile's
+    change), the texts a step depends on (a prompt file, a template), each input source's files."""
+    out = []
+    steps_a = {s["key"]: s for s in a.get("steps", [])}
+    for s in b.get("steps", []):
+        x = steps_a.get(s["key"])
+        if x is None or "identity" not in x or "identity" not in s:
+            continue
+        ra, rb = x["identity"].get("roles") or {}, s["identity"].get("roles") or {}
+        for role in sorted(set(ra) | set(rb)):
+            if ra.get(role) != rb.get(role):
+                out.append({"where": s["key"], "what": f"role {role}", "a": ra.get(role), "b": rb.get(role)})
+        if x["identity"].get("digest") != s["identity"].get("digest") and ra == rb:
+            out.append({"where": s["key"], "what": "its prompt or template text", "a": x["identity"].get("digest"),
+                        "b": s["identity"].get("digest")})
+    for name, sb in b.get("sources", {}).items():
+        sa = a.get("sources", {}).get(name)
+        if sa is None:
+            continue
+        fa, fb = sa.get("fingerprint") or {}, sb.get("fingerprint") or {}
+        if fa.get("digest") != fb.get("digest") or fa.get("version") != fb.get("version"):
+            what = (f"reads {fb.get('dataset')}@{fb.get('version')}" if "version" in fb else
+                    f"its input files ({fa.get('files', '?')} -> {fb.get('files', '?')} files)")
+            out.append({"where": f"sources.{name}", "what": what, "a": fa.get("digest") or fa.get("version"),
+                        "b": fb.get("digest") or fb.get("version")})
+    return out
+
+
+def _all_rows(store: Store, name: str, version: str, manifest: dict, columns: list[str]) -> pl.DataFrame:
+    """Every split's rows as (id, split, content hash)."""
+    parts = [_rows(store, name, version, manifest, split, columns).with_columns(pl.lit(split).alias("split"))
+             for split in manifest["files"]]
+    if not parts:
+        return pl.DataFrame(schema={"id": pl.String, "_h": pl.UInt64, "split": pl.String})
+    return pl.concat(parts)
+
+
 def diff(store: Store, ref_a: str, ref_b: str) -> dict:
+    """Rows added, removed, changed and moved between splits (a row of one id in another split is moved, not
+    removed from one and added to the other), per split; schema, recipe, code, and what else made the versions
+    (the models behind the roles, prompt texts, input files)."""
     na, va = store.resolve(ref_a)
     nb, vb = store.resolve(ref_b)
     ma, mb = store.check(na, va), store.check(nb, vb)
     sa, sb = ma["schema"], mb["schema"]
     common = [c for c in sa if c in sb and sa[c] == sb[c] and c != "id"]
+    a = _all_rows(store, na, va, ma, common)
+    b = _all_rows(store, nb, vb, mb, common)
+    joined = a.join(b, on="id", how="full", suffix="_b", coalesce=True)
+    both = pl.col("_h").is_not_null() & pl.col("_h_b").is_not_null()
+    moved = joined.filter(both & (pl.col("split") != pl.col("split_b")))
     splits = {}
     for split in list(dict.fromkeys([*ma["files"], *mb["files"]])):
-        a = _rows(store, na, va, ma, split, common)
-        b = _rows(store, nb, vb, mb, split, common)
-        joined = a.join(b, on="id", how="full", suffix="_b", coalesce=True)
+        here_a, here_b = pl.col("split") == split, pl.col("split_b") == split
+        added = joined.filter(pl.col("_h").is_null() & here_b)
+        removed = joined.filter(pl.col("_h_b").is_null() & here_a)
         splits[split] = {
-            "rows_a": a.height, "rows_b": b.height,
-            "added": joined.filter(pl.col("_h").is_null()).height,
-            "removed": joined.filter(pl.col("_h_b").is_null()).height,
-            "changed": joined.filter(pl.col("_h").is_not_null() & pl.col("_h_b").is_not_null()
-                                     & (pl.col("_h") != pl.col("_h_b"))).height,
-            "examples_added": joined.filter(pl.col("_h").is_null())["id"].head(5).to_list(),
-            "examples_removed": joined.filter(pl.col("_h_b").is_null())["id"].head(5).to_list(),
+            "rows_a": a.filter(pl.col("split") == split).height, "rows_b": b.filter(pl.col("split") == split).height,
+            "added": added.height, "removed": removed.height,
+            "changed": joined.filter(both & here_a & here_b & (pl.col("_h") != pl.col("_h_b"))).height,
+            "moved_in": moved.filter(here_b).height, "moved_out": moved.filter(here_a).height,
+            "examples_added": added["id"].head(5).to_list(), "examples_removed": removed["id"].head(5).to_list(),
         }
     return {
         "a": f"{na}@{va}", "b": f"{nb}@{vb}",
         "splits": splits,
+        "moved": {f"{x} -> {y}": n for x, y, n in moved.group_by("split", "split_b").len().sort("split", "split_b")
+                  .iter_rows()},
         "schema": {"added": [c for c in sb if c not in sa], "removed": [c for c in sa if c not in sb],
                    "retyped": {c: [sa[c], sb[c]] for c in sa if c in sb and sa[c] != sb[c]}},
         "recipe": [{"key": k, "a": x, "b": y} for k, x, y in recipe_changes(ma["recipe"], mb["recipe"])],
         "code": code_changes(ma, mb),
+        "made": made_changes(ma, mb),
     }

@@ -109,6 +109,7 @@ class StepPlan:
     code: CodeIdentity  # the modules and library versions behind the step's key (in the manifest: `diff` names them)
     cached: bool
     salt: str  # the step's purpose and position among steps of its kind ("mix#0"): see StepContext.rank
+    identity: dict = field(default_factory=dict)  # what besides parameters and code made its key (a prompt, roles)
 
 
 @dataclass
@@ -250,7 +251,7 @@ class Factory:
             seen[spec.name] = seen.get(spec.name, 0) + 1
             key = digest("step", key, spec.canonical(), code.digest, identity, recipe.seed, salt)
             cached = self.store.cache_path("steps", key, ".parquet").exists()
-            steps.append(StepPlan(spec, step, key, code, cached, salt))
+            steps.append(StepPlan(spec, step, key, code, cached, salt, identity))
 
         self.fingerprints.save()  # the input files' digests, and a local model's
         version = digest(FORMAT_VERSION, key, recipe.canonical(with_paths=False), upstream_versions)[:VERSION_LEN]
@@ -597,8 +598,13 @@ class Factory:
         unexplained = rows_in - out.height - sum(dropped.values())
         if unexplained > 0:
             dropped[spec.name] = dropped.get(spec.name, 0) + unexplained
+        # what made the step's key besides its parameters and code: a digest of its texts (a prompt, a template),
+        # and the model behind each role (never a key or a URL): `diff` names what changed
+        made_by = {"digest": digest(sp.identity)[:VERSION_LEN], **({"roles": sp.identity["roles"]}
+                                                                  if sp.identity.get("roles") else {})}
         rec = {"key": spec.key, "step": spec.name, "params": spec.params.model_dump(mode="json"),
-               "sources": spec.sources, "code_version": sp.code.digest, "code": sp.code.to_json(), "cache_key": sp.key, "rows_in": rows_in,
+               "sources": spec.sources, "code_version": sp.code.digest, "code": sp.code.to_json(), "identity": made_by,
+               "cache_key": sp.key, "rows_in": rows_in,
                "rows_out": out.height, "dropped": dropped, "seconds": round(time.perf_counter() - t0, 3),
                "info": ctx.info, "warnings": ctx.warnings}
         if ctx.tables:

@@ -246,6 +246,51 @@ def test_diff_counts_rows_schema_and_recipe(built):
     assert any(c["key"].startswith("steps[4]") for c in d["recipe"])
 
 
+def test_diff_says_what_made_two_versions_and_reports_rows_that_moved_between_splits(built):
+    """A changed seed moves rows between splits: moved, not added and removed; the changed input file is named.
+    Two versions made by two profiles: the role whose model differs is named (it was `"recipe": []` only)."""
+    project, first = built
+    project.recipe("sft", sft_recipe(seed=8))
+    second = project.factory().build("sft")
+    store = datafactory.store.Store(project.data)
+    d = diff(store, f"sft@{first.version}", f"sft@{second.version}")
+    moved = sum(d["moved"].values())
+    assert moved > 0 and set(d["moved"]) <= {"train -> test", "test -> train"}
+    assert all(s["added"] == s["removed"] == s["changed"] == 0 for s in d["splits"].values())
+    assert sum(s["moved_in"] for s in d["splits"].values()) == moved
+    assert {c["key"] for c in d["recipe"]} == {"seed"}
+    # another input: the source's files are named as what changed
+    project.jsonl("qa.jsonl", qa_rows(51))
+    third = project.factory().build("sft")
+    d = diff(store, f"sft@{second.version}", f"sft@{third.version}")
+    assert [c["where"] for c in d["made"]] == ["sources.qa"] and "input files" in d["made"][0]["what"]
+
+
+def test_diff_names_the_model_behind_a_role_that_changed(tmp_path):
+    import yaml as _yaml
+
+    from tests.conftest import Project
+
+    project = Project(tmp_path)
+    project.jsonl("qa.jsonl", qa_rows(6))
+    body = sft_recipe(steps=[{"respond": {"roles": ["teacher"], "output": "answer2", "explode": False}},
+                             {"template": {}}, {"rename": {"columns": {"answer2": "completion"}}}])
+    project.recipe("sft", body)
+    (tmp_path / "profiles").mkdir()
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    (answers / "a.jsonl").write_text("".join(
+        json.dumps({"task": "respond", "role": "teacher", "input": r["question"], "answers": [f"답 {r['qid']}"]},
+                   ensure_ascii=False) + "\n" for r in qa_rows(6)), "utf-8")
+    for name, model in (("one", None), ("two", "teacher-v2")):
+        role = {"provider": "demo", "answers": str(answers), **({"model_id": model} if model else {})}
+        (tmp_path / "profiles" / f"{name}.yaml").write_text(_yaml.safe_dump({"roles": {"teacher": role}}), "utf-8")
+    a = project.factory(llm="one").build("sft")
+    b = project.factory(llm="two").build("sft")
+    d = diff(datafactory.store.Store(project.data), f"sft@{a.version}", f"sft@{b.version}")
+    assert d["recipe"] == [] and any(c["what"] == "role teacher" and c["b"]["model"] == "teacher-v2" for c in d["made"])
+
+
 def test_diff_sees_changed_rows(built):
     project, first = built
     project.jsonl("qa.jsonl", [r if r["qid"] != "q10" else {**r, "answer": "바뀐 답변"} for r in qa_rows(50)])
