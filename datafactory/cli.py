@@ -65,6 +65,34 @@ from datafactory.errors import DataFactoryError
 from datafactory.jsonl import lines
 from datafactory.store import DEFAULT_KEEP
 
+# What --help shows for a value: a word a user reads (NAME[@VERSION], N, DIR), not typer's <str>, <int range>,
+# <list[str]> or {ref}; an argument's name in capitals, as usage lines write it
+METAVARS = {"ref": "NAME[@VERSION]", "name": "NAME", "a": "NAME@VERSION", "b": "NAME@VERSION", "row_id": "ROW_ID",
+            "kind": "KIND", "path": "PATH", "output": "FILE", "file": "FILE", "max_cost": "USD", "source": "NAME=PATH",
+            "rows": "N", "keep": "N", "head": "N", "port": "PORT", "host": "ADDRESS", "repo": "ORG/NAME", "dry_run": "DIR",
+            "note": "TEXT", "option": "KEY=VALUE", "encoding": "ENCODING", "on_error": "fail|quarantine", "data": "DIR",
+            "recipes": "DIR", "llm": "PROFILE", "annotator": "NAME", "sources": "NAME,...", "guideline": "FILE",
+            "dataset": "NAME[@VERSION]"}
+
+
+def _help_as_users_read_it() -> None:
+    from typer import core
+
+    def metavar(param) -> str:
+        return param.metavar or METAVARS.get(param.name, param.name.upper().replace("_", "-"))
+
+    def usage(self) -> str:
+        name = metavar(self) if self.required else f"[{metavar(self)}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    core.TyperArgument._usage_display_name = usage
+    core.TyperArgument._rich_display_name = metavar
+    core.TyperArgument.display_type_rich = lambda self, ctx: None
+    core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else metavar(self)
+
+
+_help_as_users_read_it()
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="Build versioned Korean RLHF datasets from declarative recipes, and load them by name. "
                        "Global options may also come after the command.")
@@ -316,7 +344,7 @@ def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
     """Summarise a built version: steps with row counts, splits, sources and sample rows."""
     import polars as pl
 
-    from datafactory.conversations import readable
+    from datafactory.conversations import row_lines
 
     store = _store()
     name, version = store.resolve(ref)
@@ -331,25 +359,37 @@ def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
     for w in m.get("warnings", []):
         out.print(f"warning: {w}", markup=False)
     steps = Table("step", "rows in", "rows out", "dropped", "cached", title="steps")
+    for col in steps.columns:  # long reasons wrap (answers_merged_into_a_pair), nothing is cut
+        col.overflow = "fold"
     for s in m["steps"]:
         steps.add_row(s["key"], f"{s['rows_in']:,}", f"{s['rows_out']:,}",
                       ", ".join(f"{k}={v:,}" for k, v in s["dropped"].items()), "yes" if s.get("cached") else "")
     out.print(steps)
     srcs = Table("source", "kind", "rows", "quarantined", "path", title="sources")
+    for col in srcs.columns:
+        col.overflow = "fold"
     for n, s in m["sources"].items():
         up = m.get("upstream", {}).get(n)  # a dataset source: the version it read, not a path
         where = f"{up['dataset']}@{up['version']}" if up else str(s["path"])
         srcs.add_row(n, s["kind"], f"{s.get('rows', 0):,}", str(sum((s.get("quarantined") or {}).values())), where)
     out.print(srcs)
+    from datafactory.card import format_columns
+
+    texts = format_columns(m)
     for split, f in m["files"].items():
         df = pl.read_parquet(store.version_dir(name, version) / f, n_rows=rows)
         out.print(f"[{split}] {m['splits'][split]:,} rows", markup=False)
-        for row in df.to_dicts():  # a conversation as a transcript, a line a message
-            print(readable(row))
+        for row in df.to_dicts():  # a conversation as a transcript, a line a message; the LLM calls counted
+            calls = row.pop("llm_calls", None)
+            if calls:
+                row["llm_calls"] = f"{len(calls)} (datafactory trace {name} '{row['id']}')"
+            print(row_lines(row, texts=(*texts, "instruction")))
 
 
 @app.command()
-def diff(a: str, b: str, as_json: Annotated[bool, typer.Option("--json")] = False):
+def diff(a: Annotated[str, typer.Argument(help="The first version, NAME@VERSION (a unique prefix of the version).")],
+         b: Annotated[str, typer.Argument(help="The second version, NAME@VERSION or NAME (the latest).")],
+         as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False):
     """Compare two versions: rows added/removed/changed per split, schema, recipe and code changes."""
     from datafactory.diff import diff as run_diff
 
@@ -382,7 +422,7 @@ def diff(a: str, b: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
 
 
 @app.command()
-def card(ref: str):
+def card(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")]):
     """Print the dataset card (README.md) of a built version."""
     store = _store()
     name, version = store.resolve(ref)
@@ -390,7 +430,7 @@ def card(ref: str):
 
 
 @app.command()
-def push(ref: str,
+def push(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION: the version to publish.")],
          repo: Annotated[str, typer.Option("--repo", help="The Hub dataset repo, ORG/NAME.")],
          private: Annotated[bool, typer.Option("--private", help="Push to a private repo (created private; an existing public repo is refused).")] = False,
          allow_restricted: Annotated[bool, typer.Option("--allow-restricted", help="Publish even though a source's terms forbid redistribution: you state that you have the right to.")] = False,

@@ -71,6 +71,33 @@ def transcript(messages, width: int = 300, indent: str = "") -> str:
     return "\n".join(f"{indent}{m['role']}: {short(m['content'])}" for m in messages or ())
 
 
+def row_lines(row: dict, width: int = 160, texts: tuple[str, ...] = ()) -> str:
+    """A row for a terminal: its id, then each text on a line of its own (``name: text``, newlines shown as ⏎, cut
+    at ``width``; ``texts`` always so), each conversation a line a message, and the short values together on one
+    line."""
+    import json
+
+    def short(v) -> str:
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+        text = text.replace("\n", " ⏎ ")
+        return text if len(text) <= width else text[:width] + "…"
+
+    head = [f"{row.get('id')}" + (f"  (source {row['source']})" if row.get("source") else "")]
+    small, lines = [], []
+    for k, v in row.items():
+        if k in ("id", "source"):
+            continue
+        if is_conversation(v):
+            lines += [f"  {k}:", transcript(v, width, indent="    ")]
+        elif isinstance(v, str) and (k in texts or len(v) > 40 or "\n" in v):
+            lines.append(f"  {k}: {short(v)}")
+        else:
+            small.append(f"{k}={short(v)}")
+    if small:
+        lines.append("  " + " · ".join(small))
+    return "\n".join(head + lines)
+
+
 def readable(row: dict, width: int = 1000, skip: tuple[str, ...] = ()) -> str:
     """A row as text: its plain fields as one JSON line, then each conversation in it as a transcript."""
     import json
