@@ -29,7 +29,7 @@ import polars as pl
 
 from datafactory.errors import DataFactoryError
 from datafactory.hashing import digest
-from datafactory.labels import LabelStore, export_rows, pairs_of_version, version_stats
+from datafactory.labels import LabelStore, export_rows, pairs_of_version, side, version_stats
 from datafactory.store import Store, StoreFull
 
 MAX_BODY = 64 * 1024
@@ -189,6 +189,9 @@ class LabelSession:
         reason = body.get("reason") or None
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
             raise BadRequest(400, f"'reason' must be text of at most {MAX_REASON} characters")
+        strength = body.get("strength")
+        if strength is not None and (strength not in ("clear", "slight") or decision not in sides):
+            raise BadRequest(400, "'strength' is clear or slight, and goes with a left or right decision")
         seconds = body.get("seconds")
         if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
                                     or not 0 <= seconds <= MAX_SECONDS):
@@ -197,7 +200,7 @@ class LabelSession:
         seq, duplicate = self.labels.add(
             request_id=_text(body, "request_id"), annotator=annotator, dataset=self.name, version=self.version,
             pair=pair, decision=sides.get(decision, decision), shown_left=left_is, reason=reason,
-            seconds=None if seconds is None else round(float(seconds), 3))
+            seconds=None if seconds is None else round(float(seconds), 3), strength=strength)
         return {"label": seq, "duplicate": duplicate}
 
     def undo(self, body: dict) -> dict:
@@ -207,7 +210,19 @@ class LabelSession:
         if undone is not None and undone["pair_key"] in self.pairs:
             item = self.show(undone["pair_key"], undone.get("shown_left"), annotator)
         return {"undone": undone["seq"] if undone else None, "item": item,
-                "decision": undone["decision"] if undone else None}
+                "decision": side(undone) if undone else None}  # as the person saw it: left, right, tie...
+
+    def mine(self, annotator: str) -> list[dict]:
+        """``annotator``'s latest label on each of this session's pairs, newest first: what the page lists for them
+        to look back at and change (labelling a pair again supersedes the earlier label)."""
+        latest: dict[str, dict] = {}
+        for label in self.labels.live(self.name):
+            if label["annotator"] == annotator and label["pair_key"] in self.pairs:
+                latest[label["pair_key"]] = label
+        rows = sorted(latest.values(), key=lambda r: (r.get("created") or 0, r["seq"]), reverse=True)
+        return [{"pair_key": r["pair_key"], "id": r.get("row_id"), "source": r.get("source"),
+                 "prompt": (r.get("prompt") or "")[:120], "decision": side(r), "strength": r.get("strength"),
+                 "reason": r.get("reason"), "created": r.get("created")} for r in rows]
 
     def stats(self) -> dict:
         return version_stats(self.labels.live(), self.all_pairs, self.name, self.version)
@@ -302,6 +317,14 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(200, s.next(_annotator(q), sources, queue))
             elif url.path == "/api/stats":
                 self._json(200, s.stats())
+            elif url.path == "/api/mine":
+                self._json(200, {"labels": s.mine(_annotator(q))})
+            elif url.path == "/api/pair":  # one pair again (from the page's list of the annotator's labels)
+                key = q.get("key", "")
+                if key not in s.pairs:
+                    raise BadRequest(404, "no such pair in this version")
+                self._json(200, {"item": s.show(key, None, _annotator(q)), "progress": s.progress(_annotator(q)),
+                                 "queue": "todo"})
             elif url.path == "/api/export":
                 self._send(200, s.export().encode("utf-8"), "application/x-ndjson; charset=utf-8",
                            {"Content-Disposition": f'attachment; filename="{s.name}-labels.jsonl"'})

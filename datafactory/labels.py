@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS labels (
     decision TEXT CHECK (decision IN ('a', 'b', 'tie', 'both_bad', 'skip')),
     reason TEXT,
     seconds REAL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    strength TEXT CHECK (strength IN ('clear', 'slight'))
 );
 CREATE INDEX IF NOT EXISTS labels_pair ON labels (pair_key);
 CREATE INDEX IF NOT EXISTS labels_annotator ON labels (dataset, annotator);
@@ -89,6 +90,11 @@ class LabelStore:
         self.lock = threading.Lock()
         self.db = open_sqlite(self.path, SCHEMA, WHAT + " (it holds people's work)")
         self.db.row_factory = sqlite3.Row
+        if "strength" not in {r["name"] for r in self.db.execute("PRAGMA table_info(labels)")}:  # a store from before
+            with transaction(self.db, WHAT):
+                if "strength" not in {r["name"] for r in self.db.execute("PRAGMA table_info(labels)")}:
+                    self.db.execute("ALTER TABLE labels ADD COLUMN strength TEXT "
+                                    "CHECK (strength IN ('clear', 'slight'))")
 
     def close(self) -> None:
         if self.db is not None:
@@ -97,7 +103,7 @@ class LabelStore:
     # -- writing --------------------------------------------------------------------------------------
     def add(self, *, request_id: str, annotator: str, dataset: str, pair: dict, decision: str,
             shown_left: str | None = None, reason: str | None = None, seconds: float | None = None,
-            version: str | None = None, created: float | None = None) -> tuple[int, bool]:
+            version: str | None = None, created: float | None = None, strength: str | None = None) -> tuple[int, bool]:
         """One label, in its own transaction. ``pair`` has ``pair_key, prompt, response_a, response_b`` and
         optionally ``id`` and ``source``. Returns (seq, False), or (the existing seq, True) when this
         ``request_id`` was written before (a double click, a retried request)."""
@@ -107,11 +113,12 @@ class LabelStore:
             try:
                 cur = self.db.execute(
                     "INSERT INTO labels (request_id, kind, annotator, dataset, version, row_id, source, pair_key, "
-                    "prompt, response_a, response_b, shown_left, decision, reason, seconds, created) "
-                    "VALUES (?, 'label', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "prompt, response_a, response_b, shown_left, decision, reason, seconds, created, strength) "
+                    "VALUES (?, 'label', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (request_id, annotator, dataset, version, pair.get("id"), pair.get("source"), pair["pair_key"],
                      pair["prompt"], pair["response_a"], pair["response_b"], shown_left, decision,
-                     reason or None, seconds, created if created is not None else time.time()))
+                     reason or None, seconds, created if created is not None else time.time(),
+                     strength if decision in ("a", "b") else None))
                 return cur.lastrowid, False
             except sqlite3.IntegrityError:
                 row = self.db.execute("SELECT seq FROM labels WHERE request_id = ?", (request_id,)).fetchone()
@@ -169,6 +176,15 @@ class LabelStore:
 
 
 # -- what a label means ----------------------------------------------------------------------------------
+def side(label: dict) -> str:
+    """A label as the person saw it: the winner shown ``left`` or ``right``, ``tie``, ``both_bad`` or ``skip`` (the
+    ``a``/``b`` names of a pair's answers are the store's, never what a person read)."""
+    d = label["decision"]
+    if d in ("a", "b") and label.get("shown_left") in ("a", "b"):
+        return "left" if d == label["shown_left"] else "right"
+    return d if d not in ("a", "b") else "winner"
+
+
 def vote(label: dict) -> str | None:
     """A label as a vote that does not depend on which answer was called ``a``: the winner's text key, ``tie`` or
     ``both_bad``; None for a skip."""
@@ -275,7 +291,8 @@ def read_label_file(path: Path, default_annotator: str | None = None, dataset: s
                      "pair_key": pair_key(rec["prompt"], rec["response_a"], rec["response_b"]),
                      "prompt": rec["prompt"], "response_a": rec["response_a"], "response_b": rec["response_b"],
                      "decision": rec["winner"], "shown_left": rec.get("shown_left"), "reason": rec.get("reason"),
-                     "seconds": rec.get("seconds"), "created": rec.get("created") or 0.0})
+                     "seconds": rec.get("seconds"), "created": rec.get("created") or 0.0,
+                     "strength": rec.get("strength") if rec.get("strength") in ("clear", "slight") else None})
     return rows
 
 
@@ -285,7 +302,8 @@ def import_labels(store: LabelStore, rows: list[dict]) -> tuple[int, int]:
         _, dup = store.add(request_id=r["request_id"], annotator=r["annotator"], dataset=r["dataset"],
                            version=r.get("version"), pair=r, decision=r["decision"],
                            shown_left=r.get("shown_left") if r.get("shown_left") in ("a", "b") else None,
-                           reason=r.get("reason"), seconds=r.get("seconds"), created=r.get("created") or None)
+                           reason=r.get("reason"), seconds=r.get("seconds"), created=r.get("created") or None,
+                           strength=r.get("strength"))
         kept += dup
         added += not dup
     return added, kept
@@ -296,7 +314,8 @@ def export_rows(labels: list[dict]) -> list[dict]:
     return [{"prompt": r["prompt"], "response_a": r["response_a"], "response_b": r["response_b"],
              "winner": r["decision"], "annotator": r["annotator"], "reason": r.get("reason"),
              "seconds": r.get("seconds"), "dataset": r["dataset"], "version": r.get("version"), "id": r.get("row_id"),
-             "source": r.get("source"), "shown_left": r.get("shown_left"), "created": r.get("created")}
+             "source": r.get("source"), "shown_left": r.get("shown_left"), "created": r.get("created"),
+             "strength": r.get("strength")}
             for r in labels if r["decision"] != "skip"]
 
 
@@ -341,7 +360,7 @@ def cohen_kappa(a: list[str], b: list[str]) -> float | None:
     """Cohen's kappa of two annotators' votes on the same pairs; None where chance agreement is 1 (both always
     gave the same one category)."""
     n = len(a)
-    if n == 0:
+    if n < 2:  # one shared pair says nothing of agreement beyond chance
         return None
     po = sum(x == y for x, y in zip(a, b)) / n
     ca, cb = Counter(a), Counter(b)
@@ -368,7 +387,8 @@ def stats(labels: list[dict], pairs: pl.DataFrame | None = None, dataset: str | 
     per: dict[str, Counter] = defaultdict(Counter)
     for label in current:
         per[label.get("source") or "?"][label["annotator"]] += 1
-    decisions = Counter(label["decision"] for label in current)
+    decisions = Counter(side(label) for label in current)  # as the people saw them: left, right, tie, both bad
+    strengths = Counter(f"{side(label)} {label['strength']}" for label in current if label.get("strength"))
     skips = Counter(label["annotator"] for label in labels if label["decision"] == "skip")
     annotators = sorted({label["annotator"] for label in current} | set(skips))
     kappas = []
@@ -386,7 +406,7 @@ def stats(labels: list[dict], pairs: pl.DataFrame | None = None, dataset: str | 
     for label in current:
         if label.get("seconds") is not None:
             times[label["annotator"]].append(float(label["seconds"]))
-    out = {"labels": len(current), "decisions": dict(decisions), "annotators": annotators,
+    out = {"labels": len(current), "decisions": dict(decisions), "strength": dict(strengths), "annotators": annotators,
            "per_source": {s: dict(c) for s, c in sorted(per.items())}, "skipped": dict(skips), "kappa": kappas,
            "seconds": {a: {"labels": len(t), "median": round(statistics.median(t), 2), "mean": round(statistics.mean(t), 2)}
                        for a, t in sorted(times.items())}}

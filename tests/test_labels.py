@@ -230,7 +230,7 @@ def test_skip_goes_to_the_review_queue_and_undo_shows_the_pair_again(server):
     second = got["item"]
     send(server, "kim", second, "right", reason="더 친절함", seconds=4.2)
     status, undone = call(server, "POST", "/api/undo", {"annotator": "kim", "request_id": "u-1"})
-    assert status == 200 and undone["decision"] in ("a", "b") and undone["item"]["pair_key"] == second["pair_key"]
+    assert status == 200 and undone["decision"] == "right" and undone["item"]["pair_key"] == second["pair_key"]  # as seen
     assert undone["item"]["left_is"] == second["left_is"]  # shown as it was
     send(server, "kim", review["item"], "tie")  # the skipped pair labelled from the queue leaves it
     assert next_item(server, "kim", "review")["item"] is None
@@ -324,7 +324,7 @@ def test_labels_apply_on_rebuild_carry_over_and_are_counted_in_manifest_and_card
     assert (m["labels"]["sft"]["compared_with_judge"], m["labels"]["sft"]["agree_with_judge"]) == (2, 1)
     assert m["labels"]["rlhf"]["role"] == 6 and m["labels"]["rlhf"]["human"] == 0
     pair_step = next(s for s in m["steps"] if s["step"] == "pair")
-    assert pair_step["dropped"]["human_both_bad"] == 2 and "tie" not in pair_step["dropped"]
+    assert pair_step["dropped"]["human_both_bad"] == 1 and "tie" not in pair_step["dropped"]  # one pair
     rows = pl.concat([pl.read_parquet(store.version_dir("rm_v3", again.version) / f) for f in m["files"].values()])
     flipped = rows.filter(pl.col("instruction") == kept[0]["prompt"]).row(0, named=True)
     assert (flipped["chosen"], flipped["rejected"], flipped["label_source"]) == (kept[0]["response_b"],

@@ -139,9 +139,9 @@ def test_pairs_follow_their_rules(shipped):
         pairs = [s for s in m["steps"] if s["step"] == "pair"]
         by_score = next(s for s in pairs if s["params"]["by"] == "score")
         assert by_score["params"]["min_total"] == 20
-        # every prompt the mix kept ends as one pair, or is counted as dropped (two answers a prompt)
+        # every prompt the mix kept ends as one pair, or is counted as a dropped pair (tie, both low: in pairs)
         dropped = sum(n for s in pairs for r, n in s["dropped"].items() if r in ("tie", "both_low"))
-        assert rows.height + dropped // 2 == _step(m, "mix")["rows_out"], name
+        assert rows.height + dropped == _step(m, "mix")["rows_out"], name
         if name != "rm_v1":
             role = rows.filter(rows["label_source"] == "role")
             assert role.height and set(role["chosen_role"]) == {"teacher"} and set(role["rejected_role"]) == {"sft"}
@@ -157,7 +157,7 @@ def test_hate_speech_pairs_are_in_rm_v2_and_not_in_rm_v3(shipped):
     v2, v3 = _rows(shipped, "rm_v2"), _rows(shipped, "rm_v3")
     hate = v2.filter(v2["source"] == "hate")
     judged = _step(shipped["rm_v2"][0], "pair", ["sft", "hate"])  # the mix's 6 + 6 prompts: a pair each, or dropped
-    lost = sum(n for r, n in judged["dropped"].items() if r in ("tie", "both_low")) // 2
+    lost = sum(n for r, n in judged["dropped"].items() if r in ("tie", "both_low"))
     assert hate.height + v2.filter(v2["source"] == "sft").height + lost == 12
     assert hate.height > 0 and (hate["label_source"] == "judge").all()
     assert "hate" not in set(v3["source"]) and "hate" not in shipped["rm_v3"][0]["sources"]

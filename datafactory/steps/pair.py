@@ -18,7 +18,9 @@ Output: one row per prompt: ``id`` = the prompt's id, ``chosen``, ``rejected``, 
 ``rejected_role``, ``chosen_score``, ``rejected_score`` (judge totals, when judged), ``label_source`` (judge,
 role or human), and the prompt's own columns. Every candidate pair, kept or dropped, goes to the version's
 ``tables/pairs.parquet`` (what ``datafactory label`` serves); the manifest counts human, judge and role labels per
-source and how often the people agreed with the judge.
+source and how often the people agreed with the judge. Drops are counted in pairs (``tie: 1`` is one pair, not its
+two answers); the other answers of a dropped or kept pair are counted apart (``answers_of_dropped_pairs``,
+``answers_merged_into_a_pair``), so the rows still add up.
 """
 from __future__ import annotations
 
@@ -109,7 +111,8 @@ class Pair(Step):
             if p.by == "role":
                 by_role = {r["response_role"]: r for r in rows}
                 if p.chosen not in by_role or p.rejected not in by_role:
-                    ctx.drop("missing_role", len(rows))
+                    ctx.drop("missing_role", 1)  # a prompt (a pair not made); its answers counted apart
+                    ctx.drop("answers_of_unpaired_prompts", len(rows) - 1)
                     continue
                 a, b, decided_by, verdict = by_role[p.chosen], by_role[p.rejected], "role", "a"
             else:
@@ -152,7 +155,8 @@ class Pair(Step):
                           "human": verdict_human.outcome if verdict_human is not None else None,
                           "outcome": dropped or "kept"})
             if dropped:
-                ctx.drop(dropped, len(rows))
+                ctx.drop(dropped, 1)  # a pair (tie, both_low, a human's verdict): counted once, as a pair
+                ctx.drop("answers_of_dropped_pairs", len(rows) - 1)
                 continue
             source_counts[label_source] += 1
             ctx.drop("answers_merged_into_a_pair", len(rows) - 1)

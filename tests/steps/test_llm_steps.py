@@ -177,7 +177,8 @@ def test_pair_by_score_applies_the_seed_rules():
     assert out["id"].to_list() == ["a", "b"]
     assert out["chosen"].to_list() == ["좋은 답", "친근한 답"] and out["chosen_role"].to_list() == ["teacher", "sft"]
     assert out["prompt"].to_list() == ["P a", "P b"] and set(out["label_source"]) == {"judge"}
-    assert ctx.dropped == {"answers_merged_into_a_pair": 2, "tie": 2, "both_low": 2, "single_answer": 1}
+    assert ctx.dropped == {"answers_merged_into_a_pair": 2, "tie": 1, "both_low": 1, "answers_of_dropped_pairs": 2,
+                           "single_answer": 1}  # ties and both low counted as pairs
 
 
 def test_pair_by_role():
@@ -195,7 +196,7 @@ def test_human_labels_win_over_the_judge(tmp_path):
     df = answers(("a", "teacher", "좋은 답", 28), ("a", "sft", "약한 답", 15), ("b", "teacher", "B1", 25), ("b", "sft", "B2", 20))
     out, ctx = run("pair", df, by="score", labels=str(labels))
     assert out.select("chosen", "rejected", "label_source").row(0) == ("약한 답", "좋은 답", "human")
-    assert ctx.dropped["human_tie"] == 2
+    assert ctx.dropped["human_tie"] == 1  # one pair
     # the judge chose "좋은 답" in pair a, the human the other: one comparison, no agreement
     assert ctx.info["labels"]["s"] == {"human_labelled": 2, "compared_with_judge": 1, "agree_with_judge": 0, "human": 1}
     table = ctx.tables["pairs"]
