@@ -606,7 +606,10 @@ def label_cmd(
     server = LabelServer(session, host, port)
     _log(f"labelling {session.name}@{session.version}: {len(session.pairs):,} pairs from {', '.join(session.sources)}; "
          f"labels are saved in {store.labels} as they are made. Ctrl-C stops the server.")
-    print(server.url, flush=True)
+    # the person who started it gets their name in the link; another browser asks for its own
+    from urllib.parse import quote
+
+    print(server.url + (f"?annotator={quote(annotator.strip())}" if annotator.strip() else ""), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -650,12 +653,14 @@ def labels_stats(ref: Annotated[Optional[str], typer.Argument(help="NAME[@VERSIO
         print(json.dumps(s, ensure_ascii=False, indent=2))
         return
     print(f"{s.get('dataset', 'all datasets')}: {s['labels']:,} labels by {len(s['annotators'])} annotators"
-          + (f" on {s['pairs']:,} pairs" if "pairs" in s else "") + "; decisions: "
-          + ", ".join(f"{k} {v:,}" for k, v in sorted(s["decisions"].items())))
+          + (f" on {s['pairs']:,} pairs" if "pairs" in s else "") + "; the winner shown: "
+          + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(s["decisions"].items()))
+          + ("; " + ", ".join(f"{k} {v:,}" for k, v in sorted(s["strength"].items())) if s.get("strength") else ""))
     for source, by in s["per_source"].items():
         print(f"  {source}: " + ", ".join(f"{a} {n:,}" for a, n in by.items()))
     for k in s["kappa"]:
-        kappa = "n/a (one category only)" if k["kappa"] is None else f"{k['kappa']:.3f}"
+        kappa = ("n/a (one pair in common)" if k["pairs"] < 2 else "n/a (one category only)") if k["kappa"] is None \
+            else f"{k['kappa']:.3f}"
         print(f"  {' / '.join(k['annotators'])}: {k['pairs']:,} pairs in common, agreement {k['agreement']:.0%}, "
               f"Cohen's kappa {kappa}")
     for source, j in (s.get("judge_agreement") or {}).items():

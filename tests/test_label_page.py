@@ -83,7 +83,7 @@ def done(page, n):
     from playwright.sync_api import expect
 
     expect(page.locator("#progress")).to_contain_text(f"{n} / 18 완료")
-    expect(page.locator("button[data-decision=left]")).to_be_enabled()
+    expect(page.locator("button[data-decision=left]:not([data-strength])")).to_be_enabled()
 
 
 def mine(data, who):
@@ -119,7 +119,7 @@ def test_label_with_the_keyboard_undo_held_key_double_click_reload_and_resume(br
     page.keyboard.up("4")
     done(page, 3)
     # a double click makes one label
-    page.locator("button[data-decision=right]").dblclick()
+    page.locator("button[data-decision=right]:not([data-strength])").dblclick()
     done(page, 4)
     labels = mine(data, "kim")
     decisions = [x["decision"] for x in labels]
@@ -243,7 +243,7 @@ def test_two_annotators_at_once_then_a_rebuild_applies_the_labels(browser, serve
         page.locator(".sources input[value=rlhf]").uncheck()
         page.locator(".sources input[value=evol]").uncheck()
         while page.locator("#empty").is_hidden():
-            expect(page.locator("button[data-decision=left]")).to_be_enabled()  # keys during a request are ignored
+            expect(page.locator("button[data-decision=left]:not([data-strength])")).to_be_enabled()  # keys during a request are ignored
             if page.locator("#empty").is_visible():
                 break
             before = page.locator("#progress").text_content()
@@ -262,3 +262,60 @@ def test_two_annotators_at_once_then_a_rebuild_applies_the_labels(browser, serve
                       for f in rebuilt.manifest["files"].values()])
     sft_rows = rows.filter(pl.col("source") == "sft")
     assert set(sft_rows["label_source"]) <= {"human"} and sft_rows.height == labels["human"]
+
+
+def test_a_phone_labels_in_one_column_with_a_korean_keyboard_and_can_change_its_labels(browser, served):
+    """At 390x844 the page is one column (the prompt box was 16 px wide, a syllable a line) and Korean words break
+    between words; the keys work by their place on the keyboard with a Korean layout on (S types ㄴ); a label says
+    how strongly one answer wins; the annotator's own labels are listed and any can be changed; a second browser is
+    asked for its name (it got the server's); a server that is gone is said in Korean and English."""
+    from playwright.sync_api import expect
+
+    srv, data = served
+    srv.session.annotator = "kim"  # what `--annotator kim` gives the server
+    ctx = browser.new_context(locale="ko-KR", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    ctx.set_default_timeout(10_000)
+    page = ctx.new_page()
+    page.goto(srv.url)  # no name in the link: a new browser
+    expect(page.locator("#annotator")).to_have_value("")
+    expect(page.locator("#status")).to_contain_text("작업자 이름")
+    page.locator("#annotator").fill("park")
+    page.locator("#annotator").press("Enter")
+    expect(page.locator("#progress")).to_contain_text("/ 18")
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 392  # nothing runs off the screen sideways
+    prompt = page.locator("#prompt").bounding_box()
+    left, right = page.locator("#left").bounding_box(), page.locator("#right").bounding_box()
+    assert prompt["width"] > 300 and left["width"] > 300 and right["y"] > left["y"] + left["height"] - 1  # stacked
+    assert page.locator("#guideline").evaluate("e => getComputedStyle(e).wordBreak") == "keep-all"
+    # keys by their place: Q (ㅂ on a Korean layout) is "left, slightly"; S (ㄴ) skips
+    first = page.locator("#prompt").text_content()
+    page.keyboard.down("KeyQ")  # the code a Korean layout sends for ㅂ
+    page.keyboard.up("KeyQ")
+    expect(page.locator("#status")).to_contain_text("왼쪽 (left) · 조금 (slightly)")
+    page.dispatch_event("body", "keydown", {"key": "ㄴ", "code": "KeyS"})
+    expect(page.locator("#status")).to_contain_text("건너뜀")
+    labels = [x for x in srv.session.labels.live() if x["annotator"] == "park"]
+    assert [(x["decision"] == x["shown_left"], x["strength"]) for x in labels if x["decision"] != "skip"] == [(True, "slight")]
+    # my labels: the pair labelled first, changed to "right, clearly"
+    page.locator("#minebtn").click()
+    expect(page.locator("#mine li")).to_have_count(2)
+    entry = page.locator("#mine li", has_text=first[:10] if len(first) > 10 else first)
+    entry.locator("button").click()
+    expect(page.locator("#prompt")).to_have_text(first)
+    page.locator("button[data-decision=right]:not([data-strength])").click()
+    expect(page.locator("#status")).to_contain_text("오른쪽 (right)")
+    from datafactory.labels import latest_votes, side
+
+    mine = [x for x in srv.session.labels.live() if x["annotator"] == "park"]
+    latest = latest_votes(mine)
+    changed = [v["park"] for v in latest.values() if v["park"]["prompt"] in first or first in v["park"]["prompt"]]
+    assert changed and side(changed[0]) == "right" and changed[0]["strength"] == "clear"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "label-page-phone.png"), full_page=True)
+    # the server gone (every request refused): said, not the browser's "Failed to fetch"
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.keyboard.press("3")
+    expect(page.locator("#status")).to_contain_text("서버에 연결할 수 없습니다")
+    assert "Failed to fetch" not in page.locator("#status").text_content()
+    ctx.close()
