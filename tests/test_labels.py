@@ -396,8 +396,9 @@ def test_label_command_serves_until_stopped_and_prints_its_address(rm):
                              "--annotator", "kim"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(url + "api/session", timeout=10) as r:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/?annotator=kim")  # the starter's name in it
+        base = url.split("?")[0]
+        with urllib.request.urlopen(base + "api/session", timeout=10) as r:
             session = json.loads(r.read())
         assert session["dataset"] == "rm_v3" and session["annotator"] == "kim" and session["pairs"] == 18
     finally:
