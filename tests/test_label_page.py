@@ -293,6 +293,7 @@ def test_a_phone_labels_in_one_column_with_a_korean_keyboard_and_can_change_its_
     page.keyboard.down("KeyQ")  # the code a Korean layout sends for ㅂ
     page.keyboard.up("KeyQ")
     expect(page.locator("#status")).to_contain_text("왼쪽 (left) · 조금 (slightly)")
+    expect(page.locator("button[data-decision=tie]")).to_be_enabled()  # the next pair is in (keys meanwhile are ignored)
     page.dispatch_event("body", "keydown", {"key": "ㄴ", "code": "KeyS"})
     expect(page.locator("#status")).to_contain_text("건너뜀")
     labels = [x for x in srv.session.labels.live() if x["annotator"] == "park"]
@@ -305,6 +306,7 @@ def test_a_phone_labels_in_one_column_with_a_korean_keyboard_and_can_change_its_
     expect(page.locator("#prompt")).to_have_text(first)
     page.locator("button[data-decision=right]:not([data-strength])").click()
     expect(page.locator("#status")).to_contain_text("오른쪽 (right)")
+    expect(page.locator("button[data-decision=tie]")).to_be_enabled()
     from datafactory.labels import latest_votes, side
 
     mine = [x for x in srv.session.labels.live() if x["annotator"] == "park"]

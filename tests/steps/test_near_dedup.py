@@ -116,3 +116,17 @@ def test_row_ranks_are_xxh3_over_the_column():
     assert got == unit_hashes(keys, "7\x1esplit#0")  # polars-hash agrees with the xxhash reference
     assert got[0] == (xxhash.xxh3_64_intdigest(b"7\x1esplit#0\x1fdaily/SDRW2000000001.1#0") >> 11) / 2**53
     assert all(0 <= g < 1 for g in got)
+
+
+def test_near_dedup_builds_in_a_new_data_folder(project):
+    """A recipe whose only step is near_dedup, in a data folder that does not exist yet (its `.cache/steps/` was
+    never made and the step's table could not be written: a traceback)."""
+    from tests.conftest import qa_rows
+
+    project.jsonl("qa.jsonl", qa_rows(30) + [{**r, "qid": r["qid"] + "b"} for r in qa_rows(5)])
+    project.recipe("nd", {"sources": {"qa": {"kind": "files", "path": "inputs/qa.jsonl",
+                                             "options": {"id": "qid", "fields": {"prompt": "question"}}}},
+                          "steps": [{"near_dedup": {"columns": ["prompt"]}}], "output": {"format": "prompt"}})
+    assert not project.data.exists()
+    res = project.factory().build("nd")
+    assert res.manifest["rows"] == 30 and (project.data / "nd" / res.version / "tables").is_dir()
