@@ -224,6 +224,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 def write_parquet_atomic(frame, path: Path, **options) -> None:
     """A polars frame as a parquet file that appears whole or not at all (written beside it, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)  # a step's table may be the first thing a new data folder gets
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         frame.write_parquet(tmp, **options)
