@@ -306,20 +306,42 @@ def llm_section(usage: dict) -> str:
     return text
 
 
-def labels_section(labels: dict) -> str:
-    """Who decided the preference pairs, per source, and how often people agreed with the LLM judge."""
+def judge_of(manifest: dict) -> str | None:
+    """The model behind the recipe's judge role, as the build recorded it."""
+    for u in ((manifest.get("llm_usage") or {}).get("steps") or {}).values():
+        if (u.get("roles") or {}).get("judge"):
+            return u["roles"]["judge"]
+    return None
+
+
+def judge_words(model: str | None) -> tuple[str, str]:
+    """The labels table's heading for the judge's pairs, and a sentence saying what judged: an LLM, or the offline
+    demo's hand-written scores and rule-of-thumb stand-in (never called an LLM judge)."""
+    if model and model.startswith("datafactory-sample-answers"):
+        rules = "+rule-of-thumb" in model
+        return ("judge (stand-in, no LLM)" if rules else "judge (sample scores)",
+                "No LLM judged these pairs: the offline demo's `judge` gives the scores its team wrote by hand for the "
+                "sample answers" + (", and to an answer without one (a local model's) a rule-of-thumb stand-in score "
+                                    "that reads no meaning (Kiwi's fluency, Hangul share, repetition, length: "
+                                    "datafactory/llm/rules.py)" if rules else "") + ". ")
+    return "LLM judge", (f"The judge: `{model}`. " if model else "")
+
+
+def labels_section(labels: dict, judge: str | None = None) -> str:
+    """Who decided the preference pairs, per source, and how often people agreed with the judge."""
+    heading, said = judge_words(judge)
     rows = []
     for source, c in labels.items():
         agree = (f"{c['agree_with_judge']:,} of {c['compared_with_judge']:,} ({c['judge_agreement']:.0%})"
                  if c.get("compared_with_judge") else "-")
         rows.append([source, f"{c['human'] + c['judge'] + c['role']:,}", f"{c['human']:,}", f"{c['judge']:,}",
                      f"{c['role']:,}", f"{c['human_labelled']:,}", agree])
-    return ("## Labels\n\n" + _table(["source", "pairs", "human", "LLM judge", "rule (role)", "pairs labelled by people",
+    return ("## Labels\n\n" + _table(["source", "pairs", "human", heading, "rule (role)", "pairs labelled by people",
                                        "people agree with the judge"], rows) +
             "\n\nA pair's `label_source` says who chose its `chosen` answer: `human` (labels made with `datafactory "
             "label`, the majority of the annotators; human ties and both-bad answers drop the pair), `judge` (G-Eval "
-            "totals) or `role` (the teacher's answer over the SFT model's). Agreement counts the pairs where the "
-            "judge and the people each chose a winner.")
+            "totals) or `role` (the teacher's answer over the SFT model's). " + said + "Agreement counts the pairs "
+            "where the judge and the people each chose a winner.")
 
 
 def template_section(t: dict) -> str:
@@ -407,7 +429,7 @@ def render_card(manifest: dict, rows: Rows, repo: str | None = None) -> str:
     if manifest.get("llm_usage"):
         out.append(llm_section(manifest["llm_usage"]))
     if manifest.get("labels"):
-        out.append(labels_section(manifest["labels"]))
+        out.append(labels_section(manifest["labels"], judge_of(manifest)))
     if manifest.get("warnings"):
         out.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in manifest["warnings"]))
     out.append("## Splits\n\n" + _table(["split", "rows", "file"],

@@ -69,7 +69,7 @@ class RoleSpec(BaseModel):
     batch_poll_seconds: float = Field(default=30.0, gt=0)  # how often a step with `batch: true` asks about its batch
     answers: str | None = None  # demo: the folder of sample answers
     # demo: what a judge request about an answer with no sample score gets: an error, or a rule-of-thumb score
-    # (datafactory.llm.providers.rule_score) so the offline loop can judge a local model's own answers
+    # (datafactory/llm/rules.py: fluency, Hangul, repetition) so the offline loop can judge a local model's answers
     unmatched: Literal["error", "rules"] = "error"
     batch_size: int = Field(default=8, ge=1, le=1024)  # transformers: prompts per generate call
     # a reasoning model's thinking before its answer (<think>...</think>: Qwen3, DeepSeek-R1; <thought>: EXAONE
@@ -107,6 +107,10 @@ class RoleSpec(BaseModel):
 
     @property
     def identity_model(self) -> str:
+        if self.provider == "demo" and self.unmatched == "rules":  # the rule's version: a new rule, new requests
+            from datafactory.llm.rules import VERSION
+
+            return f"datafactory-sample-answers+{VERSION}"
         return self.model_id or self.model or "datafactory-sample-answers"
 
 

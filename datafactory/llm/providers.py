@@ -22,6 +22,7 @@ from datafactory.errors import DataFactoryError
 from datafactory.jsonl import lines
 from datafactory.llm.cost import count_messages, count_text, encoding_name
 from datafactory.llm.profiles import Profile, RoleSpec
+from datafactory.llm.rules import rule_score
 from datafactory.llm.types import Answer, Resolved
 
 
@@ -228,7 +229,8 @@ class DemoProvider(Provider):
       a list of them for several; or a ``{"task": "judge", "input", "response", "scores"}`` line): a G-Eval
       call gets its first-token distribution peaked at the score (top_logprobs), or the score as text.
     - with ``unmatched: rules`` in the role, a judge request about an answer no line scores (a local model's
-      own answer, in the offline loop) gets ``rule_score`` for every criterion instead of an error.
+      own answer, in the offline loop) gets ``rules.rule_score`` for every criterion instead of an error (a
+      stand-in that reads fluency, not meaning; its fraction is the expected value of the first-token distribution).
     """
 
     def __init__(self, role: str, spec: RoleSpec, profile: Profile):
@@ -260,7 +262,7 @@ class DemoProvider(Provider):
         meta = {**r.request.meta, "role": r.request.role}
         rec = self.index.get(self._key(meta))
         if rec is None and meta.get("task") == "judge" and self.spec.unmatched == "rules":
-            rec = {"scores": {meta.get("criterion"): rule_score(meta.get("response", ""))}}
+            rec = {"scores": {meta.get("criterion"): rule_score(meta.get("response", ""))}, "rules": True}
         if rec is None:
             what = (meta.get("input") or "")[:60]
             raise DataFactoryError(f"the demo profile has no sample answer for {meta.get('task')} by role '{r.request.role}' "
@@ -273,8 +275,8 @@ class DemoProvider(Provider):
             if score is None:
                 raise DataFactoryError(f"the demo answers have no '{meta.get('criterion')}' score for \"{meta.get('input', '')[:60]}\"")
             texts = [str(int(round(score)))] * r.n
-            if params.get("logprobs"):
-                top = [_peaked(score) for _ in range(r.n)]
+            if params.get("logprobs"):  # a rule's score is a fraction: its two neighbours weighted to it exactly
+                top = [(_between if rec.get("rules") else _peaked)(score) for _ in range(r.n)]
         else:
             answers = rec.get("answers") or []
             if not answers:
@@ -286,20 +288,11 @@ class DemoProvider(Provider):
         return Answer(texts, usage, 0.0, "datafactory-sample-answers", top, ["stop"] * r.n), {}
 
 
-def rule_score(answer: str) -> int:
-    """A rule-of-thumb stand-in for a judge, for offline runs only (it reads no meaning): 5, less 2 when under
-    30% of the letters are Hangul, 2 when under half of the 3-character shingles are distinct (a model repeating
-    itself), 1 when shorter than 8 characters, 1 when longer than 1,500; at least 1."""
-    text = answer.strip()
-    letters = [c for c in text if c.isalpha()]
-    hangul = sum("\uac00" <= c <= "\ud7a3" for c in letters)
-    shingles = [text[i:i + 3] for i in range(max(0, len(text) - 2))]
-    s = 5
-    s -= 2 if not letters or hangul / len(letters) < 0.3 else 0
-    s -= 2 if shingles and len(set(shingles)) / len(shingles) < 0.5 else 0
-    s -= 1 if len(text) < 8 else 0
-    s -= 1 if len(text) > 1500 else 0
-    return max(1, s)
+def _between(score: float) -> list[dict]:
+    """A first-token distribution whose expected value is ``score`` (1-5): its two neighbouring integers."""
+    low = min(4, int(math.floor(score)))
+    up = score - low
+    return [{"token": str(k), "logprob": math.log(w)} for k, w in ((low, 1 - up), (low + 1, up)) if w > 0]
 
 
 def _peaked(score: float) -> list[dict]:

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from datafactory.llm.providers import rule_score
 from datafactory.training import TrainingError, find_model, parse, resolve_dataset, same_template
 from tests.trainers.conftest import TRAINERS, copy_project, run
 
@@ -133,17 +132,6 @@ def test_templates_compare_by_text_not_by_the_variants_used():
     a = {"name": "kullm", "prompt_no_input": "x {instruction}", "used": {"prompt_no_input": 3}}
     assert same_template(a, {**a, "used": {"prompt_input": 1}})
     assert not same_template(a, {**a, "prompt_no_input": "y {instruction}"})
-
-
-@pytest.mark.parametrize("text, score", [
-    ("주말에는 가족과 함께 공원에 다녀왔어요. 날씨가 정말 좋았어요!", 5),
-    ("I went to the park with my family.", 3),            # not Korean
-    ("네네네네네네네네네네네네네네네네네네네네", 3),            # repeating itself
-    ("네", 4),                                              # too short
-    ("", 2),                                                # no letters and too short
-])
-def test_rule_score_is_a_documented_rule_of_thumb(text, score):
-    assert rule_score(text) == score
 
 
 def test_a_trainer_writes_korean_under_a_locale_that_cannot(tmp_path):
