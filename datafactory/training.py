@@ -56,6 +56,8 @@ class DataArguments:
                                       "with and saved with: a shipped name (kullm), a .jinja file or a model folder "
                                       "(default: a text dataset's own template; for a conversational one the model's "
                                       "own, else kullm)."})
+    verbose: bool = field(default=False, metadata={"help": "Show the libraries' warnings and progress bars here "
+                                                           "(by default they go to train.log beside the model)."})
 
 
 # -- the command line -------------------------------------------------------------------------------------
@@ -124,12 +126,107 @@ def parse(config_cls, defaults: dict[str, Any], extra: tuple = (), argv: list[st
 
 
 def output_dir(data_args, training_args, default: str) -> Path:
-    """``--output``, else ``--output_dir``, else ``models/<default>`` in the project."""
+    """``--output``, else ``--output_dir``, else ``models/<default>`` in the project. The libraries' messages go to
+    ``train.log`` there from now on (see ``LibraryLog``)."""
     out = data_args.output or training_args.output_dir
     if not out or out == "trainer_output":
         out = models_dir() / default
     training_args.output_dir = str(out)
+    if LibraryLog.active is not None:
+        LibraryLog.active.attach(Path(out))
     return Path(out)
+
+
+# -- what a user reads: the trainer's own lines; the libraries' go to a log file ----------------------------------
+class LibraryLog:
+    """Without ``--verbose``, whatever the libraries write while a trainer runs (warnings, progress bars, weight
+    load reports, DeepSpeed notices, TRL's log dictionaries: file descriptors 1 and 2) goes to a log file, a
+    temporary one until the model's folder is known, then ``train.log`` there (``train.rank<N>.log`` for the other
+    processes of a multi-GPU run). The trainer's own lines (``say``) and its errors reach the terminal."""
+
+    active: "LibraryLog | None" = None
+
+    def __init__(self):
+        import tempfile
+
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        self.saved = (os.dup(1), os.dup(2))
+        encoding = sys.stdout.encoding or "utf-8"
+        self.terminal = open(self.saved[0], "w", encoding=encoding, errors="replace", buffering=1, closefd=False)
+        self.errors = open(self.saved[1], "w", encoding=encoding, errors="replace", buffering=1, closefd=False)
+        self.file = tempfile.TemporaryFile()
+        self.path: Path | None = None
+        self._point(self.file.fileno())
+        LibraryLog.active = self
+
+    @staticmethod
+    def _point(fd: int) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+
+    def attach(self, folder: Path, name: str = "train.log") -> None:
+        import shutil
+
+        rank = int(os.environ.get("RANK", "0") or 0)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (name if rank == 0 else name.replace(".log", f".rank{rank}.log"))
+        if path == self.path:
+            return
+        new = open(path, "wb")
+        self._point(new.fileno())
+        self.file.flush()
+        self.file.seek(0)
+        shutil.copyfileobj(self.file, new)
+        new.flush()
+        self.file.close()
+        self.file, self.path = new, path
+
+    def restore(self) -> None:
+        """The terminal back on 1 and 2 (an error, a traceback, the end)."""
+        if LibraryLog.active is self:
+            self._point(self.saved[0])
+            os.dup2(self.saved[1], 2)
+            LibraryLog.active = None
+
+
+def say(*parts, **kwargs) -> None:
+    """A trainer's own line, on the terminal (also while the libraries write to train.log)."""
+    log = LibraryLog.active
+    print(*parts, file=log.terminal if log is not None else sys.stdout, flush=True, **kwargs)
+
+
+def follow(trainer, stage: str) -> None:
+    """A line of the trainer's progress, ours: the step, the figures that matter and the time, at most every 10% of
+    the steps or 30 s (and the last step); TRL's own log dictionaries go to train.log."""
+    if LibraryLog.active is None:
+        return
+    import time
+
+    from transformers import TrainerCallback
+
+    keys = ("loss", "objective/scores", "reward", "objective/kl", "kl", "rewards/margins", "rewards/accuracies",
+            "accuracy", "eval_loss", "eval_accuracy", "eval_rewards/margins", "eval_rewards/accuracies")
+
+    class Progress(TrainerCallback):
+        def __init__(self):
+            self.start = self.last = time.time()
+            self.last_step = -1
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs, step, total = logs or {}, state.global_step, state.max_steps or 0
+            shown = [(k, logs[k]) for k in keys if isinstance(logs.get(k), (int, float))][:4]
+            due = (step == total or self.last_step < 0 or time.time() - self.last >= 30
+                   or (total and step - self.last_step >= max(1, total // 10)))
+            if not shown or not due:
+                return
+            self.last, self.last_step = time.time(), step
+            say(f"  {stage} step {step}/{total}  " + "  ".join(f"{k} {v:.4g}" for k, v in shown)
+                + f"  ({time.time() - self.start:.0f} s)")
+
+    trainer.add_callback(Progress())
 
 
 # -- datasets by name -------------------------------------------------------------------------------------
@@ -262,16 +359,22 @@ def trained_models(stage: str) -> list[tuple[Path, dict]]:
 
 def find_model(stage: str, prefer: list[str]) -> tuple[Path, dict, str]:
     """The ``stage`` model trained on the first dataset of ``prefer`` that has one, else the newest; with the
-    reason it was picked. None found: an error naming the trainer that makes one."""
-    models = trained_models(stage)
+    reason it was picked. A real model comes before the offline loop's toys (``toy`` in datafactory.json), which are
+    said to be toys. None found: an error naming the trainer that makes one."""
+    found = trained_models(stage)
     prefer = list(dict.fromkeys(prefer))
-    for name in prefer:
-        for folder, meta in models:
-            if meta.get("dataset", {}).get("name") == name:
-                return folder, meta, f"trained on {meta['dataset']['ref']}"
+    for models in ([fm for fm in found if not fm[1].get("toy")], [fm for fm in found if fm[1].get("toy")]):
+        toy = " (a toy from trainers/loop.py)" if models and models[0][1].get("toy") else ""
+        for name in prefer:
+            for folder, meta in models:
+                if meta.get("dataset", {}).get("name") == name:
+                    return folder, meta, f"trained on {meta['dataset']['ref']}{toy}"
+    models = sorted(found, key=lambda fm: bool(fm[1].get("toy")))  # newest first within each (a stable sort)
     if models:
         folder, meta = models[0]
-        return folder, meta, f"the newest {stage.upper()} model (trained on {meta['dataset']['ref']}; none on {', '.join(prefer)})"
+        toy = " (a toy from trainers/loop.py)" if meta.get("toy") else ""
+        return folder, meta, (f"the newest {stage.upper()} model (trained on {meta['dataset']['ref']}; none on "
+                              f"{', '.join(prefer)}){toy}")
     raise TrainingError(f"no {stage.upper()} model in {models_dir()} (a folder with {META} from trainers/{stage}.py)")
 
 
@@ -282,7 +385,7 @@ def start_from_sft(ds: DatasetRef, data_args, model_args) -> None:
     try:
         folder, _, why = find_model("sft", ds.lineage())
         model_args.model_name_or_path = str(folder)
-        print(f"starting from {folder} ({why})", flush=True)
+        say(f"starting from {folder} ({why})")
     except TrainingError:  # none trained yet
         model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE
 
@@ -307,6 +410,8 @@ def write_meta(output: Path, stage: str, ds: DatasetRef, args: tuple, **extra) -
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "complete": False,
     }
+    if os.environ.get("DATAFACTORY_LOOP"):  # trained by trainers/loop.py: found after any real model, said to be a toy
+        meta["toy"] = "trainers/loop.py"
     output.mkdir(parents=True, exist_ok=True)
     (output / META).write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
     return meta
@@ -377,6 +482,7 @@ def answer_text(answer) -> str:
 def train_and_check(trainer, tok, ds: DatasetRef, data_args, test) -> dict:
     """Train, evaluate on the eval split (when there is one), and check that greedy answers to held-out prompts
     stop with an EOS (SFT and DPO): the metrics."""
+    follow(trainer, type(trainer).__name__.removesuffix("Trainer") or "training")
     metrics = {"train": trainer.train().metrics}
     if test is not None:
         metrics["eval"] = trainer.evaluate()
@@ -620,11 +726,37 @@ def run(main, config_cls, defaults: dict, extra: tuple = ()) -> None:
     from datafactory.console import utf8_output
 
     utf8_output()
+    log = None if verbose(sys.argv[1:]) else LibraryLog()
     try:
         main(*parse(config_cls, defaults, extra))
     except DataFactoryError as e:
+        if log is not None:
+            log.restore()
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+    except BaseException as e:  # a traceback, Ctrl-C, argparse's exit: on the terminal, with where the rest is
+        if log is not None:
+            log.restore()
+            if log.path and not isinstance(e, SystemExit):
+                print(f"(the libraries' messages: {log.path})", file=sys.stderr)
+            elif isinstance(e, SystemExit) and not log.path:  # --help and usage errors: what they wrote
+                log.file.flush()
+                log.file.seek(0)
+                sys.stdout.write(log.file.read().decode("utf-8", "replace"))
+        raise
+    if log is not None:
+        log.restore()
+
+
+def verbose(argv: list[str]) -> bool:
+    """``--verbose`` (or ``--verbose true``) among a trainer's arguments."""
+    for i, a in enumerate(argv):
+        if a == "--verbose":
+            nxt = argv[i + 1].lower() if i + 1 < len(argv) else ""
+            return nxt not in ("false", "0", "no")
+        if a.startswith("--verbose="):
+            return a.split("=", 1)[1].lower() in ("true", "1", "yes")
+    return False
 
 
 # -- a tiny model, for tests and the offline loop ------------------------------------------------------------

@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from datafactory.errors import DataFactoryError
-from datafactory.training import (TrainingError, as_text, generate, load_model, load_tokenizer, project_root, read_meta,
-                                  resolve_dataset, reward_accuracy, stop_strings, to_device)
+from datafactory.training import (LibraryLog, TrainingError, as_text, generate, load_model, load_tokenizer, project_root,
+                                  read_meta, resolve_dataset, reward_accuracy, say, stop_strings, to_device)
 
 COPA_CONNECTOR = {"원인": "왜냐하면", "결과": "그래서"}
 
@@ -122,7 +122,7 @@ def geval(model, tok, dataset: str, args, template: dict | None) -> dict:
                        "history": history, "response": [a["text"] for a in answers]},
                       schema_overrides={"history": pl.List(pl.Struct({"role": pl.String, "content": pl.String}))})
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    factory = Factory(data_dir, recipes_dir(), llm=args.llm, max_cost=args.max_cost, log=lambda m: print(m, flush=True))
+    factory = Factory(data_dir, recipes_dir(), llm=args.llm, max_cost=args.max_cost, log=say)
     judge = Judge(JudgeParams(data_type=args.data_type), factory.project_root)
     factory.profile.identity("judge", "eval --geval")  # a missing role fails before any answer is generated
     llm = factory.llm_client().for_step("eval --geval")
@@ -198,12 +198,17 @@ def main(argv=None) -> int:
     ap.add_argument("--max_cost", type=float, default=None, help="stop the judge's calls at this many USD")
     ap.add_argument("--data_dir", default=None, help="the store (default: the project's data/)")
     ap.add_argument("--output", default=None, help="where results go (default: evals/ in the project)")
+    ap.add_argument("--verbose", action="store_true", help="the libraries' warnings here (by default: eval.log "
+                                                           "beside the results)")
     args = ap.parse_args(argv)
     if not (args.model or args.reward_model):
         ap.error("give --model and/or --reward_model")
     if args.model and not (args.kobest or args.geval):
         ap.error("--model needs a task: --kobest and/or --geval DATASET")
     out_dir = Path(args.output) if args.output else project_root() / "evals"
+    log = None if args.verbose else LibraryLog()
+    if log is not None:
+        log.attach(out_dir, "eval.log")
     try:
         for rm in args.reward_model:
             ref = args.dataset or (read_meta(rm) or {}).get("dataset", {}).get("ref")
@@ -213,8 +218,8 @@ def main(argv=None) -> int:
             split = args.split if args.split in ds.splits else ds.splits[0]
             tok = load_tokenizer(rm)
             result = {"dataset": ds.ref, "split": split, **reward_accuracy(to_device(load_model("score", rm, _Args(), _Args(), tok)), tok, ds.split(split))}
-            print(f"{rm}: reward accuracy on {ds.ref} {split}: {result.get('accuracy', 0):.3f} ({result['pairs']} pairs), "
-                  f"mean margin {result.get('margin', {}).get('mean', 0):+.3f}", flush=True)
+            say(f"{rm}: reward accuracy on {ds.ref} {split}: {result.get('accuracy', 0):.3f} ({result['pairs']} pairs), "
+                  f"mean margin {result.get('margin', {}).get('mean', 0):+.3f}")
             record(out_dir, rm, {"reward_accuracy": result})
         rows = None
         for m in args.model:
@@ -226,19 +231,25 @@ def main(argv=None) -> int:
                 rows = rows or kobest_rows(path, args.kobest_split)
                 results.update(kobest(model, tok, rows))
                 for k, v in results.items():
-                    print(f"{m}: {k} ({v['split']}, {v['n']}): acc {v['acc']:.3f}, acc_norm {v['acc_norm']:.3f}", flush=True)
+                    say(f"{m}: {k} ({v['split']}, {v['n']}): acc {v['acc']:.3f}, acc_norm {v['acc_norm']:.3f}")
             if args.geval:
                 template = (read_meta(m) or {}).get("dataset", {}).get("template")
                 results["geval"] = g = geval(model, tok, args.geval, args, template)
-                print(f"{m}: G-Eval ({g['data_type']}) on {g['dataset']} {g['split']}: mean total "
-                      f"{g['mean_total']}/{g['max_total']} over {g['judged']} answers (judge {g['judge']}, "
-                      f"${g['llm']['cost_usd']:.4f})", flush=True)
+                say(f"{m}: G-Eval ({g['data_type']}) on {g['dataset']} {g['split']}: mean total "
+                      f"{g['mean_total']}/{g['max_total']} over {g['judged']} answers (judge {g['judge']}"
+                      + (": the offline demo's stand-in, not an LLM" if g["judge"].startswith("datafactory-sample")
+                         else "") + f", ${g['llm']['cost_usd']:.4f})")
             record(out_dir, m, results)
     except DataFactoryError as e:
+        if log is not None:
+            log.restore()
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(table(out_dir), end="")
-    print(f"results: {out_dir / 'results.md'}")
+    finally:
+        if log is not None:
+            log.restore()
+    say(table(out_dir), end="")
+    say(f"results: {out_dir / 'results.md'}")
     return 0
 
 

@@ -16,8 +16,8 @@ seed's RM v1 reached 0.65). Scores are taken as RewardTrainer trains them: promp
 """
 from __future__ import annotations
 
-from datafactory.training import (finish_meta, output_dir, prepare, resolve_dataset, reward_accuracy, run, save,
-                                  sharded, start_from_sft, to_device)
+from datafactory.training import (finish_meta, follow, output_dir, prepare, resolve_dataset, reward_accuracy, run,
+                                  save, say, sharded, start_from_sft, to_device)
 
 DEFAULTS = {"num_train_epochs": 1, "learning_rate": 1e-5, "per_device_train_batch_size": 4,
             "gradient_accumulation_steps": 4, "max_length": 1024, "lora_task_type": "SEQ_CLS"}
@@ -33,10 +33,11 @@ def main(data_args, training_args, model_args):
     output = output_dir(data_args, training_args, ds.name)
     tok, model, train, test, meta = prepare("rm", "score", ds, (data_args, training_args, model_args), output,
                                             ("prompt", "chosen", "rejected"))
-    print(f"reward model on {ds.ref} ({len(train)} pairs) from {base} -> {output}", flush=True)
+    say(f"reward model on {ds.ref} ({len(train)} pairs) from {base} -> {output}")
 
     trainer = RewardTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
                             processing_class=tok, peft_config=get_peft_config(model_args))
+    follow(trainer, "reward model")
     result = trainer.train()
     metrics = {"train": result.metrics}
     held_out = test if test is not None else train
@@ -47,8 +48,8 @@ def main(data_args, training_args, model_args):
                            {"split": split, **reward_accuracy(to_device(trainer.model), tok, held_out)})
     finish_meta(output, meta, metrics=metrics)
     a = metrics["accuracy"]
-    print(f"saved {output}; " + (a["skipped"] if "skipped" in a else f"accuracy on {a['split']} ({a['pairs']} pairs): "
-          f"{a.get('accuracy', 0):.2f}, mean margin {a.get('margin', {}).get('mean', 0):+.3f}"), flush=True)
+    say(f"saved {output}; " + (a["skipped"] if "skipped" in a else f"accuracy on {a['split']} ({a['pairs']} pairs): "
+          f"{a.get('accuracy', 0):.2f}, mean margin {a.get('margin', {}).get('mean', 0):+.3f}"))
     return metrics
 
 

@@ -26,7 +26,7 @@ TRL works (`--help`).
 from __future__ import annotations
 
 from datafactory.training import (DEFAULT_BASE, TrainingError, finish_meta, output_dir, prepare, resolve_dataset, run,
-                                  save, train_and_check, training_chat_template)
+                                  save, say, train_and_check, training_chat_template)
 
 DEFAULTS = {"num_train_epochs": 3, "learning_rate": 2e-5, "per_device_train_batch_size": 4,
             "gradient_accumulation_steps": 4, "max_length": 1024, "model_name_or_path": DEFAULT_BASE}
@@ -52,8 +52,8 @@ def main(data_args, training_args, model_args):
     how = ("the assistant turns the chat template marks, the rest masked (assistant_only_loss)" if messages else
            "the answer only, the conversation before it masked (completion_only_loss)" if ds.conversational else
            "the completion only, the prompt masked (completion_only_loss)")
-    print(f"SFT on {ds.ref} ({len(train)} rows) from {model_args.model_name_or_path} -> {output}; loss on {how}; "
-          f"chat template: {meta['chat_template']['from'] or 'none'}", flush=True)
+    say(f"SFT on {ds.ref} ({len(train)} rows) from {model_args.model_name_or_path} -> {output}; loss on {how}; "
+          f"chat template: {meta['chat_template']['from'] or 'none'}")
 
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
                          processing_class=tok, peft_config=get_peft_config(model_args))
@@ -62,8 +62,8 @@ def main(data_args, training_args, model_args):
     save(trainer, tok, output)
     finish_meta(output, meta, metrics=metrics)
     s = metrics["stopping"]
-    print(f"saved {output}" + ("" if "skipped" in s else f"; greedy answers to {s['prompts']} held-out prompts: "
-                                f"{s['stopped_with_eos']:.0%} ended with EOS, {s['empty']} empty"), flush=True)
+    say(f"saved {output}" + ("" if "skipped" in s else f"; greedy answers to {s['prompts']} held-out prompts: "
+                                f"{s['stopped_with_eos']:.0%} ended with EOS, {s['empty']} empty"))
     return metrics
 
 

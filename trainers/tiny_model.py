@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from datafactory.errors import DataFactoryError
 from datafactory.project import find_root
-from datafactory.training import models_dir, resolve_dataset, tiny_gpt_neox
+from datafactory.training import LibraryLog, models_dir, resolve_dataset, say, tiny_gpt_neox
 
 
 def corpus(dataset: str) -> list[str]:
@@ -39,14 +40,23 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--vocab_size", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true", help="the libraries' messages on the terminal (else build.log "
+                                                             "in the model's folder)")
     a = ap.parse_args(argv)
     out = a.output or models_dir() / "tiny-gpt-neox"
     try:
         texts = corpus(a.dataset)
     except DataFactoryError as e:
         raise SystemExit(f"error: {e}") from None
-    tiny_gpt_neox(out, texts, hidden=a.hidden, layers=a.layers, vocab_size=a.vocab_size, seed=a.seed)
-    print(f"{out}: a tiny GPT-NeoX built from a config (hidden {a.hidden}, {a.layers} layers, random weights) with a "
+    log = None if a.verbose else LibraryLog()
+    try:
+        if log:
+            log.attach(Path(out), "build.log")
+        tiny_gpt_neox(out, texts, hidden=a.hidden, layers=a.layers, vocab_size=a.vocab_size, seed=a.seed)
+    finally:
+        if log:
+            log.restore()
+    say(f"{out}: a tiny GPT-NeoX built from a config (hidden {a.hidden}, {a.layers} layers, random weights) with a "
           f"BPE tokenizer trained on {len(texts)} texts of {a.dataset} and the sample answers; a toy, not a real model")
 
 

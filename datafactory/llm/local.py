@@ -65,7 +65,15 @@ class LocalModel:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(folder)
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # "Loading weights" would cut through the build's own progress lines
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(folder)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.model.eval()
         gen = getattr(self.model, "generation_config", None)
         self.eos = (gen.eos_token_id if gen is not None and gen.eos_token_id is not None

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typing import NamedTuple
+
 import pytest
 
 from tests.conftest import REPO
@@ -36,9 +38,29 @@ def copy_project(root: Path) -> Path:
     return root
 
 
+def latest_versions(data: Path) -> dict[str, tuple[str, list[str]]]:
+    """Each dataset of a store: its ``latest`` version and every version folder."""
+    return {d.name: ((d / "latest").read_text().strip(), sorted(v.name for v in d.iterdir() if v.is_dir()))
+            for d in sorted(data.iterdir()) if (d / "latest").is_file()}
+
+
+class Loop(NamedTuple):
+    root: Path  # the project the loop ran in
+    out: str  # what it printed
+    users: dict  # the project's own datasets (data/) before the loop: latest_versions()
+
+    @property
+    def data(self) -> Path:  # the loop's own store
+        return self.root / "loop" / "data"
+
+
 @pytest.fixture(scope="session")
-def loop(tmp_path_factory) -> tuple[Path, str]:
-    """``python trainers/loop.py`` in a fresh copy of the project: (root, its output)."""
+def loop(tmp_path_factory) -> Loop:
+    """``python trainers/loop.py`` in a fresh copy of the project where the user had built rm_v3 and ppo_v1 (README
+    command 1, with the sample answers) first."""
     root = copy_project(tmp_path_factory.mktemp("loop"))
+    for name in ("rm_v3", "ppo_v1"):
+        run(root, "python", "-m", "datafactory", "-q", "build", name)
+    users = latest_versions(root / "data")
     p = run(root, "python", str(TRAINERS / "loop.py"))
-    return root, p.stdout
+    return Loop(root, p.stdout, users)

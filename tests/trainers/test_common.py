@@ -2,7 +2,6 @@
 the errors a user meets before any training."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -10,14 +9,6 @@ import pytest
 
 from datafactory.training import TrainingError, find_model, parse, resolve_dataset, same_template
 from tests.trainers.conftest import TRAINERS, copy_project, run
-
-
-def trainer_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"trainer_{name}", TRAINERS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_defaults_then_yaml_then_command_line(tmp_path):
@@ -119,13 +110,16 @@ def test_ppo_refuses_a_prompt_template_the_sft_model_was_not_trained_with(built,
     monkeypatch.setenv("DATAFACTORY_MODELS", str(project.root / "models"))
     fake_model(project.root, "sft_x", "sft", "other", "2026-01-01", template={"prompt_no_input": "Q: {instruction}\nA:"})
     fake_model(project.root, "rm_x", "rm", "other", "2026-01-01")
-    ppo = trainer_module("ppo")
+    from datafactory.rl import RLArguments, find_models
+
     ds = resolve_dataset("sft", project.data)
     args = type("A", (), {"model": None})()
     with pytest.raises(TrainingError, match="another template"):
-        ppo.find_models(ds, args, ppo.PPOArguments())
-    sft, rm, notes = ppo.find_models(ds, args, ppo.PPOArguments(allow_template_mismatch=True))
+        find_models(ds, args, RLArguments(), "PPO")
+    sft, rm, notes = find_models(ds, args, RLArguments(allow_template_mismatch=True), "PPO")
     assert sft.endswith("sft_x") and rm.endswith("rm_x") and len(notes) == 2
+    p = run(project.root, "python", str(TRAINERS / "grpo.py"), "--dataset", "sft", check=False)
+    assert p.returncode == 1 and "another template" in p.stderr and "--allow_template_mismatch" in p.stderr
 
 
 def test_templates_compare_by_text_not_by_the_variants_used():
@@ -138,7 +132,6 @@ def test_a_trainer_writes_korean_under_a_locale_that_cannot(tmp_path):
     """Under an ASCII locale (`LANG=en_US` on a cluster, a C locale without Python's coercion) a trainer's messages
     naming a Korean dataset came out as `\\udced\\udc95...`, and printing a Korean answer died with
     UnicodeEncodeError; its output is UTF-8 then, as the datafactory program's is."""
-    import os
     import subprocess
 
     from tests.trainers.conftest import env

@@ -22,11 +22,11 @@ def meta(root, name):
 @pytest.fixture(scope="module")
 def chat(loop):
     """The loop's project with the conversational sets built and a tiny model SFT-trained on chat_sft_v1."""
-    root, _ = loop
+    root = loop.root
     for name in ("chat_sft_v1", "chat_rm_v1", "chat_ppo_v1"):
         run(root, "python", "-m", "datafactory", "-q", "build", name)
     sft = run(root, "python", str(TRAINERS / "sft.py"), "--config", str(TINY / "sft.yaml"), "--dataset", "chat_sft_v1",
-              "--model", "models/tiny-gpt-neox", "--output", "models/chat-sft", "--num_train_epochs", "3")
+              "--model", "models/loop-tiny-gpt-neox", "--output", "models/chat-sft", "--num_train_epochs", "3")
     return root, sft.stdout
 
 
@@ -69,6 +69,24 @@ def test_reward_model_dpo_and_ppo_on_conversational_sets(chat):
     assert report["training"]
 
 
+def test_grpo_on_a_conversational_prompt_set_with_rule_rewards_only(chat, tmp_path):
+    """chat_ppo_v1's conversations, rendered with the policy's chat template; no reward model (rules only); quiet:
+    the libraries' messages in train.log beside the model."""
+    from transformers import AutoModelForCausalLM
+
+    root, out = chat[0], tmp_path / "grpo"
+    p = run(root, "python", str(TRAINERS / "grpo.py"), "--config", str(TINY / "grpo.yaml"), "--dataset", "chat_ppo_v1",
+            "--model", "models/chat-sft", "--no_reward_model", "--rule_rewards", "hangul,length", "--reward_weights",
+            "1", "1", "--output", str(out), "--max_steps", "2", "--report_samples", "2")
+    assert "rewards: hangul, length" in p.stdout and "it/s" not in p.stdout + p.stderr
+    assert (out / "train.log").stat().st_size > 0
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["rows"] and all(r["prompt"].endswith("### 응답:\n") for r in report["rows"])
+    assert set(report["verdict"]["parts"]) == {"hangul", "length"}
+    assert json.loads((out / "datafactory.json").read_text("utf-8"))["reward_model"] is None
+    assert AutoModelForCausalLM.from_pretrained(out).config.model_type == "gpt_neox"
+
+
 def test_sft_on_whole_conversations_trains_the_assistant_turns_only(chat, tmp_path):
     """`messages` rows (format text, conversational): assistant_only_loss through the chat template's generation
     marks; the marked tokens are the answer and its EOS, nothing of the conversation before it."""
@@ -90,14 +108,14 @@ def test_sft_on_whole_conversations_trains_the_assistant_turns_only(chat, tmp_pa
     try:
         run(root, "python", "-m", "datafactory", "-q", "build", "chat_lm")
         out = run(root, "python", str(TRAINERS / "sft.py"), "--config", str(TINY / "sft.yaml"), "--dataset", "chat_lm",
-                  "--model", "models/tiny-gpt-neox", "--output", str(tmp_path / "lm"), "--max_steps", "2",
+                  "--model", "models/loop-tiny-gpt-neox", "--output", str(tmp_path / "lm"), "--max_steps", "2",
                   "--chat_template", "kullm")
     finally:
         (root / "recipes" / "chat_lm.yaml").unlink()
     assert "loss on the assistant turns the chat template marks, the rest masked (assistant_only_loss)" in out.stdout
     kullm = load_chat_template("kullm")[0]
     assert (tmp_path / "lm" / "chat_template.jinja").read_text("utf-8") == kullm  # saved without the marks
-    tok = AutoTokenizer.from_pretrained(root / "models" / "tiny-gpt-neox")
+    tok = AutoTokenizer.from_pretrained(root / "models" / "loop-tiny-gpt-neox")
     got = tok.apply_chat_template(rows[0]["messages"], chat_template=training_chat_template(kullm), tokenize=True,
                                   return_dict=True, return_assistant_tokens_mask=True)
     marked = [t for t, m in zip(got["input_ids"], got["assistant_masks"]) if m]

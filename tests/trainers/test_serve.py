@@ -62,13 +62,13 @@ def _profile(root, name: str, sft: dict) -> None:
 
 
 def test_a_served_sft_model_answers_the_sft_role_through_chat_and_completions_as_the_local_model_does(loop, served):
-    root, _ = loop
-    model = str(root / "models" / "sft_v2")
+    root = loop.root
+    model = str(root / "models" / "loop-sft_v2")
     free = {"price": {"input_per_mtok": 0, "output_per_mtok": 0}, "concurrency": 2}
     _profile(root, "served_chat", {"provider": "openai", "model": model, "base_url": served, **free})
     _profile(root, "served_completions", {"provider": "openai", "model": model, "base_url": served,
-                                          "endpoint": "completions", "chat_template": "models/sft_v2", **free})
-    _profile(root, "local_greedy", {"provider": "transformers", "model": "models/sft_v2", "batch_size": 1})
+                                          "endpoint": "completions", "chat_template": "models/loop-sft_v2", **free})
+    _profile(root, "local_greedy", {"provider": "transformers", "model": "models/loop-sft_v2", "batch_size": 1})
     answers = {}
     for profile in ("served_chat", "served_completions", "local_greedy"):
         data = root / f"data-{profile}"
