@@ -583,16 +583,37 @@ def llm_stats():
 def label_cmd(
     ref: Annotated[str, typer.Argument(help="NAME[@VERSION]: a built preference dataset (its pairs, the judge's dropped ones included).")],
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: a free one).")] = 8765,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but 127.0.0.1/localhost lets other machines label (a warning says so).")] = "127.0.0.1",
-    annotator: Annotated[str, typer.Option("--annotator", help="Your name, filled in on the page (each annotator may type theirs).")] = "",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but 127.0.0.1/localhost serves invited annotators only (--annotators).")] = "127.0.0.1",
+    annotator: Annotated[str, typer.Option("--annotator", help="Your name, filled in on the page (on loopback without --annotators).")] = "",
+    annotators: Annotated[Optional[str], typer.Option("--annotators", help="Invite these annotators, comma-separated: one secret link each is printed (once; the label store keeps only a digest, so a restart keeps the links valid). Only they can open the page then.")] = None,
+    invite: Annotated[Optional[str], typer.Option("--invite", help="Make a new link for this annotator (an earlier one stops working), print it and exit; a running server takes it at once.")] = None,
+    revoke: Annotated[Optional[str], typer.Option("--revoke", help="End this annotator's link at once (a running server refuses it from the next request) and exit.")] = None,
+    public_url: Annotated[Optional[str], typer.Option("--public-url", help="The address annotators open (e.g. https://label.example.org behind a reverse proxy), for the printed links.")] = None,
     sources: Annotated[Optional[str], typer.Option("--sources", help="Only the pairs of these sources, comma-separated (e.g. sft,hate).")] = None,
     guideline: Annotated[Optional[Path], typer.Option("--guideline", help="A UTF-8 text file shown beside the pairs instead of the built-in guideline.")] = None,
 ):
     """Serve a local page for labelling preference pairs by hand; labels go to the data folder's label store as
-    they are made, and the next `datafactory build` of a recipe with a `pair` step applies them."""
-    from datafactory.label_server import LabelServer, LabelSession, is_loopback, read_guideline
+    they are made, and the next `datafactory build` of a recipe with a `pair` step applies them. On 127.0.0.1 one
+    person may label without a link; as a team (--annotators, or any --host beyond loopback) each annotator opens
+    their own secret link."""
+    from datafactory.label_server import LabelServer, LabelSession, invite_link, is_loopback, read_guideline
 
     store, labels = _label_store(create=True)
+    names = [x.strip() for x in (annotators or "").split(",") if x.strip()]
+    for who in (*names, invite or "", revoke or ""):
+        if who and (len(who) > 64 or any(c in who for c in ",\n\r\t")):
+            raise DataFactoryError(f"annotator name {who!r}: at most 64 characters, no commas or line breaks")
+    if revoke is not None or invite is not None:
+        if revoke is not None:
+            if not labels.revoke(revoke.strip()):
+                raise DataFactoryError(f"{revoke.strip()} has no link to revoke (invited: "
+                                       f"{', '.join(labels.invited()) or 'nobody'})")
+            _log(f"{revoke.strip()}'s link no longer works")
+        if invite is not None:
+            url = public_url or _label_address(host, port)
+            print(f"{invite.strip()}: {invite_link(url, labels.invite(invite.strip()))}", flush=True)
+        labels.close()
+        return
     session = LabelSession(store, ref, labels, annotator=annotator.strip(),
                            sources=[x.strip() for x in sources.split(",") if x.strip()] if sources else None,
                            guideline=read_guideline(guideline))
@@ -600,16 +621,33 @@ def label_cmd(
         err.print(f"warning: the recipe {session.name} has no `pair` step taking human labels: the labels are stored "
                   "(and exported with `datafactory labels export`) but its rebuild will not apply them",
                   markup=False, highlight=False)
-    if not is_loopback(host):
-        err.print(f"warning: listening on {host}: anyone who can reach this machine on port {port} can read the pairs "
-                  "and add labels", markup=False, highlight=False)
-    server = LabelServer(session, host, port)
+    invited = bool(names) or not is_loopback(host)
+    if invited and not names and not labels.invited():
+        raise DataFactoryError(f"listening on {host} serves invited annotators only, and nobody is invited: add "
+                               "--annotators kim,lee (one secret link each is printed), or label alone on 127.0.0.1")
+    server = LabelServer(session, host, port, invited=invited)
     _log(f"labelling {session.name}@{session.version}: {len(session.pairs):,} pairs from {', '.join(session.sources)}; "
          f"labels are saved in {store.labels} as they are made. Ctrl-C stops the server.")
-    # the person who started it gets their name in the link; another browser asks for its own
-    from urllib.parse import quote
+    if invited:
+        url = public_url or _label_address(host, server.server_address[1])
+        earlier = labels.invited()
+        for who in names:
+            if who in earlier:
+                _log(f"{who}: invited earlier; that link still works (`--invite {who}` makes a new one and ends it)")
+            else:
+                print(f"{who}: {invite_link(url, labels.invite(who))}", flush=True)
+        others = [w for w in earlier if w not in names]
+        if others:
+            _log(f"also invited earlier: {', '.join(others)} (`--revoke NAME` ends a link)")
+        if not is_loopback(host) and not (public_url or "").startswith("https://"):
+            err.print("warning: the links and labels travel unencrypted over http; put the server behind HTTPS (a "
+                      "reverse proxy, then --public-url https://...) or reach it through an SSH tunnel",
+                      markup=False, highlight=False)
+    else:
+        # the person who started it gets their name in the link; another browser asks for its own
+        from urllib.parse import quote
 
-    print(server.url + (f"?annotator={quote(annotator.strip())}" if annotator.strip() else ""), flush=True)
+        print(server.url + (f"?annotator={quote(annotator.strip())}" if annotator.strip() else ""), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -619,6 +657,14 @@ def label_cmd(
         n = sum(1 for x in labels.live(session.name) if x["decision"] != "skip")
         labels.close()
         _log(f"stopped; {n:,} labels on {session.name}. `datafactory build {session.name}` applies them.")
+
+
+def _label_address(host: str, port: int) -> str:
+    """Where annotators reach a label server listening on ``host``: the machine's name for a wildcard address."""
+    import socket
+
+    shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}/"
 
 
 labels_app = typer.Typer(no_args_is_help=True, help="Human preference labels (made with `datafactory label`): stats, export, import.")

@@ -10,6 +10,14 @@ The port is protected the way a localhost service must be: bound to 127.0.0.1 un
 header must name this server by an IP address or ``localhost`` (DNS rebinding), a write must be JSON (a form on
 another site cannot send it without a CORS preflight, which is never answered) and its ``Origin``, when sent, must
 be this server. A bad request gets a 4xx with a JSON ``error`` saying what is wrong.
+
+Beyond one person on loopback, only invited annotators get in (``invited=True``: any address but 127.0.0.1, or
+``--annotators`` given): each has a secret link ``/?token=...`` (the label store keeps the token's SHA-256, so a
+restart keeps links valid and ``--revoke`` ends one at once). The link's token is exchanged for an HttpOnly,
+SameSite=Strict cookie and taken out of the address bar by a redirect; every other request needs the cookie, else
+401 and no pair text. A label is recorded under the token's annotator, never a name the client sends. Tokens are
+compared in constant time; an address that keeps sending wrong ones is answered more and more slowly. The Host
+check is off then (a reverse proxy's name is fine: a rebinding page never has the cookie).
 """
 from __future__ import annotations
 
@@ -18,12 +26,14 @@ import json
 import random
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import polars as pl
 
@@ -35,6 +45,12 @@ from datafactory.store import Store, StoreFull
 MAX_BODY = 64 * 1024
 MAX_REASON = 2000
 MAX_SECONDS = 24 * 3600
+COOKIE = "datafactory_label"
+FREE_TRIES = 5  # wrong tokens from one address answered at once; then 1, 2, 4 ... up to MAX_DELAY seconds each
+MAX_DELAY = 30.0
+DENIED = ("<!doctype html><meta charset=utf-8><title>datafactory label</title><p>초대받은 작업자만 들어올 수 있습니다. "
+          "`datafactory label`이 출력한 본인의 링크를 여세요.</p><p>Only invited annotators can label here: open the "
+          "link `datafactory label` printed for you (ask whoever runs it for one).</p>").encode("utf-8")
 
 GUIDELINE = """\
 두 답변 가운데 사용자에게 더 나은 답을 고르세요.
@@ -288,24 +304,72 @@ class Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": message})
 
     def _guard(self) -> bool:
-        if not _host_allowed(self.headers.get("Host"), self.server.server_address[1]):
+        if not self.server.invited and not _host_allowed(self.headers.get("Host"), self.server.server_address[1]):
             self._error(403, f"Host '{self.headers.get('Host')}' is not this server; open the address "
                              "`datafactory label` printed")
             return False
         return True
 
+    def _cookie(self) -> str | None:
+        try:
+            morsel = SimpleCookie(self.headers.get("Cookie") or "").get(COOKIE)
+        except CookieError:
+            return None
+        return morsel.value if morsel is not None else None
+
+    def _who(self, token: str | None) -> str | None:
+        """The invited annotator ``token`` belongs to; a wrong one counts against the client's address."""
+        who = self.server.session.labels.annotator_of(token)
+        if token and who is None:
+            self.server.failed(self.client_address[0])
+        return who
+
+    def _denied(self, page: bool) -> None:
+        if page:
+            self._send(401, DENIED, "text/html; charset=utf-8")
+        else:
+            self._error(401, "only invited annotators can label here: open the link `datafactory label` printed "
+                             "for you")
+
+    def _signed_in(self, url) -> str | None | bool:
+        """Invited mode: the annotator of this request's cookie; the link's token exchanged for the cookie (a
+        redirect, answered here: True); or None (answered 401). Loopback for one person: ''."""
+        if not self.server.invited:
+            return ""
+        q = parse_qs(url.query)
+        if url.path in ("/", "/index.html") and "token" in q:
+            who = self._who(q["token"][-1])
+            if who is None:
+                self._denied(True)
+                return None
+            rest = urlencode({k: v[-1] for k, v in q.items() if k not in ("token", "annotator")})
+            secure = "; Secure" if (self.headers.get("X-Forwarded-Proto") or "").lower() == "https" else ""
+            self._send(303, b"", "text/plain", {"Location": "/" + (f"?{rest}" if rest else ""), "Set-Cookie":
+                                               f"{COOKIE}={q['token'][-1]}; Path=/; HttpOnly; SameSite=Strict{secure}"})
+            return True
+        who = self._who(self._cookie())
+        if who is None:
+            self._denied(url.path in ("/", "/index.html"))
+        return who
+
     def do_GET(self):  # noqa: N802 - the stdlib's name
         if not self._guard():
             return
         url = urlsplit(self.path)
+        who = self._signed_in(url)
+        if who is None or who is True:
+            return
         q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if who:
+            q["annotator"] = who  # the token's annotator, whatever the page sent
         s = self.server.session
         try:
             if url.path in ("/", "/index.html"):
                 self._send(200, self.server.page, "text/html; charset=utf-8")
             elif url.path == "/api/session":
-                self._json(200, {"dataset": s.name, "version": s.version, "annotator": s.annotator,
-                                 "sources": s.sources, "guideline": s.guideline, "pairs": len(s.pairs)})
+                self._json(200, {"dataset": s.name, "version": s.version, "annotator": who or s.annotator,
+                                 "invited": bool(who), "sources": s.sources, "guideline": s.guideline,
+                                 "pairs": len(s.pairs)})
             elif url.path == "/api/next":
                 queue = q.get("queue", "todo")
                 if queue not in ("todo", "review"):
@@ -336,6 +400,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         if not self._guard():
             return
+        who = self._signed_in(urlsplit(self.path)._replace(query=""))
+        if who is None:
+            return
         origin = self.headers.get("Origin")
         if origin is not None and urlsplit(origin).netloc != self.headers.get("Host"):
             self._error(403, f"a write from another origin ({origin}) is refused")
@@ -362,6 +429,8 @@ class Handler(BaseHTTPRequestHandler):
         except RecursionError:
             self._error(400, "the body is nested too deeply to read (thousands of levels)")
             return
+        if who:
+            body["annotator"] = who  # the token's annotator, never a name the client sends
         s = self.server.session
         try:
             if self.path == "/api/label":
@@ -386,14 +455,25 @@ class LabelServer(ThreadingHTTPServer):
             return
         super().handle_error(request, client_address)
 
-    def __init__(self, session: LabelSession, host: str = "127.0.0.1", port: int = 0):
-        self.session = session
+    def __init__(self, session: LabelSession, host: str = "127.0.0.1", port: int = 0, *, invited: bool = False):
+        self.session, self.invited = session, invited
+        self.failures: dict[str, int] = {}  # client address -> wrong tokens sent
+        self.sleep = time.sleep
+        self._failures_lock = threading.Lock()
         self.page = resources.files("datafactory").joinpath("templates/label.html").read_bytes()
         try:
             super().__init__((host, port), Handler)
         except OSError as e:
             raise DataFactoryError(f"cannot listen on {host}:{port} ({e.strerror or e}); give another --port "
                                    "(0 picks a free one)") from None
+
+    def failed(self, address: str) -> None:
+        """One more wrong token from ``address``: past FREE_TRIES, its answer waits 1, 2, 4 ... MAX_DELAY seconds
+        (a thread of its own waits; other people's requests are not held up)."""
+        with self._failures_lock:
+            n = self.failures[address] = self.failures.get(address, 0) + 1
+        if n > FREE_TRIES:
+            self.sleep(min(MAX_DELAY, 2.0 ** (n - FREE_TRIES - 1)))
 
     @property
     def url(self) -> str:
@@ -406,6 +486,11 @@ class LabelServer(ThreadingHTTPServer):
         t = threading.Thread(target=self.serve_forever, daemon=True)
         t.start()
         return t
+
+
+def invite_link(url: str, token: str) -> str:
+    """An invited annotator's link: the address people reach the server at, with their token."""
+    return url.rstrip("/") + "/?" + urlencode({"token": token})
 
 
 def is_loopback(host: str) -> bool:

@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE INDEX IF NOT EXISTS labels_pair ON labels (pair_key);
 CREATE INDEX IF NOT EXISTS labels_annotator ON labels (dataset, annotator);
 CREATE UNIQUE INDEX IF NOT EXISTS labels_undo_once ON labels (undoes) WHERE kind = 'undo';
+CREATE TABLE IF NOT EXISTS invites (
+    annotator TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL
+);
 """
 
 LIVE = ("SELECT * FROM labels l WHERE kind = 'label' AND NOT EXISTS "
@@ -146,6 +151,55 @@ class LabelStore:
                                     "VALUES (?, 'undo', ?, ?, ?, ?)", (request_id, row["seq"], annotator, dataset,
                                                                        time.time()))
             return dict(row) if row is not None else None
+
+    # -- who may label: one secret link per invited annotator (``datafactory label --annotators``) -----------------
+    def invite(self, annotator: str) -> str:
+        """A new secret token for ``annotator`` (any earlier one stops working). Only its SHA-256 is kept: the
+        token itself is shown once, in the link printed for that person."""
+        import hashlib
+        import secrets
+
+        token = secrets.token_urlsafe(24)
+        with self.lock:
+            try:
+                self.db.execute("INSERT INTO invites (annotator, token_sha256, created) VALUES (?, ?, ?) "
+                                "ON CONFLICT (annotator) DO UPDATE SET token_sha256 = excluded.token_sha256, "
+                                "created = excluded.created",
+                                (annotator, hashlib.sha256(token.encode()).hexdigest(), time.time()))
+            except sqlite3.OperationalError as e:
+                err = sqlite_write_error(e, WHAT)
+                if err is e:
+                    raise
+                raise err from None
+        return token
+
+    def revoke(self, annotator: str) -> bool:
+        """``annotator``'s link stops working (at once: a server looks every request up); False if none."""
+        with self.lock:
+            return self.db.execute("DELETE FROM invites WHERE annotator = ?", (annotator,)).rowcount > 0
+
+    def invited(self) -> dict[str, float]:
+        """Invited annotators and when their current link was made."""
+        with self.lock:
+            return {r["annotator"]: r["created"]
+                    for r in self.db.execute("SELECT annotator, created FROM invites ORDER BY annotator")}
+
+    def annotator_of(self, token: str | None) -> str | None:
+        """The annotator whose token this is, else None. Every stored digest is compared in constant time, so a
+        wrong token takes as long as a right one."""
+        import hashlib
+        import hmac
+
+        if not token or len(token) > 200:
+            token = ""
+        given = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+        with self.lock:
+            rows = self.db.execute("SELECT annotator, token_sha256 FROM invites").fetchall()
+        found = None
+        for r in rows:
+            if hmac.compare_digest(given, r["token_sha256"]) and token:
+                found = r["annotator"]
+        return found
 
     # -- reading --------------------------------------------------------------------------------------
     def live(self, dataset: str | None = None) -> list[dict]:
