@@ -300,7 +300,9 @@ def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a
     if problems:  # what `build` would stop at before running anything
         out.print("cannot call yet: " + describe_problems(problems), markup=False)
     estimate = factory.estimate(name)
-    out.print("LLM calls (estimated; nothing is called):", markup=False)
+    from datafactory.llm.cost import counter
+
+    out.print(f"LLM calls (estimated; nothing is called; tokens counted by {counter()}):", markup=False)
     bounds = sorted({u["bound"] for u in estimate.values() if u.get("bound")})
     for key, u in estimate.items():
         e = u.get("estimated", {})

@@ -174,8 +174,16 @@ class StepLLM:
             self.progress(hits, info=self._info())
         todo = [r for k, r in unique.items() if k not in results]
         if todo and c.dry_run:
+            from datafactory.llm.cost import count_many_messages, encoding_name
+
+            by_encoding: dict[str, list[Resolved]] = {}
             for r in todo:
-                results[r.key] = self._estimate(r)
+                spec = c.profile.role(r.request.role)
+                by_encoding.setdefault(encoding_name(spec.model or "", spec.tokenizer), []).append(r)
+            means: dict[tuple, float | None] = {}  # the store's mean answer length, asked once per model
+            for enc, rs in by_encoding.items():  # every prompt counted in one batch per encoding
+                for r, tokens in zip(rs, count_many_messages([r.request.messages for r in rs], enc)):
+                    results[r.key] = self._estimate(r, tokens, means)
         elif todo:
             replay = [r for r in todo if c.profile.role(r.request.role).provider == "replay"]
             if replay:
@@ -228,15 +236,16 @@ class StepLLM:
                 (r.params.get("max_tokens") or spec.expected_output_tokens or DEFAULT_MAX_TOKENS) * r.n)
 
     # -- a dry run ----------------------------------------------------------------------------------------
-    def _estimate(self, r: Resolved) -> Answer:
+    def _estimate(self, r: Resolved, inp: int, means: dict) -> Answer:
+        """A dry run's stand-in answer to ``r``, whose messages count ``inp`` tokens (``means``: the store's mean
+        answer lengths, filled in as asked)."""
         c = self.client
         spec = c.profile.role(r.request.role)
-        from datafactory.llm.cost import encoding_name
-
-        enc = encoding_name(spec.model or "", spec.tokenizer)
-        inp = count_messages(r.request.messages, enc)
         max_tokens = r.params.get("max_tokens")
-        mean = c.store.mean_output_tokens(r.kind, r.model, max_tokens)
+        at = (r.kind, r.model, max_tokens)
+        if at not in means:
+            means[at] = c.store.mean_output_tokens(*at)
+        mean = means[at]
         per = mean if mean is not None else (spec.expected_output_tokens or max_tokens or DEFAULT_MAX_TOKENS)
         if max_tokens:
             per = min(per, max_tokens)
