@@ -344,6 +344,30 @@ def labels_section(labels: dict, judge: str | None = None) -> str:
             "where the judge and the people each chose a winner.")
 
 
+def safety_section(manifest: dict) -> str:
+    """What was checked before publishing: personal data (``pii`` steps), by kind, and the settings."""
+    from datafactory.pii import PLACEHOLDER
+
+    rows = []
+    for s in manifest["steps"]:
+        info = (s.get("info") or {}).get("pii")
+        if not info:
+            continue
+        found = ", ".join(f"{PLACEHOLDER[k].strip('<>')} ({k}): {n:,}" for k, n in info["found"].items()) or "none"
+        done = "masked" if info["action"] == "mask" else f"{info['rows']:,} rows dropped"
+        rows.append([s["key"], ", ".join(f"`{c}`" for c in info["columns"]), found, f"{info['rows']:,}", done,
+                     ", ".join(info["kinds_checked"]) + ("; business numbers (1588-xxxx) kept"
+                                                        if info.get("keep_business_numbers") else "")])
+    if not rows:
+        return ("## Data safety\n\nNo `pii` step ran: the rows were not checked for personal data (주민등록번호, phone "
+                "numbers, addresses...). Add `- pii: {columns: [...]}` to the recipe before publishing user data.")
+    return ("## Data safety\n\nPersonal data was looked for before publishing (datafactory/pii.py: Korean resident and "
+            "foreigner registration numbers with their check digits, phone numbers, e-mail, card numbers by Luhn, "
+            "bank accounts next to a bank's name, passport, driver's licence and business numbers, IP and street "
+            "addresses); each piece found is replaced by its kind's placeholder, as in `<전화번호>`.\n\n"
+            + _table(["step", "columns", "found (kind: pieces)", "rows with any", "done", "kinds checked"], rows))
+
+
 def template_section(t: dict) -> str:
     """The template the rows were rendered with: each variant the published rows use, with their count (counted
     in the rows themselves; else as the template step saw them, said so), and its chat template."""
@@ -426,6 +450,7 @@ def render_card(manifest: dict, rows: Rows, repo: str | None = None) -> str:
         [[i, s["key"], _params(s["params"]) + (f" (sources: {', '.join(s['sources'])})" if s.get("sources") else ""),
           f"{s['rows_in']:,}", f"{s['rows_out']:,}", ", ".join(f"{k}: {v:,}" for k, v in s["dropped"].items()) or "-"]
          for i, s in enumerate(manifest["steps"])]))
+    out.append(safety_section(manifest))
     if manifest.get("llm_usage"):
         out.append(llm_section(manifest["llm_usage"]))
     if manifest.get("labels"):

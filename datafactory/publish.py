@@ -136,11 +136,15 @@ class Publisher:
                 self.log(f"  warning: {w}")
                 warnings.append(w)
             quarantine = {}
+            pii = [r["params"] for r in records if r.get("key", "").endswith(".pii")]
             for name, sp in plan.sources.items():
                 q = self.store.cache_path("sources", sp.key, ".quarantine.jsonl")
                 if q.exists():
                     (staging / "quarantine").mkdir(exist_ok=True)
-                    shutil.copy(q, staging / "quarantine" / f"{name}.jsonl")
+                    if pii:  # the records a pii step never saw: masked as it would have masked them
+                        masked_quarantine(q, staging / "quarantine" / f"{name}.jsonl", pii)
+                    else:
+                        shutil.copy(q, staging / "quarantine" / f"{name}.jsonl")
                     quarantine[name] = f"quarantine/{name}.jsonl"
             tables: dict[str, list] = {}  # what steps dropped, row by row (near_dedup's twins, pair's candidates)
             for rec in records:
@@ -266,3 +270,17 @@ def label_counts(records: list[dict]) -> dict:
         n = acc["compared_with_judge"]
         acc["judge_agreement"] = round(acc["agree_with_judge"] / n, 4) if n else None
     return out
+
+
+def masked_quarantine(src: Path, dst: Path, pii_params: list[dict]) -> None:
+    """A source's quarantined records with every kind of personal data any ``pii`` step of the recipe checks
+    masked (all of them, whatever the columns: a quarantined record has none yet)."""
+    from datafactory.pii import KINDS, mask_value
+
+    kinds = tuple(dict.fromkeys(k for p in pii_params for k in (p.get("kinds") or KINDS)))
+    keep = all(p.get("keep_business_numbers") for p in pii_params)
+    with open(src, encoding="utf-8") as f, open(dst, "w", encoding="utf-8") as out:
+        for line in f:
+            if line.strip():
+                out.write(json.dumps(mask_value(json.loads(line), kinds, keep_business_numbers=keep),
+                                     ensure_ascii=False) + "\n")

@@ -8,6 +8,7 @@ from datafactory.steps.mix import Mix
 from datafactory.steps.near_dedup import NearDedup
 from datafactory.steps.normalize import Normalize
 from datafactory.steps.pair import Pair
+from datafactory.steps.pii import Pii
 from datafactory.steps.rename import Rename
 from datafactory.steps.respond import Respond
 from datafactory.steps.sample import Sample
@@ -19,5 +20,5 @@ from datafactory.steps.translate import Translate
 
 STEPS: dict[str, type[Step]] = {cls.name: cls for cls in (
     Filter, Normalize, Dedup, NearDedup, Sample, Mix, Split, Template, Select, Rename, Translate, Respond, Judge, Pair, Evolve,
-    SelfInstruct,
+    SelfInstruct, Pii,
 )}
