@@ -359,13 +359,28 @@ def safety_section(manifest: dict) -> str:
                      ", ".join(info["kinds_checked"]) + ("; business numbers (1588-xxxx) kept"
                                                         if info.get("keep_business_numbers") else "")])
     if not rows:
-        return ("## Data safety\n\nNo `pii` step ran: the rows were not checked for personal data (주민등록번호, phone "
-                "numbers, addresses...). Add `- pii: {columns: [...]}` to the recipe before publishing user data.")
-    return ("## Data safety\n\nPersonal data was looked for before publishing (datafactory/pii.py: Korean resident and "
-            "foreigner registration numbers with their check digits, phone numbers, e-mail, card numbers by Luhn, "
-            "bank accounts next to a bank's name, passport, driver's licence and business numbers, IP and street "
-            "addresses); each piece found is replaced by its kind's placeholder, as in `<전화번호>`.\n\n"
-            + _table(["step", "columns", "found (kind: pieces)", "rows with any", "done", "kinds checked"], rows))
+        text = ("No `pii` step ran: the rows were not checked for personal data (주민등록번호, phone numbers, "
+                "addresses...). Add `- pii: {columns: [...]}` to the recipe before publishing user data.")
+    else:
+        text = ("Personal data was looked for before publishing (datafactory/pii.py: Korean resident and foreigner "
+                "registration numbers with their check digits, phone numbers, e-mail, card numbers by Luhn, bank "
+                "accounts next to a bank's name, passport, driver's licence and business numbers, IP and street "
+                "addresses); each piece found is replaced by its kind's placeholder, as in `<전화번호>`.\n\n"
+                + _table(["step", "columns", "found (kind: pieces)", "rows with any", "done", "kinds checked"], rows))
+    checked = [(s["key"], s["info"]["decontaminate"]) for s in manifest["steps"]
+               if (s.get("info") or {}).get("decontaminate")]
+    if checked:
+        text += ("\n\nDecontamination: rows overlapping an evaluation set were "
+                 + ("dropped" if all(i["action"] == "drop" for _, i in checked) else "dropped or marked")
+                 + "; each is listed with the item it matched in `tables/contamination.parquet`.\n\n" + _table(
+                     ["step", "against (pieces of text)", "rows found", "unit", "columns"],
+                     [[k, ", ".join(f"{b} ({n:,})" for b, n in i["items"].items()),
+                       ", ".join(f"{b}: {n:,}" for b, n in i["found"].items()) or "none",
+                       f"{i['unit']}, {i['n']}-grams, >= {i['min_overlap']:.0%} of an item",
+                       ", ".join(f"`{c}`" for c in i["columns"])] for k, i in checked]))
+    else:
+        text += "\n\nNo `decontaminate` step ran: the rows were not checked against evaluation sets (KoBEST...)."
+    return "## Data safety\n\n" + text
 
 
 def template_section(t: dict) -> str:

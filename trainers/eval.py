@@ -78,6 +78,45 @@ def loglikelihoods(model, tok, pairs: list[tuple[str, str]], batch_size: int = 8
     return out
 
 
+def undecontaminated(model: str, benchmarks: list[str], data_dir) -> list[str]:
+    """Warnings for each benchmark that some of the model's training data was not decontaminated against: its
+    dataset (with every dataset upstream of it), and in turn its SFT or base model's, where datafactory.json names
+    one. Each dataset counts as checked against what any step of it or upstream of it checked."""
+    from datafactory.store import Store
+
+    seen, per_dataset, queue = set(), {}, [model]
+    while queue:
+        folder = queue.pop(0)
+        meta = read_meta(folder) or {}
+        if folder in seen or not meta.get("dataset"):
+            continue
+        seen.add(folder)
+        queue += [meta[k] for k in ("sft_model", "base_model") if isinstance(meta.get(k), str)]
+        try:
+            ds = resolve_dataset(meta["dataset"]["ref"], data_dir)
+        except DataFactoryError:
+            continue
+        checked, store, manifests = set(), Store(ds.data_dir), [ds.manifest]
+        while manifests:
+            m = manifests.pop()
+            for step in m.get("steps", []):
+                checked |= set(((step.get("info") or {}).get("decontaminate") or {}).get("against", []))
+            for up in (m.get("upstream") or {}).values():
+                try:
+                    manifests.append(store.manifest(up["dataset"], up["version"]))
+                except (DataFactoryError, OSError):
+                    pass
+        per_dataset[ds.ref] = checked
+    out = []
+    for b in benchmarks:
+        missing = [ref for ref, checked in per_dataset.items() if b not in checked]
+        if missing:
+            out.append(f"{model} was trained on {', '.join(missing)}, not decontaminated against {b}: its score may "
+                       "count items it trained on (add `- decontaminate: {columns: [...], against: [{kobest: PATH}]}` "
+                       "to the recipe)")
+    return out
+
+
 def kobest(model, tok, rows: dict[str, list[dict]]) -> dict:
     results = {}
     for task, items in rows.items():
@@ -232,6 +271,11 @@ def main(argv=None) -> int:
                 results.update(kobest(model, tok, rows))
                 for k, v in results.items():
                     say(f"{m}: {k} ({v['split']}, {v['n']}): acc {v['acc']:.3f}, acc_norm {v['acc_norm']:.3f}")
+                warnings = undecontaminated(m, sorted(results), args.data_dir)
+                for w in warnings:
+                    say(f"warning: {w}")
+                if warnings:
+                    results["contamination_warnings"] = warnings
             if args.geval:
                 template = (read_meta(m) or {}).get("dataset", {}).get("template")
                 results["geval"] = g = geval(model, tok, args.geval, args, template)

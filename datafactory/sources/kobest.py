@@ -1,12 +1,14 @@
-"""kobest: KoBEST COPA and HellaSwag (skt/kobest_v1), for evaluation (docs/SOURCES.md section 5).
+"""kobest: KoBEST (skt/kobest_v1): COPA and HellaSwag for evaluation, and BoolQ, SentiNeg and WiC (Hub JSONL) for
+decontamination (docs/SOURCES.md section 5).
 
 Layouts: the Hub's per-config JSONL (``copa/train.jsonl``, ``hellaswag/validation.jsonl``) and the older TSVs
 (``v1.0/COPA/{train,dev,test}.tsv`` with ``sentence, question, 1, 2, Answer``, Answer 1/2;
 ``v1.0/HellaSwag/*.tsv`` with ``context, choice1..choice4, label``, label 0-3). Labels come out 0-based as the
 Hub's ClassLabel has them (COPA 0 = alternative_1). ``dev`` is named ``validation``.
 
-Rows: ``task`` (copa/hellaswag), ``kobest_split``, COPA ``premise, question, alternative_1, alternative_2``,
-HellaSwag ``context, ending_1..ending_4``, and ``label``.
+Rows: ``task`` (copa/hellaswag/boolq/sentineg/wic), ``kobest_split``, COPA ``premise, question, alternative_1,
+alternative_2``, HellaSwag ``context, ending_1..ending_4``, BoolQ ``paragraph, question``, SentiNeg ``sentence``, WiC
+``word, context_1, context_2``, and ``label``.
 """
 from __future__ import annotations
 
@@ -21,22 +23,25 @@ from datafactory.sources.inputs import InputFile
 TASK_FIELDS = {
     "copa": ["premise", "question", "alternative_1", "alternative_2"],
     "hellaswag": ["context", "ending_1", "ending_2", "ending_3", "ending_4"],
+    "boolq": ["paragraph", "question"],
+    "sentineg": ["sentence"],
+    "wic": ["word", "context_1", "context_2"],
 }
 TSV_FIELDS = {
     "copa": {"premise": "sentence", "question": "question", "alternative_1": "1", "alternative_2": "2"},
     "hellaswag": {"context": "context", "ending_1": "choice1", "ending_2": "choice2", "ending_3": "choice3",
                   "ending_4": "choice4"},
 }
-N_LABELS = {"copa": 2, "hellaswag": 4}
+N_LABELS = {"copa": 2, "hellaswag": 4, "boolq": 2, "sentineg": 2, "wic": 2}
 
 
 class KobestOptions(NoOptions):
-    task: Literal["auto", "copa", "hellaswag"] = "auto"
+    task: Literal["auto", "copa", "hellaswag", "boolq", "sentineg", "wic"] = "auto"
 
 
 class KobestSource(Source):
     kind = "kobest"
-    description = "KoBEST COPA and HellaSwag, JSONL (Hub) or TSV (KoBEST_datarepo v1.0)."
+    description = "KoBEST COPA and HellaSwag, JSONL (Hub) or TSV (KoBEST_datarepo v1.0); BoolQ, SentiNeg, WiC (Hub JSONL)."
     license = "cc-by-sa-4.0"
     license_name = "cc-by-sa-4.0"
     license_link = "https://huggingface.co/datasets/skt/kobest_v1"
@@ -47,7 +52,9 @@ class KobestSource(Source):
     def schema(self) -> dict:  # a property: polars is not touched when the module is imported
         return {"task": pl.String, "kobest_split": pl.String, "premise": pl.String, "question": pl.String,
                 "alternative_1": pl.String, "alternative_2": pl.String, "context": pl.String, "ending_1": pl.String,
-                "ending_2": pl.String, "ending_3": pl.String, "ending_4": pl.String, "label": pl.Int32}
+                "ending_2": pl.String, "ending_3": pl.String, "ending_4": pl.String, "paragraph": pl.String,
+                "sentence": pl.String, "word": pl.String, "context_1": pl.String, "context_2": pl.String,
+                "label": pl.Int32}
 
     def _task(self, file: InputFile, first: dict) -> str | None:
         if self.options.task != "auto":
@@ -56,8 +63,14 @@ class KobestSource(Source):
         for task in TASK_FIELDS:
             if task in parts[:-1]:
                 return task
-        if "premise" in first or "sentence" in first:
+        if "paragraph" in first:
+            return "boolq"
+        if "context_1" in first:
+            return "wic"
+        if "premise" in first or ("sentence" in first and "question" in first):
             return "copa"
+        if "sentence" in first:
+            return "sentineg"
         if "context" in first:
             return "hellaswag"
         return None
@@ -70,7 +83,9 @@ class KobestSource(Source):
         first = next((item[1] for item in records if not isinstance(item, NOT_RECORDS)), {})
         task = self._task(file, first)
         if task is None:
-            raise BadFile("unknown_task", "cannot tell COPA from HellaSwag by path or columns; set `options.task`")
+            raise BadFile("unknown_task", "cannot tell the KoBEST task by path or columns; set `options.task`")
+        if tsv and task not in TSV_FIELDS:
+            raise BadFile("unknown_task", f"KoBEST {task} is read from the Hub's JSONL ({task}/train.jsonl), not TSV")
         mapping = TSV_FIELDS[task] if tsv else {f: f for f in TASK_FIELDS[task]}
         label_field = "Answer" if tsv and task == "copa" else "label"
         for item in records:

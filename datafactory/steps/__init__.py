@@ -1,5 +1,6 @@
 """The step registry: recipe step names -> classes. One step per file."""
 from datafactory.steps.base import Step
+from datafactory.steps.decontaminate import Decontaminate
 from datafactory.steps.dedup import Dedup
 from datafactory.steps.evolve import Evolve
 from datafactory.steps.filter import Filter
@@ -20,5 +21,5 @@ from datafactory.steps.translate import Translate
 
 STEPS: dict[str, type[Step]] = {cls.name: cls for cls in (
     Filter, Normalize, Dedup, NearDedup, Sample, Mix, Split, Template, Select, Rename, Translate, Respond, Judge, Pair, Evolve,
-    SelfInstruct, Pii,
+    SelfInstruct, Pii, Decontaminate,
 )}

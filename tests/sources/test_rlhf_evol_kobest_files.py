@@ -126,7 +126,11 @@ def test_evol_seed_rows_and_bad_rows(tmp_path):
 # -- kobest ----------------------------------------------------------------------------------------
 def test_kobest_jsonl_and_tsv_agree():
     df = read_source("kobest", SAMPLES / "kobest").frame
-    assert df.height == 19
+    assert df.height == 28  # COPA and HellaSwag in both layouts (19), BoolQ, SentiNeg and WiC from the Hub (3 each)
+    others = df.filter(pl.col("task").is_in(["boolq", "sentineg", "wic"]))
+    assert others.group_by("task").len().sort("task")["len"].to_list() == [3, 3, 3]
+    assert others.filter(pl.col("task") == "wic")["context_2"].null_count() == 0
+    assert others.filter(pl.col("task") == "boolq")["paragraph"].null_count() == 0
     copa = df.filter(pl.col("task") == "copa")
     hub = copa.filter(pl.col("id").str.contains("hub/copa/validation"))
     tsv = copa.filter(pl.col("id").str.contains("COPA/dev.tsv"))
@@ -149,7 +153,7 @@ def test_kobest_bad_input(tmp_path):
     read = read_source("kobest", tmp_path, on_error="quarantine")
     assert read.quarantined == {"label_out_of_range": 1, "missing_field": 1}
     (tmp_path / "mystery.jsonl").write_text(json.dumps({"a": 1}) + "\n", "utf-8")
-    with pytest.raises(SourceError, match="cannot tell COPA from HellaSwag"):
+    with pytest.raises(SourceError, match="cannot tell the KoBEST task by path or columns"):
         read_source("kobest", tmp_path / "mystery.jsonl")
     assert read_source("kobest", tmp_path / "mystery.jsonl", task="copa", on_error="quarantine").quarantined == {"missing_field": 1}
 

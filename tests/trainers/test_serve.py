@@ -75,7 +75,7 @@ def test_a_served_sft_model_answers_the_sft_role_through_chat_and_completions_as
         built = run(root, "python", "-m", "datafactory", "--data", str(data), "--llm", profile, "build", "rm_v3")
         version = built.stdout.strip().splitlines()[-1].split("@")[1]
         manifest = json.loads((data / "rm_v3" / version / "manifest.json").read_text("utf-8"))
-        usage = manifest["llm_usage"]["steps"]["steps[7].respond"]
+        usage = manifest["llm_usage"]["steps"]["steps[8].respond"]
         assert not usage["failed"] and usage["requests"] == 36, (profile, usage, built.stderr[-2000:])
         from datafactory.llm.store import ResponseStore
         from datafactory.store import Store
