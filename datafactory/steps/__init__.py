@@ -5,11 +5,13 @@ from datafactory.steps.dedup import Dedup
 from datafactory.steps.evolve import Evolve
 from datafactory.steps.filter import Filter
 from datafactory.steps.judge import Judge
+from datafactory.steps.language import Language
 from datafactory.steps.mix import Mix
 from datafactory.steps.near_dedup import NearDedup
 from datafactory.steps.normalize import Normalize
 from datafactory.steps.pair import Pair
 from datafactory.steps.pii import Pii
+from datafactory.steps.quality import Quality
 from datafactory.steps.rename import Rename
 from datafactory.steps.respond import Respond
 from datafactory.steps.sample import Sample
@@ -21,5 +23,5 @@ from datafactory.steps.translate import Translate
 
 STEPS: dict[str, type[Step]] = {cls.name: cls for cls in (
     Filter, Normalize, Dedup, NearDedup, Sample, Mix, Split, Template, Select, Rename, Translate, Respond, Judge, Pair, Evolve,
-    SelfInstruct, Pii, Decontaminate,
+    SelfInstruct, Pii, Decontaminate, Quality, Language,
 )}

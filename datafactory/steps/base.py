@@ -97,6 +97,19 @@ def require_columns(df: pl.DataFrame, columns: list[str] | tuple[str, ...]) -> N
             raise StepError(f"no column '{c}'" + (f"; {hint}" if hint else "") + f" (columns: {', '.join(df.columns)})")
 
 
+def text_of(value) -> str:
+    """The text in a cell: a string, or a conversation's messages' contents one per line (None: '')."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return str(value.get("content") or "")
+    if isinstance(value, list):
+        return "\n".join(text_of(v) for v in value)
+    return ""
+
+
 def string_columns(df: pl.DataFrame) -> list[str]:
     return [c for c, t in df.schema.items() if t == pl.String and c not in LINEAGE]
 

@@ -29,7 +29,7 @@ import polars as pl
 from pydantic import model_validator
 
 from datafactory.hashing import digest
-from datafactory.steps.base import Params, Step, StepContext, StepError, require_columns
+from datafactory.steps.base import Params, Step, StepContext, StepError, require_columns, text_of
 
 DEFAULT_N = {"chars": 10, "morphemes": 5}
 KOBEST_PIECES = {
@@ -93,18 +93,6 @@ def grams(seq: list[str], n: int) -> set[str]:
         return set()
     joiner = "" if all(len(x) == 1 for x in seq[:n]) else "\x1f"
     return {joiner.join(seq[i:i + n]) for i in range(len(seq) - n + 1)}
-
-
-def row_text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return str(value.get("content") or "")
-    if isinstance(value, list):
-        return "\n".join(row_text(v) for v in value)
-    return ""
 
 
 class Decontaminate(Step):
@@ -180,7 +168,7 @@ class Decontaminate(Step):
         hits_rows, table = [], []
         columns = [df[c].to_list() for c in p.columns]
         for r, values in enumerate(zip(*columns)):
-            text = "\n".join(row_text(v) for v in values)
+            text = "\n".join(text_of(v) for v in values)
             found = Counter(i for x in grams(units(text, p.unit), n) for i in index.get(x, ()))
             best = max(((k / sizes[i], i) for i, k in found.items()), default=(0.0, -1))
             if best[0] >= p.min_overlap:
