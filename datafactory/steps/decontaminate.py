@@ -126,11 +126,13 @@ class Decontaminate(Step):
                         out.append({"benchmark": a.name or f"kobest_{r['task']}", "item": r["id"], "text": text})
             else:
                 path = self._path(a.file)
+                from datafactory.jsonl import lines
+
                 try:
-                    lines = path.read_text("utf-8").splitlines()
+                    text = path.read_text("utf-8")
                 except (OSError, UnicodeDecodeError) as e:
                     raise StepError(f"decontaminate: cannot read {path} ({e}); give a UTF-8 JSON Lines file") from None
-                for i, line in enumerate(lines, 1):
+                for i, line in enumerate(lines(text), 1):  # line ends only: a U+2028 inside a string is text
                     if not line.strip():
                         continue
                     try:
