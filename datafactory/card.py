@@ -380,6 +380,17 @@ def safety_section(manifest: dict) -> str:
                        ", ".join(f"`{c}`" for c in i["columns"])] for k, i in checked]))
     else:
         text += "\n\nNo `decontaminate` step ran: the rows were not checked against evaluation sets (KoBEST...)."
+    filters = []
+    for s in manifest["steps"]:
+        info = s.get("info") or {}
+        if "quality" in info:
+            filters.append(f"`{s['key']}` (Korean quality heuristics): dropped " + (", ".join(
+                f"{k}: {n:,}" for k, n in info["quality"]["dropped"].items()) or "none"))
+        if "language" in info:
+            filters.append(f"`{s['key']}` (language, keeping {', '.join(info['language']['keep'])}; py3langid): "
+                           + ", ".join(f"{k}: {n:,}" for k, n in info["language"]["detected"].items()) + " detected")
+    if filters:
+        text += "\n\nFilters: " + "; ".join(filters) + "."
     return "## Data safety\n\n" + text
 
 

@@ -110,6 +110,15 @@ def text_of(value) -> str:
     return ""
 
 
+def require_text_columns(df: pl.DataFrame, columns: list[str], step: str) -> None:
+    """Each of ``columns`` is there and holds text: a string, or a list (of messages or strings)."""
+    require_columns(df, columns)
+    for c in columns:
+        dtype = df.schema[c]
+        if not (dtype == pl.String or isinstance(dtype, pl.List)):
+            raise StepError(f"{step}: column '{c}' is {dtype}, not text or a list of messages; name the text columns")
+
+
 def string_columns(df: pl.DataFrame) -> list[str]:
     return [c for c, t in df.schema.items() if t == pl.String and c not in LINEAGE]
 

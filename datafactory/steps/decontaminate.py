@@ -29,7 +29,7 @@ import polars as pl
 from pydantic import model_validator
 
 from datafactory.hashing import digest
-from datafactory.steps.base import Params, Step, StepContext, StepError, require_columns, text_of
+from datafactory.steps.base import Params, Step, StepContext, StepError, require_text_columns, text_of
 
 DEFAULT_N = {"chars": 10, "morphemes": 5}
 KOBEST_PIECES = {
@@ -151,11 +151,7 @@ class Decontaminate(Step):
 
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
-        require_columns(df, p.columns)
-        for c in p.columns:
-            dtype = df.schema[c]
-            if not (dtype == pl.String or isinstance(dtype, pl.List)):
-                raise StepError(f"decontaminate: column '{c}' is {dtype}, not text or a list of messages")
+        require_text_columns(df, p.columns, "decontaminate")
         n = p.n or DEFAULT_N[p.unit]
         index: dict[str, list[int]] = {}
         sizes, too_short, items = [], Counter(), self.items()

