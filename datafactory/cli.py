@@ -62,7 +62,7 @@ from rich.table import Table
 import datafactory
 from datafactory.console import utf8_output
 from datafactory.errors import DataFactoryError
-from datafactory.jsonl import lines
+from datafactory.jsonl import BadLine, records
 from datafactory.store import DEFAULT_KEEP
 
 # What --help shows for a value: a word a user reads (NAME[@VERSION], N, DIR), not typer's <str>, <int range>,
@@ -557,16 +557,14 @@ def llm_import(file: Annotated[Path, typer.Argument(help="A JSONL file from `dat
         raise DataFactoryError(f"{file}: not a text file (not UTF-8 at byte {e.start}); give a JSONL file written by "
                                "`datafactory llm export`") from None
     rows = []
-    for i, line in enumerate(lines(text)):
-        if line.strip():
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict) or not {"key", "status", "kind", "model", "request"} <= set(row):
-                    raise ValueError("a line needs key, status, kind, model and request")
-            except (ValueError, RecursionError) as e:
-                raise DataFactoryError(f"{file}, line {i + 1}: not an exported answer "
-                                       f"({e if isinstance(e, ValueError) else 'nested too deeply'})") from None
+    try:
+        for i, row in records(text):
+            if not isinstance(row, dict) or not {"key", "status", "kind", "model", "request"} <= set(row):
+                raise DataFactoryError(f"{file}, line {i}: not an exported answer (a line needs key, status, kind, "
+                                       "model and request)")
             rows.append(row)
+    except BadLine as e:
+        raise DataFactoryError(f"{file}, line {e.number}: not an exported answer ({e.reason})") from None
     added, kept = _responses().import_rows(rows)
     _log(f"imported {added:,} answers; {kept:,} were here already")
     print(added)

@@ -72,6 +72,25 @@ _SPACES = re.compile(r"[ \t\u00a0]{2,}")
 _AMP_ANY = re.compile(r"&([A-Za-z][A-Za-z_-]*?)(\d*)&")
 
 
+def is_syllable(ch: str) -> bool:
+    """A precomposed Hangul syllable (가-힣)."""
+    return "\uac00" <= ch <= "\ud7a3"
+
+
+def is_jamo(ch: str) -> bool:
+    """A compatibility jamo as typed alone (ㄱ-ㅎ, ㅏ-ㅣ: ``ㅋㅋ``, ``ㅠㅠ``)."""
+    return "\u3131" <= ch <= "\u318e"
+
+
+def hangul_share(text: str, *, jamo: bool = False) -> float | None:
+    """The share of Hangul among ``text``'s letters: syllables, and compatibility jamo too with ``jamo=True``
+    (chat text such as ``ㅋㅋㅋ`` is Korean; a model's answer made of loose jamo is broken). None without letters."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return None
+    return sum(is_syllable(ch) or (jamo and is_jamo(ch)) for ch in letters) / len(letters)
+
+
 def _alternations(kinds) -> tuple[str, str]:
     """Regex alternations of every kind and of the kinds that are tokens bare and unnumbered, longest first (so
     "company-name" is tried before "company"): shared by the regex rule and the columnar pass."""

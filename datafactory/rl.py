@@ -19,6 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datafactory.korean import hangul_share
 from datafactory.training import (TrainingError, answer_text, as_text, find_model, follow, generate, held_out_prompts,
                                   same_template, say, score, stop_strings)
 
@@ -122,19 +123,21 @@ class RewardModelReward:
 
     def __call__(self, prompts, completions, completion_ids=None, **_):
         rewards = score(self.model, self.tok, list(prompts), list(completions))
-        if completion_ids is not None and self.penalty:
-            eos = self.tok.eos_token_id
-            rewards = [r - (self.penalty if not ids or ids[-1] != eos else 0.0) for r, ids in zip(rewards, completion_ids)]
-        return rewards
+        if completion_ids is None:
+            return rewards
+        eos = self.tok.eos_token_id
+        return less_missing_eos(rewards, [bool(ids) and ids[-1] == eos for ids in completion_ids], self.penalty)
+
+
+def less_missing_eos(rewards: list[float], stopped: list[bool], penalty: float) -> list[float]:
+    """The reward model's scores less ``penalty`` for each answer that never stopped (ran into the length limit),
+    as PPO's ``missing_eos_penalty`` applies it: one rule for training and for the report."""
+    return [r - (0.0 if done else penalty) for r, done in zip(rewards, stopped)]
 
 
 def hangul(prompts, completions, **_) -> list[float]:
     """The share of Hangul syllables among an answer's letters (0-1): a push towards answering in Korean."""
-    out = []
-    for c in completions:
-        letters = [ch for ch in answer_text(c) if ch.isalpha()]
-        out.append(sum("\uac00" <= ch <= "\ud7a3" for ch in letters) / len(letters) if letters else 0.0)
-    return out
+    return [hangul_share(answer_text(c)) or 0.0 for c in completions]
 
 
 def length(prompts, completions, **_) -> list[float]:
@@ -200,7 +203,7 @@ class Rewards:
         parts = {}
         if self.reward_model is not None:
             raw = score(self.reward_model, self.tok, prompts, texts)
-            parts["reward_model"] = [r - (0.0 if a["eos"] else self.penalty) for r, a in zip(raw, answers)]
+            parts["reward_model"] = less_missing_eos(raw, [a["eos"] for a in answers], self.penalty)
         for rule in self.rules:
             parts[rule.__name__] = list(rule(prompts, texts))
         return parts
@@ -273,6 +276,7 @@ def verdict(before: dict, after: dict) -> dict:
                     "after": round(_mean([s["parts"][name] for s in after["sampled"]]), 4)}
              for name in (before["sampled"][0]["parts"] if before["sampled"] else {})}
     return {"state": state, "moved": state == "moved", "gain": round(gain, 4), "spread": round(spread, 4),
+
             "seed_means_before": [round(m, 4) for m in means_b], "seed_means_after": [round(m, 4) for m in means_a],
             "parts": parts, "greedy_changed": changed, "more_looping": max(0, looping), "prompts": n,
             "sentence": sentence}

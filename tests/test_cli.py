@@ -399,3 +399,14 @@ def test_outside_a_project_a_command_says_where_it_looked(command, tmp_path):
     assert got.returncode == 1 and "no datafactory project found" in got.stderr and str(tmp_path) in got.stderr
     assert "--data DIR" in got.stderr and "Traceback" not in got.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_llm_import_names_the_line_that_is_not_an_exported_answer(cli_project, tmp_path):
+    shared = tmp_path / "answers.jsonl"
+    shared.write_text('\n{"key": "k", "status": "done"}\n', "utf-8")
+    proc = cli(cli_project, "llm", "import", str(shared), check=False)
+    assert proc.returncode == 1 and "answers.jsonl, line 2: not an exported answer (a line needs key" in proc.stderr
+    shared.write_text('{"key": \n', "utf-8")
+    proc = cli(cli_project, "llm", "import", str(shared), check=False)
+    assert proc.returncode == 1 and "answers.jsonl, line 1: not an exported answer (not valid JSON" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -444,6 +444,18 @@ def test_lines_break_only_at_line_ends():
     assert lines('{"q": "x\u2028y"}\r\n{"q": "\x85"}\n\x0c\n') == ['{"q": "x\u2028y"}', '{"q": "\x85"}', "\x0c"]
 
 
+def test_records_number_the_lines_skip_blanks_and_name_the_first_bad_one():
+    """`datafactory.jsonl.records`, the reader of `llm import`, decontaminate's files and the demo answers."""
+    from datafactory.jsonl import BadLine, records
+
+    assert list(records('{"q": "x\u2028y"}\n\n  \n[1]\r\n"s"')) == [(1, {"q": "x\u2028y"}), (4, [1]), (5, "s")]
+    with pytest.raises(BadLine, match="line 2: not valid JSON") as e:
+        list(records('{}\n{"a": \n{}'))
+    assert e.value.number == 2
+    with pytest.raises(BadLine, match="line 1: nested too deeply"):
+        list(records("[" * 100_000 + "]" * 100_000))
+
+
 def test_the_server_answers_bad_and_broken_requests_with_a_status_not_a_traceback(server, capsys):
     """JSON nested 30,000 deep: 400 (it was a RecursionError and no answer); the label store on a full disk: 507 with
     a message (it dropped the connection); a client that hangs up mid-request: nothing printed."""

@@ -19,7 +19,7 @@ import os
 import re
 
 from datafactory.errors import DataFactoryError
-from datafactory.jsonl import lines
+from datafactory.jsonl import BadLine, lines, records
 from datafactory.llm.cost import count_messages, count_text, encoding_name
 from datafactory.llm.profiles import Profile, RoleSpec
 from datafactory.llm.rules import rule_score
@@ -238,13 +238,11 @@ class DemoProvider(Provider):
         self.index: dict[tuple, dict] = {}
         folder = profile.answers_dir(spec)
         for f in sorted(folder.glob("*.jsonl")):
-            for i, line in enumerate(lines(f.read_text("utf-8"))):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError as e:
-                    raise DataFactoryError(f"{f}, line {i + 1}: not valid JSON ({e})") from None
+            try:
+                recs = list(records(f.read_text("utf-8")))
+            except BadLine as e:
+                raise DataFactoryError(f"{f}, {e}") from None
+            for _, rec in recs:
                 self.index[self._key(rec)] = rec
                 scores = rec.get("scores")
                 if rec.get("task") == "respond" and scores:  # one score set per answer (or one for a lone answer)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 
 from datafactory.errors import DataFactoryError
+from datafactory.korean import hangul_share, is_jamo
 
 VERSION = "rule-of-thumb-2"  # part of the judge's identity: a changed rule is a new request, never an old answer
 FLUENT, GARBLED = -3.0, -7.0  # Kiwi log-probability per character: full marks, none
@@ -58,13 +59,12 @@ def _share(x: float, full: float) -> float:
 def rule_score(answer: str) -> float:
     """The stand-in's score of one answer, 1.0 to 5.0 (see the module's text)."""
     text = answer.strip()
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
+    hangul = hangul_share(text)
+    if hangul is None:
         return 1.0
-    hangul = sum("\uac00" <= c <= "\ud7a3" for c in letters) / len(letters)
     shingles = [text[i:i + 3] for i in range(max(0, len(text) - 2))]
     distinct = len(set(shingles)) / len(shingles) if shingles else 1.0
-    broken = sum(c == "\ufffd" or "\u3131" <= c <= "\u318e" or "\u1100" <= c <= "\u11ff" for c in text)
+    broken = sum(c == "\ufffd" or is_jamo(c) or "\u1100" <= c <= "\u11ff" for c in text)
     fluent = _share(fluency(text) - GARBLED, FLUENT - GARBLED) if hangul else 0.0
     score = 1.0 + 4.0 * fluent * _share(hangul, 0.5) * _share(distinct, 0.7) * 0.5 ** broken
     score -= 1.0 if len(text) < 8 else 0.0

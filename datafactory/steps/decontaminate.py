@@ -18,7 +18,6 @@ matched; the manifest counts rows per benchmark, and the card's "Data safety" se
 """
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections import Counter
@@ -126,19 +125,20 @@ class Decontaminate(Step):
                         out.append({"benchmark": a.name or f"kobest_{r['task']}", "item": r["id"], "text": text})
             else:
                 path = self._path(a.file)
-                from datafactory.jsonl import lines
+                from datafactory.jsonl import BadLine, records
 
                 try:
                     text = path.read_text("utf-8")
                 except (OSError, UnicodeDecodeError) as e:
                     raise StepError(f"decontaminate: cannot read {path} ({e}); give a UTF-8 JSON Lines file") from None
-                for i, line in enumerate(lines(text), 1):  # line ends only: a U+2028 inside a string is text
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except ValueError as e:
-                        raise StepError(f"decontaminate: {path} line {i} is not JSON ({e})") from None
+                try:
+                    recs = list(records(text))
+                except BadLine as e:
+                    raise StepError(f"decontaminate: {path} {e}") from None
+                for i, rec in recs:
+                    if not isinstance(rec, dict):
+                        raise StepError(f"decontaminate: {path} line {i} is not a JSON object (give one item per line, "
+                                        "e.g. {\"question\": ...})")
                     fields = a.fields or [k for k, v in rec.items() if isinstance(v, str)]
                     text = " ".join(str(rec[f]) for f in fields if isinstance(rec.get(f), str))
                     out.append({"benchmark": a.name or path.stem, "item": f"{path.name}#{i}", "text": text})

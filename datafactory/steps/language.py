@@ -17,6 +17,7 @@ from typing import Literal
 
 import polars as pl
 
+from datafactory.korean import hangul_share
 from datafactory.steps.base import Params, Step, StepContext, StepError, require_text_columns, text_of
 
 _lock = threading.Lock()
@@ -55,9 +56,7 @@ class Language(Step):
                 found.append(None)
                 continue
             if text not in memo:
-                letters = [ch for ch in text if ch.isalpha()]
-                hangul = sum("\uac00" <= ch <= "\ud7a3" or "\u3131" <= ch <= "\u318e" for ch in letters)
-                if hangul >= 0.9 * len(letters):  # Hangul only: Korean (py3langid called `ㅋㅋㅋㅋ` Japanese)
+                if (hangul_share(text, jamo=True) or 0.0) >= 0.9:  # Hangul only: Korean (py3langid called `ㅋㅋㅋㅋ` Japanese)
                     memo[text] = "ko"
                 else:
                     with _lock:

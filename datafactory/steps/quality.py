@@ -24,6 +24,7 @@ from collections import Counter
 
 import polars as pl
 
+from datafactory.korean import hangul_share
 from datafactory.steps.base import Params, Step, StepContext, require_text_columns, text_of
 
 JAMO_RUN = re.compile(r"([\u3131-\u318e])\1*")
@@ -45,10 +46,9 @@ def broken_rule(text: str, p: QualityParams) -> str | None:
     if p.max_jamo_run is not None:
         if max((len(m.group()) for m in JAMO_RUN.finditer(text)), default=0) > p.max_jamo_run:
             return "jamo_run"
-    letters = [c for c in text if c.isalpha()]
-    if p.min_hangul_share is not None and letters:
-        hangul = sum("\uac00" <= c <= "\ud7a3" or "\u3131" <= c <= "\u318e" for c in letters)
-        if hangul / len(letters) < p.min_hangul_share:
+    if p.min_hangul_share is not None:
+        share = hangul_share(text, jamo=True)
+        if share is not None and share < p.min_hangul_share:
             return "hangul_share"
     chars = [c for c in text if not c.isspace()]
     if p.max_symbol_share is not None and len(chars) >= 10:  # "네." is half punctuation, and an answer

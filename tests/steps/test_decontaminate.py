@@ -78,7 +78,10 @@ def test_bad_settings_and_inputs_are_clear(project, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n", "utf-8")
     recipe(project, "c", against=[{"file": str(bad)}])
-    with pytest.raises(DataFactoryError, match="bad.jsonl line 1 is not JSON"):
+    with pytest.raises(DataFactoryError, match="bad.jsonl line 1: not valid JSON"):
+        project.factory().build("c")
+    bad.write_text('{"question": "하늘은 왜 파란가요?"}\n\n["a list"]\n', "utf-8")
+    with pytest.raises(DataFactoryError, match="bad.jsonl line 3 is not a JSON object"):
         project.factory().build("c")
     project.recipe("e", {"sources": {"c": {"kind": "files", "path": "inputs/chats.jsonl", "options": {"id": "qid"}}},
                          "steps": [{"decontaminate": {"columns": ["questoin"], "against": [{"kobest": KOBEST}]}}],
