@@ -275,8 +275,13 @@ def verdict(before: dict, after: dict) -> dict:
     parts = {name: {"before": round(_mean([s["parts"][name] for s in before["sampled"]]), 4),
                     "after": round(_mean([s["parts"][name] for s in after["sampled"]]), 4)}
              for name in (before["sampled"][0]["parts"] if before["sampled"] else {})}
+    stopped = {k: round(_mean([e for s in run["sampled"] for e in s["eos"]]), 4)
+               for k, run in (("before", before), ("after", after))}
+    if state in ("moved", "fell") and abs(stopped["after"] - stopped["before"]) >= 0.1:
+        sentence += (f" Sampled answers that end on their own (not cut at the length limit): {stopped['before']:.0%} "
+                     f"before, {stopped['after']:.0%} after.")
     return {"state": state, "moved": state == "moved", "gain": round(gain, 4), "spread": round(spread, 4),
-
+            "stopped": stopped,
             "seed_means_before": [round(m, 4) for m in means_b], "seed_means_after": [round(m, 4) for m in means_a],
             "parts": parts, "greedy_changed": changed, "more_looping": max(0, looping), "prompts": n,
             "sentence": sentence}

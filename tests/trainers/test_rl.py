@@ -15,10 +15,11 @@ from tests.trainers.conftest import TRAINERS, run
 TINY = TRAINERS / "configs" / "tiny"
 
 
-def measured(greedy: list[str], seeds: list[list[float]], texts: list[str] | None = None) -> dict:
+def measured(greedy: list[str], seeds: list[list[float]], texts: list[str] | None = None,
+             eos: list[bool] | None = None) -> dict:
     return {"greedy": [{"text": t} for t in greedy],
-            "sampled": [{"texts": texts or [str(i)] * len(r), "rewards": r, "parts": {"reward_model": sum(r) / len(r)}}
-                        for i, r in enumerate(seeds)]}
+            "sampled": [{"texts": texts or [str(i)] * len(r), "rewards": r, "eos": eos or [True] * len(r),
+                         "parts": {"reward_model": sum(r) / len(r)}} for i, r in enumerate(seeds)]}
 
 
 def test_the_verdict_says_moved_only_beyond_the_seed_spread():
@@ -39,6 +40,16 @@ def test_the_verdict_warns_when_answers_start_to_loop():
     after = measured(["은은은은은은은은은은은은은은은은", "좋아요."], [[2.0], [2.1], [2.0]])
     v = verdict(before, after)
     assert v["state"] == "moved" and v["more_looping"] == 1 and "gaming the reward model" in v["sentence"]
+
+
+def test_the_verdict_says_how_many_more_answers_end_on_their_own():
+    before = measured(["가", "나"], [[0.0, 0.2], [0.1, 0.1], [0.2, 0.2]], eos=[True, False])
+    after = measured(["다", "나"], [[0.5, 0.5], [0.4, 0.6], [0.6, 0.6]], eos=[True, True])
+    v = verdict(before, after)
+    assert v["stopped"] == {"before": 0.5, "after": 1.0}
+    assert "end on their own (not cut at the length limit): 50% before, 100% after" in v["sentence"]
+    assert "end on their own" not in verdict(before, measured(["다", "나"], [[0.5, 0.5], [0.4, 0.6], [0.6, 0.6]],
+                                                              eos=[False, True]))["sentence"]  # no change, not said
 
 
 def test_rule_rewards_by_name():
