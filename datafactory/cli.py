@@ -63,6 +63,7 @@ import datafactory
 from datafactory.console import utf8_output
 from datafactory.errors import DataFactoryError
 from datafactory.jsonl import BadLine, records
+from datafactory.llm.cost import EXACT_UP_TO
 from datafactory.store import DEFAULT_KEEP
 
 # What --help shows for a value: a word a user reads (NAME[@VERSION], N, DIR), not typer's <str>, <int range>,
@@ -264,11 +265,13 @@ def _estimate_total(estimate: dict) -> dict:
 
 
 @app.command()
-def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a recipe file.")], source: SourceOpt = None):
+def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a recipe file.")], source: SourceOpt = None,
+         exact_tokens: Annotated[bool, typer.Option("--exact-tokens", help=f"Count every prompt's tokens; by default a step with over {EXACT_UP_TO:,} requests counts a random {EXACT_UP_TO:,} of them and scales the rest by length (the error is shown).")] = False):
     """Show what `build NAME` would run and what is cached, and, for LLM steps, the calls not in the store with
     their estimated tokens and cost, without calling anything."""
     name = _recipe_name(name)
     factory = _factory(source)
+    factory.exact_tokens = exact_tokens
     p = factory.plan(name)
 
     def show(p, indent=""):
@@ -310,6 +313,11 @@ def plan(name: Annotated[str, typer.Argument(help="Recipe name, or the path of a
         out.print(f"  {key}: {u['requests']:,} requests, {u['cache_hits']:,} in the store, {e.get('calls', 0):,} to call: "
                   f"{mark}{e.get('input_tokens', 0):,} input + {mark}{e.get('output_tokens', 0):,} output tokens, "
                   f"{mark}${e.get('cost_usd', 0):.4f}" + (" (a bound)" if u.get("bound") else ""), markup=False)
+        if e.get("sampled"):
+            sm = e["sampled"]
+            out.print(f"    input tokens counted on a random {sm['counted']:,} of its {sm['requests']:,} prompts, the "
+                      f"rest scaled by their length: within {max(sm['error'], 0.0001):.2%} 19 times in 20 "
+                      "(--exact-tokens counts every one)", markup=False)
     t = _estimate_total(estimate)
     mark = "<=" if bounds else "~"
     out.print(f"  total: {t['calls']:,} calls, {mark}{t['input_tokens']:,} input + {mark}{t['output_tokens']:,} output "

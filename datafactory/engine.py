@@ -165,6 +165,7 @@ class Factory:
         self.running: Plan | None = None  # the plan being built, for `interrupted()` after a Ctrl-C
         self.reading: str | None = None  # the new or changed source being read before its plan, likewise
         self.llm_name, self.max_cost = llm, max_cost
+        self.exact_tokens = False  # an estimate counts every prompt's tokens (else a sample of a large plan's)
         self._profile = self._responses = self._client = None
         self._writes: list = []  # cache writes in flight (threads), see _save
         self._labels: list[dict] | None = None  # the label store's labels, see human_labels
@@ -309,7 +310,7 @@ class Factory:
         from datafactory.llm.client import Budget, LLMClient
 
         if dry_run:
-            return LLMClient(self.profile, self.responses, dry_run=True, log=self.log)
+            return LLMClient(self.profile, self.responses, dry_run=True, log=self.log, exact_tokens=self.exact_tokens)
         if self._client is None:
             self._client = LLMClient(self.profile, self.responses, budget=Budget(self.max_cost), log=self.log)
         return self._client
@@ -419,6 +420,8 @@ class Factory:
         for sp in plan.steps[:start + 1]:
             records.append({**self._load_stats("steps", sp.key), "cached": True})
         keep = needed_columns(plan.steps[start + 1:])
+        if dry_run:  # the token counters load while the sources are read
+            self._preload_encodings(plan.steps[start + 1:])
         if start >= 0:
             frame = pl.read_parquet(self.store.cache_path("steps", plan.steps[start].key, ".parquet"))
             source_stats = {n: self._load_stats("sources", sp.key) for n, sp in plan.sources.items()}
@@ -444,6 +447,14 @@ class Factory:
             return records
         frame = self._finish(recipe, frame)
         return Publisher(self.store, self.project_root, self.log).publish(plan, frame, records, source_stats, template)
+
+    def _preload_encodings(self, steps: list) -> None:
+        from datafactory.llm.cost import encoding_name, preload
+
+        roles = {role for sp in steps for role in sp.step.roles()}
+        if roles:
+            specs = [self.profile.roles[r] for r in sorted(roles) if r in self.profile.roles]
+            preload(sorted({encoding_name(s.model or "", s.tokenizer) for s in specs}))
 
     def estimate(self, name: str) -> dict[str, dict]:
         """What building ``name`` would ask the LLM endpoints, without asking: per LLM step (its key), the

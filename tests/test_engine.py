@@ -692,3 +692,34 @@ def test_a_missing_column_is_named_with_the_columns_the_sources_give(built):
     with pytest.raises(RecipeError, match=r"steps\[0\]\.select: no column 'nope' .*; the sources give instruction, "
                                           r"output, kind"):
         project.factory().build("sft")
+
+
+def test_a_request_key_is_the_same_digest_whichever_writer_writes_its_messages():
+    """``digest_with_messages`` (msgspec for chat messages of text) gives ``digest``'s bytes: every control
+    character, line and paragraph separators, quotes, backslashes, emoji, Hangul, a BOM, keys out of order, extra
+    keys, empty lists; anything not text goes through ``digest`` itself."""
+    import random
+
+    from datafactory.hashing import digest, digest_with_messages
+    from datafactory.llm.types import request_key
+
+    rnd = random.Random(7)
+    alphabet = [chr(i) for i in range(0x30)] + list("\u2028\u2029\x7f\x85\ufeff😀가힣ㅋ\\\"/<>&é\u0301 aZ{}[]:,")
+
+    def text():
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24)))
+
+    for _ in range(3000):
+        messages = [{k: text() for k in rnd.sample(["role", "content", "name", text()], rnd.randint(0, 3))}
+                    for _ in range(rnd.randint(0, 3))]
+        before, after = [text(), "openai"][:rnd.randint(0, 2)], [{"temperature": 0.7, "seed": 3}, 2][:rnd.randint(0, 2)]
+        assert digest_with_messages(before, messages, after) == digest(*before, messages, *after), (messages, before)
+    for after in ([{"t": 1}, 1], [{"t": 1.0}, 1], [{"t": True}, True], [{"t": [1, "a"]}, 1.0], [{"t": {"x": None}}, 1]):
+        assert digest_with_messages(["a"], [], after) == digest("a", [], *after)  # equal in Python, not in JSON
+    odd = [[{"role": "user", "content": None}], [{"role": "user", "content": [{"type": "text", "text": "가"}]}],
+           [{"role": "user", "content": 1.5}], ({"role": "user", "content": "가"},), [{1: "가"}]]
+    for messages in odd:
+        assert digest_with_messages(["x"], messages, [1]) == digest("x", messages, 1)
+    messages = [{"role": "system", "content": "친절하게"}, {"role": "user", "content": "하늘은 왜\n파란가요?"}]
+    assert request_key("openai", "gpt-4o-mini", messages, {"temperature": 0.7, "top_p": None}, 1) == digest(
+        "llm-request", "openai", "gpt-4o-mini", messages, {"temperature": 0.7}, 1)

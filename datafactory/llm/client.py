@@ -79,8 +79,9 @@ class LLMClient:
     """One per build: the profile, the store, the budget. ``for_step`` gives a step its view (``ctx.llm``)."""
 
     def __init__(self, profile: Profile, store: ResponseStore, *, budget: Budget | None = None, dry_run: bool = False,
-                 log=None, seed: int = 0):
+                 log=None, seed: int = 0, exact_tokens: bool = False):
         self.profile, self.store, self.dry_run = profile, store, dry_run
+        self.exact_tokens = exact_tokens  # a dry run: count every prompt's tokens, not a sample of a large plan's
         self.budget = budget or Budget()
         self.log = log or (lambda msg: None)
         self.rng = random.Random(seed)
@@ -110,6 +111,11 @@ class StepLLM:
         self.rpm: float | None = None
 
     @property
+    def dry_run(self) -> bool:
+        """Nothing is called or stored: answers are stand-ins (``plan``, ``build --max-cost``'s estimate)."""
+        return self.client.dry_run
+
+    @property
     def at(self) -> str:
         """The prefix of this step's errors ("" inside a build: the engine names the recipe and step)."""
         return f"{self.where}: " if self.where else ""
@@ -126,8 +132,9 @@ class StepLLM:
         c = self.client
         expanded: list[Request] = []
         groups: list[slice] = []
+        specs = {role: c.profile.role(role, self.where) for role in dict.fromkeys(r.role for r in requests)}
         for r in requests:
-            spec = c.profile.role(r.role, self.where)
+            spec = specs[r.role]
             start = len(expanded)
             if r.n > 1 and not spec.supports_n:
                 seed = r.params.get("seed", spec.params.get("seed")) or 0
@@ -136,21 +143,23 @@ class StepLLM:
                 expanded.append(r)
             groups.append(slice(start, len(expanded)))
         results = self._complete(expanded, batch)
-        return [self._visible(r.role, results[g][0] if g.stop - g.start == 1 else _merge(results[g]))
+        keep = {role: spec.reasoning == "keep" or c.dry_run for role, spec in specs.items()}  # stand-ins: no thinking
+        return [self._visible(keep[r.role], results[g][0] if g.stop - g.start == 1 else _merge(results[g]))
                 for r, g in zip(requests, groups)]
 
-    def _visible(self, role: str, answer: Answer | Failure) -> Answer | Failure:
+    @staticmethod
+    def _visible(keep_reasoning: bool, answer: Answer | Failure) -> Answer | Failure:
         """The answer as the step sees it: a reasoning model's thinking left out unless the role keeps it (the
         store keeps the whole text, so changing the setting asks nothing again)."""
-        if not isinstance(answer, Answer) or self.client.profile.role(role, self.where).reasoning == "keep":
+        if not isinstance(answer, Answer) or keep_reasoning:
             return answer
         texts = [strip_reasoning(t) for t in answer.texts]
         return answer if texts == answer.texts else dataclasses.replace(answer, texts=texts)
 
     def _complete(self, requests: list[Request], batch: bool = False) -> list[Answer | Failure]:
         c = self.client
-        resolved = [c.profile.resolve(r, self.where) for r in requests]
-        for r in resolved:
+        resolved = c.profile.resolve_many(requests, self.where)
+        for r in {r.request.role: r for r in resolved}.values():
             spec = c.profile.role(r.request.role, self.where)
             self.usage.roles[r.request.role] = r.model
             c.price(r.request.role, spec)  # an unknown price fails here, before any call
@@ -174,16 +183,25 @@ class StepLLM:
             self.progress(hits, info=self._info())
         todo = [r for k, r in unique.items() if k not in results]
         if todo and c.dry_run:
-            from datafactory.llm.cost import count_many_messages, encoding_name
+            from datafactory.llm.cost import EXACT_UP_TO, encoding_name, estimate_many_messages
 
             by_encoding: dict[str, list[Resolved]] = {}
             for r in todo:
                 spec = c.profile.role(r.request.role)
                 by_encoding.setdefault(encoding_name(spec.model or "", spec.tokenizer), []).append(r)
             means: dict[tuple, float | None] = {}  # the store's mean answer length, asked once per model
-            for enc, rs in by_encoding.items():  # every prompt counted in one batch per encoding
-                for r, tokens in zip(rs, count_many_messages([r.request.messages for r in rs], enc)):
+            for enc, rs in by_encoding.items():  # the prompts counted in one batch per encoding (or a sample)
+                counts, sampled = estimate_many_messages([r.request.messages for r in rs], enc,
+                                                         None if c.exact_tokens else EXACT_UP_TO)
+                for r, tokens in zip(rs, counts):
                     results[r.key] = self._estimate(r, tokens, means)
+                if "cost_usd" in self.usage.estimated:
+                    self.usage.estimated["cost_usd"] = round(self.usage.estimated["cost_usd"], 6)
+                if sampled:
+                    was = self.usage.estimated.get("sampled") or {"counted": 0, "requests": 0, "error": 0.0}
+                    self.usage.estimated["sampled"] = {"counted": was["counted"] + sampled["counted"],
+                                                       "requests": was["requests"] + sampled["requests"],
+                                                       "error": round(max(was["error"], sampled["error"]), 6)}
         elif todo:
             replay = [r for r in todo if c.profile.role(r.request.role).provider == "replay"]
             if replay:
@@ -237,30 +255,32 @@ class StepLLM:
 
     # -- a dry run ----------------------------------------------------------------------------------------
     def _estimate(self, r: Resolved, inp: int, means: dict) -> Answer:
-        """A dry run's stand-in answer to ``r``, whose messages count ``inp`` tokens (``means``: the store's mean
-        answer lengths, filled in as asked)."""
+        """A dry run's stand-in answer to ``r``, whose messages count ``inp`` tokens (``means``: what is the same for
+        every request of a role and length limit, the store's mean answer length among it, filled in as asked)."""
         c = self.client
-        spec = c.profile.role(r.request.role)
         max_tokens = r.params.get("max_tokens")
-        at = (r.kind, r.model, max_tokens)
+        at = (r.request.role, r.kind, r.model, max_tokens)
         if at not in means:
-            means[at] = c.store.mean_output_tokens(*at)
-        mean = means[at]
-        per = mean if mean is not None else (spec.expected_output_tokens or max_tokens or DEFAULT_MAX_TOKENS)
-        if max_tokens:
-            per = min(per, max_tokens)
-        out = int(round(per)) * r.n
-        cost = c.price(r.request.role, spec).cost(inp, out)
+            spec = c.profile.role(r.request.role)
+            mean = c.store.mean_output_tokens(r.kind, r.model, max_tokens)
+            per = mean if mean is not None else (spec.expected_output_tokens or max_tokens or DEFAULT_MAX_TOKENS)
+            if max_tokens:
+                per = min(per, max_tokens)
+            # a stand-in answer of about the estimated length (a score for a judge call: 4 or 5 by the key, so that
+            # two answers rarely tie and a pair is kept, as a bound wants), unique per request so that the steps
+            # after it (a judge of two answers) count their own requests
+            means[at] = (int(round(per)), c.price(r.request.role, spec), " 답" * max(1, int(per) - 4),
+                         (max_tokens or 99) <= 5)
+        per, price, filler, is_score = means[at]
+        out = per * r.n
+        cost = price.cost(inp, out)
         e = self.usage.estimated
         e["calls"] = e.get("calls", 0) + 1
         e["input_tokens"] = e.get("input_tokens", 0) + inp
         e["output_tokens"] = e.get("output_tokens", 0) + out
-        e["cost_usd"] = round(e.get("cost_usd", 0.0) + cost, 6)
-        # a stand-in answer of about the estimated length (a score for a judge call: 4 or 5 by the key, so that two
-        # answers rarely tie and a pair is kept, as a bound wants), unique per request so that the steps after it (a
-        # judge of two answers) count their own requests
+        e["cost_usd"] = e.get("cost_usd", 0.0) + cost  # rounded once all are in (_complete)
         score = "4" if int(r.key[:2], 16) % 2 else "5"
-        text = score if (max_tokens or 99) <= 5 else r.key[:8] + " 답" * max(1, int(per) - 4)
+        text = score if is_score else r.key[:8] + filler
         top = [[{"token": score, "logprob": 0.0}]] * r.n if r.params.get("logprobs") else None
         return Answer([text] * r.n, {"input_tokens": inp, "output_tokens": out}, cost, r.model, top, ["length"] * r.n,
                       r.key, cached=False)

@@ -204,11 +204,19 @@ class Profile:
             self._answers_digest[str(folder)] = digest([file_digest(f) for f in files])
         return self._answers_digest[str(folder)]
 
-    def resolve(self, request: Request, where: str = "") -> Resolved:
-        spec = self.role(request.role, where)
-        params = {**spec.params, **request.params}
-        model = self.model_identity(spec)
-        return Resolved(request, spec.kind, model, params, request_key(spec.kind, model, request.messages, params, request.n))
+    def resolve_many(self, requests: list[Request], where: str = "") -> list[Resolved]:
+        """Each request bound to its role's model, and its key (each role looked up once)."""
+        roles: dict[str, tuple] = {}
+        out = []
+        for request in requests:
+            bound = roles.get(request.role)
+            if bound is None:
+                spec = self.role(request.role, where)
+                bound = roles[request.role] = (spec.kind, self.model_identity(spec), spec.params)
+            kind, model, defaults = bound
+            params = {**defaults, **request.params}
+            out.append(Resolved(request, kind, model, params, request_key(kind, model, request.messages, params, request.n)))
+        return out
 
 
 def _unreachable(base_url: str) -> str | None:

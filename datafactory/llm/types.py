@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from datafactory.hashing import digest
+from datafactory.hashing import digest_with_messages
 
 # sampling parameters that change an answer (and so enter the key); anything else in a profile does not
 SAMPLING_PARAMS = ("temperature", "top_p", "max_tokens", "frequency_penalty", "presence_penalty", "stop", "seed",
                    "logprobs", "top_logprobs", "response_format")
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     role: str
     messages: list[dict[str, str]]
@@ -27,7 +27,7 @@ class Request:
     meta: dict[str, Any] = field(default_factory=dict)  # task, the row's text...: demo lookup and lineage only
 
 
-@dataclass
+@dataclass(slots=True)
 class Resolved:
     """A request bound to its role's model: what is sent, and its key."""
 
@@ -44,10 +44,10 @@ class Resolved:
 
 def request_key(kind: str, model: str, messages: list[dict], params: dict, n: int) -> str:
     sampling = {k: params[k] for k in SAMPLING_PARAMS if params.get(k) is not None}
-    return digest("llm-request", kind, model, messages, sampling, n)
+    return digest_with_messages(["llm-request", kind, model], messages, [sampling, n])
 
 
-@dataclass
+@dataclass(slots=True)
 class Answer:
     texts: list[str]  # one per choice (n)
     usage: dict[str, int]  # input_tokens, output_tokens
@@ -88,7 +88,7 @@ def strip_reasoning(text: str) -> str:
     return text
 
 
-@dataclass
+@dataclass(slots=True)
 class Failure:
     """A request that failed for good (stored so it is not paid for again) or was not made (budget)."""
 

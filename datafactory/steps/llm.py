@@ -66,8 +66,24 @@ def calls_of(df: pl.DataFrame) -> list[list[str]]:
 
 def with_calls(df: pl.DataFrame, new: list[list[str]]) -> pl.DataFrame:
     """Append each row's call keys to its ``llm_calls``."""
-    old = calls_of(df)
-    return df.with_columns(pl.Series(CALLS, [list(a or []) + b for a, b in zip(old, new)], dtype=pl.List(pl.String)))
+    if CALLS not in df.columns:  # the first LLM step
+        return df.with_columns(string_lists(CALLS, new))
+    return df.with_columns(string_lists(CALLS, [list(a or []) + b for a, b in zip(calls_of(df), new)]))
+
+
+def string_lists(name: str, lists: list[list[str]]) -> pl.Series:
+    """A ``List(String)`` column from Python lists: of one length, a flat column reshaped; else through Arrow
+    offsets (polars builds one inner series per row from Python lists: 100,000 rows took 2.8 s, these 0.05 s)."""
+    import itertools
+
+    flat = [x for values in lists for x in values]
+    lengths = list(map(len, lists))
+    if lengths and min(lengths) == max(lengths) > 0:  # one key per row (a first LLM step): no pyarrow import
+        return pl.Series(name, flat, dtype=pl.String).reshape((len(lists), lengths[0])).cast(pl.List(pl.String))
+    import pyarrow as pa
+
+    offsets = pa.array([0, *itertools.accumulate(lengths)], pa.int64())
+    return pl.Series(name, pa.LargeListArray.from_arrays(offsets, pa.array(flat, pa.large_string())))
 
 
 def failure_reason(result: Answer | Failure, allow_empty: bool = False) -> str | None:

@@ -108,11 +108,13 @@ class Respond(LLMStep):
         histories = (df[p.history].to_list() if p.history is not None and p.history in df.columns
                      else [None] * df.height)
         turns = [[{"role": t["role"], "content": t["content"]} for t in h or ()] for h in histories]
-        said = [conversation_digest(t, i or "") for t, i in zip(turns, instructions)]
+        # what a row asks, stored with its requests (`trace` shows it); a dry run stores nothing
+        said = ([conversation_digest(t, i or "") for t, i in zip(turns, instructions)] if not llm.dry_run
+                else [""] * df.height)
         requests = []
         for role in p.roles:
             column, _, with_turns = inputs[role]
-            texts = df[column].cast(pl.String).to_list()
+            texts = instructions if column == p.input else df[column].cast(pl.String).to_list()
             for row_id, text, before, instruction, digest in zip(ids, texts, turns, instructions, said):
                 messages = chat(self.prompts[role], input=text or "")
                 if with_turns and before:

@@ -156,6 +156,36 @@ def test_plan_estimate_is_within_15_percent_and_calls_nothing(tmp_path, fake_ser
     assert "[built]" in again.stdout
 
 
+def test_a_large_plan_counts_a_sample_of_its_prompts_and_says_how_close_it_is(tmp_path, fake_server):
+    """Over ``EXACT_UP_TO`` requests a step's prompts are counted on a random sample (lowered to 50 here, the judge
+    step has 240); the plan says so, and its input total is within the error it states of the exact count."""
+    server = fake_server()
+    root = make_project(tmp_path / "p", server.base_url, n=20)
+    code = ("import sys; import datafactory.llm.cost as c; c.EXACT_UP_TO = 50; from datafactory.cli import main; "
+            "sys.argv = ['datafactory', *sys.argv[1:]]; main()")
+
+    def plan(*extra):
+        p = subprocess.run([sys.executable, "-c", code, "plan", "prefs", *extra, "--llm", "live"], cwd=root,
+                           capture_output=True, text=True, env={**os.environ, "DF_TEST_KEY": API_KEY})
+        assert p.returncode == 0, p.stderr
+        step = {m[0]: int(m[1].replace(",", "")) for m in
+                __import__("re").findall(r"(steps\[\d\]\.\w+): .*?~([\d,]+) input", p.stdout)}
+        return p.stdout, step
+
+    sampled, est = plan()
+    exact, real = plan("--exact-tokens")
+    assert server.entries() == []
+    line = next(x for x in sampled.splitlines() if "counted on a random" in x)
+    assert "a random 50 of its 240 prompts" in line and "--exact-tokens counts every one" in line
+    error = float(__import__("re").search(r"within ([\d.]+)%", line).group(1)) / 100
+    assert sampled.count("counted on a random") == 1  # the 40-request step is counted whole
+    assert "counted on a random" not in exact
+    judge = next(k for k in real if real[k] != est[k])
+    assert abs(est[judge] - real[judge]) <= max(error, 0.001) * real[judge], (est, real, error)
+    again, est_again = plan()
+    assert est_again == est and line in again  # the same sample every time
+
+
 def test_max_cost_refuses_before_any_call(tmp_path, fake_server):
     server = fake_server()
     root = make_project(tmp_path / "p", server.base_url, n=20)

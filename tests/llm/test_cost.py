@@ -100,3 +100,24 @@ def test_many_at_once_count_what_one_at_a_time_counts(encoding):
     requests = LAYOUTS * 2
     assert cost.count_many_messages(requests, encoding) == [cost.count_messages(m, encoding) for m in requests]
     assert cost.count_many_messages([], encoding) == []
+
+
+def test_a_sample_estimates_the_total_within_the_error_it_states():
+    """Above ``exact_up_to`` requests: a random sample counted, the rest scaled by length (Korean and English
+    mixed, long and short), every message's framing exact; the same answer each time; at or under it, exact."""
+    import random
+
+    rnd = random.Random(5)
+    words = ["주말에", "가족과", "산에", "다녀왔어요.", "The", "meeting", "moved", "to", "3", "p.m.", "😀", "def f(x):"]
+    requests = [[{"role": "system", "content": "당신은 친절한 도우미입니다."},
+                 {"role": "user", "content": " ".join(rnd.choice(words) for _ in range(rnd.randint(1, 120)))}]
+                for _ in range(3000)]
+    exact = cost.count_many_messages(requests, "o200k_base")
+    assert cost.estimate_many_messages(requests, "o200k_base", None) == (exact, None)
+    assert cost.estimate_many_messages(requests, "o200k_base", 3000) == (exact, None)
+    counts, info = cost.estimate_many_messages(requests, "o200k_base", 500)
+    assert info["counted"] == 500 and info["requests"] == 3000 and 0 < info["error"] < 0.05
+    assert abs(sum(counts) - sum(exact)) <= info["error"] * sum(exact)
+    assert sum(a == b for a, b in zip(counts, exact)) >= 500  # the sample's own counts are exact
+    assert all(n >= 4 * 2 + 3 for n in counts)  # never less than the framing of two messages
+    assert cost.estimate_many_messages(requests, "o200k_base", 500) == (counts, info)

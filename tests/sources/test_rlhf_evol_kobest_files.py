@@ -536,7 +536,33 @@ _JSONL_VARIANTS = {  # name: (lines of the file, taken by the fast path)
     "not an object": ('{"q": "가", "a": "나", "id": "j1"}\n["q", "a"]\n', False),
     "invalid JSON": ('{"q": "가", "a": "나", "id": "i1"}\n{"q": "다", "a": \n', False),
     "NaN": ('{"q": "가", "a": "나", "id": "z1", "x": NaN}\n', False),
+    "another field in a later line": ([{"q": "가", "a": "나", "id": "k1"}, {"q": "다", "a": "라", "id": "k2", "x": "더"}],
+                                      True),
+    "fields in another order": ('{"q": "가", "a": "나", "id": "o1"}\n{"id": "o2", "a": "라", "q": "다"}\n', True),
 }
+# taken without a `fields` mapping too (every field then, as the record parser takes them), with and without `id`
+_ALL_FIELDS_TAKEN = {"plain", "trailing blank lines", "fields in another order"}  # `\": ` inside a text: parse
+_ALL_FIELDS_TAKEN_WITH_ID = _ALL_FIELDS_TAKEN | {"int ids, compact, crlf, BOM, no last newline"}
+_ALL_FIELDS_TAKEN_WITHOUT = _ALL_FIELDS_TAKEN | {"id missing"}
+
+
+def _same_both_ways(monkeypatch, path, **options):
+    """``both_paths``, or the same error both ways (then None)."""
+    from datafactory.sources.files import FilesSource
+    from tests.conftest import both_paths
+
+    try:
+        fast, slow = both_paths(monkeypatch, "files", path, on_error="quarantine", **options)
+    except SourceError as e:
+        with pytest.raises(SourceError) as again:
+            monkeypatch.setattr(FilesSource, "parse_batch", lambda self, files: None)
+            read_source("files", path, on_error="quarantine", **options)
+        monkeypatch.undo()
+        assert str(again.value) == str(e)
+        return None
+    assert fast.frame.equals(slow.frame) and fast.frame.schema == slow.frame.schema, options
+    assert (fast.quarantined, fast.quarantine) == (slow.quarantined, slow.quarantine)
+    return fast, slow
 
 
 @pytest.mark.parametrize("name", sorted(_JSONL_VARIANTS))
@@ -572,6 +598,10 @@ def test_files_jsonl_fast_path_gives_the_rows_of_the_record_parser(monkeypatch, 
                 monkeypatch.undo()
                 assert str(again.value) == str(e)
         assert results or not taken
+    for options, taken in (({"id": "id"}, _ALL_FIELDS_TAKEN_WITH_ID), ({}, _ALL_FIELDS_TAKEN_WITHOUT)):
+        src = FilesSource("s", str(tmp_path), FilesOptions(**options))  # no mapping: every field
+        assert (src.parse_batch(src.inputs()).slow == []) == (name in taken), (name, options)
+        _same_both_ways(monkeypatch, tmp_path, **options)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -605,8 +635,18 @@ def test_files_jsonl_fast_path_on_mutated_files(monkeypatch, tmp_path, seed):
     src = FilesSource("s", str(tmp_path), FilesOptions(fields={"instruction": "q", "output": "a"}, id="id"))
     assert 3 < len(src.parse_batch(src.inputs()).slow) < 21  # both paths are taken
     for options in ({"fields": {"instruction": "q", "output": "a"}, "id": "id"}, {"fields": {"output": "a"}}):
-        fast, slow = both_paths(monkeypatch, "files", tmp_path, on_error="quarantine", **options)
-        assert fast.frame.equals(slow.frame) and (fast.quarantined, fast.quarantine) == (slow.quarantined, slow.quarantine)
+        assert _same_both_ways(monkeypatch, tmp_path, **options) is not None
+    flat = tmp_path / "flat"  # without a mapping every field is read: `meta` as text (text beside objects is an error)
+    flat.mkdir()
+    for f in tmp_path.glob("*.jsonl"):
+        lines = [json.loads(x) if x.strip().startswith("{") and "\\ud800" not in x and '"dup"' not in x else x
+                 for x in f.read_text("utf-8").split("\n")]
+        (flat / f.name).write_text("\n".join(x if isinstance(x, str) else json.dumps(
+            {**x, "meta": json.dumps(x.get("meta"))}, ensure_ascii=False) for x in lines), "utf-8")
+    src = FilesSource("s", str(flat), FilesOptions(id="id"))
+    assert 0 < len(src.parse_batch(src.inputs()).slow) < 24  # both paths are taken
+    for options in ({"id": "id"}, {}):
+        assert _same_both_ways(monkeypatch, flat, **options) is not None
 
 
 def test_a_zip_replaced_since_the_listing_names_the_member(tmp_path):

@@ -19,6 +19,8 @@ from datafactory.steps.pair import pair_key
 class CannedLLM:
     """Answers each request with ``answer(request)`` (text, an Answer or a Failure); records the requests."""
 
+    dry_run = False  # answers, not a plan's stand-ins
+
     def __init__(self, answer, logprobs: bool = True):
         self.answer, self.logprobs, self.requests = answer, logprobs, []
 
@@ -250,3 +252,15 @@ def test_rouge_l_on_characters():
 
     assert rouge_l("고양이를 키우세요", "고양이를 키우세요") == 1.0 and rouge_l("가나", "다라") == 0.0
     assert parse_list(" 첫째\n2) 둘째\n설명 줄\n3. 셋째") == ["첫째", "둘째", "셋째"]
+
+
+def test_string_lists_give_what_polars_gives_from_python_lists():
+    """`llm_calls` is built without polars' per-row path (2.8 s for 100,000 rows): the same column every way."""
+    import polars as pl
+
+    from datafactory.steps.llm import string_lists
+
+    for lists in ([["k1"], ["k2"]], [["a", "b"], ["c", "d"]], [[], ["a", "b"], []], [[]], [], [["한글 키"], []]):
+        got = string_lists("llm_calls", lists)
+        assert got.equals(pl.Series("llm_calls", lists, dtype=pl.List(pl.String))), lists
+        assert got.dtype == pl.List(pl.String) and got.to_list() == lists
