@@ -354,7 +354,7 @@ def test_a_missing_label_file_is_an_error_naming_the_step(rm, tmp_path):
     for f in (REPO / "recipes").glob("*.yaml"):
         text = f.read_text("utf-8").replace("min_total: 20,", "min_total: 20, labels: nolabels.jsonl,")
         (recipes / f.name).write_text(text, "utf-8")
-    with pytest.raises(DataFactoryError, match=r"steps\[10\]\.pair.*no such file .*nolabels.jsonl"):
+    with pytest.raises(DataFactoryError, match=r"steps\[11\]\.pair.*no such file .*nolabels.jsonl"):
         Factory(data, recipes).plan("rm_v3")
 
 
