@@ -323,3 +323,16 @@ def test_cards_state_the_facts_of_the_rows_they_describe(shipped):
     rm = (data / "rm_v3" / shipped["rm_v3"][0]["version"] / "README.md").read_text("utf-8")
     assert '"chosen_score": null' in rm.split("## Examples")[1]  # a role pair has no scores
     assert "(4 rows)" in rm or "rows with an input" in rm
+
+
+@pytest.mark.parametrize("name", ["rm_v1", "rm_v2", "rm_v3", "chat_rm_v1"])
+def test_rm_recipes_mask_the_models_answers_before_the_judge_and_the_pairs_table(name):
+    """The pairs table (`tables/pairs.parquet`) is written by the pair step from the answers as they were then: a
+    `pii` step on `response` comes after every `respond` and before any `judge` or `pair`."""
+    steps = [next(iter(s.items())) for s in yaml.safe_load((REPO / "recipes" / f"{name}.yaml").read_text("utf-8"))["steps"]]
+    kinds = [k for k, _ in steps]
+    masks = [i for i, (k, p) in enumerate(steps) if k == "pii" and "response" in p["columns"]]
+    assert masks, name
+    last_respond = max(i for i, k in enumerate(kinds) if k == "respond")
+    first_use = min(i for i, k in enumerate(kinds) if k in ("judge", "pair"))
+    assert any(last_respond < i < first_use for i in masks), kinds
