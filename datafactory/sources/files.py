@@ -148,7 +148,7 @@ class FilesSource(Source):
         if fields is None:  # every field, as parse takes them: the first line's, if no line has another
             try:
                 first = json.loads(data[:data.find(b"\n") if rows > 1 else end])
-            except ValueError:
+            except (ValueError, RecursionError):  # parse names what is wrong with it
                 return None
             if not isinstance(first, dict) or not first:
                 return None

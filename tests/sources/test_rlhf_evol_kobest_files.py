@@ -538,6 +538,8 @@ _JSONL_VARIANTS = {  # name: (lines of the file, taken by the fast path)
     "NaN": ('{"q": "가", "a": "나", "id": "z1", "x": NaN}\n', False),
     "another field in a later line": ([{"q": "가", "a": "나", "id": "k1"}, {"q": "다", "a": "라", "id": "k2", "x": "더"}],
                                       True),
+    "nested too deeply": ('{"q": ' + "[" * 50_000 + "]" * 50_000 + ', "a": "나", "id": "r1"}\n{"q": "다", "a": "라", "id": "r2"}\n',
+                          False),
     "fields in another order": ('{"q": "가", "a": "나", "id": "o1"}\n{"id": "o2", "a": "라", "q": "다"}\n', True),
 }
 # taken without a `fields` mapping too (every field then, as the record parser takes them), with and without `id`
