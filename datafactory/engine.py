@@ -240,6 +240,8 @@ class Factory:
                 step = cls(spec.params, base_dir)
                 if step.uses_labels():  # human labels are part of what the step makes
                     step.human_rows, step.dataset = self.human_labels(), recipe.name
+                if step.uses_datasets():  # built datasets it reads by name (decontaminate's evaluation sets)
+                    step.store = self.store
                 identity = step.identity()
                 roles = step.roles()
                 if roles:  # the model behind each role (never its key or URL) is part of what the step makes

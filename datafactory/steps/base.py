@@ -80,6 +80,11 @@ class Step:
         ``human_rows`` (the live labels) and ``dataset`` (the recipe's name) before asking ``identity()``."""
         return False
 
+    def uses_datasets(self) -> bool:
+        """Whether the step reads datasets built in the store by name: the engine then sets ``store`` before asking
+        ``identity()`` (which must name the versions read, so a new version of them is a new version here)."""
+        return False
+
     def roles(self) -> list[str]:
         """The LLM roles the step asks (the engine adds each role's model identity to the step key)."""
         return []

@@ -1,10 +1,12 @@
 """decontaminate: drops (or marks) rows that overlap an evaluation set, so a model is not scored on what it trained
 on. The benchmarks: KoBEST (COPA, HellaSwag, BoolQ, SentiNeg, WiC, read by the ``kobest`` source from the Hub's
-JSONL or the old TSVs) or any JSON Lines file of items.
+JSONL or the old TSVs), any JSON Lines file of items, or a dataset built here by name (its latest version or a pinned
+one: the version read is part of this step's identity, so a new version of the evaluation set makes a new version).
 
     - decontaminate: {columns: [instruction, history], against: [{kobest: ~/data/kobest_v1}]}
     - decontaminate: {columns: [prompt, chosen], against: [{file: evals/my_test.jsonl, fields: [question, answer]}],
                       unit: morphemes, action: mark}
+    - decontaminate: {columns: [instruction], against: [{dataset: my_eval, splits: [test], fields: [prompt]}]}
 
 Overlap is counted in n-grams of a Korean-aware unit: ``chars`` (default; n 10) are the text's letters and digits
 after NFKC and lower-casing, spaces and punctuation left out, as Korean spacing varies; ``morphemes`` (n 5) are
@@ -44,13 +46,17 @@ _NOT_WORD = re.compile(r"[\W_]+")
 class Against(Params):
     kobest: str | None = None  # a KoBEST folder (the Hub's per-task JSONL, or KoBEST_datarepo's TSVs)
     file: str | None = None  # a JSON Lines file of benchmark items
-    fields: list[str] | None = None  # the file's text fields (default: every string field)
-    name: str | None = None  # the benchmark's name in the counts (default: kobest_<task>, or the file's stem)
+    dataset: str | None = None  # a dataset built here: NAME (its latest version) or NAME@VERSION
+    splits: list[str] | None = None  # the dataset's splits to check against (default: every split)
+    fields: list[str] | None = None  # the file's or dataset's text fields (default: every text field)
+    name: str | None = None  # the benchmark's name in the counts (default: kobest_<task>, the file's stem, the dataset)
 
     @model_validator(mode="after")
     def _one(self):
-        if (self.kobest is None) == (self.file is None):
-            raise ValueError("give one of kobest: PATH or file: PATH")
+        if sum(x is not None for x in (self.kobest, self.file, self.dataset)) != 1:
+            raise ValueError("give one of kobest: PATH, file: PATH or dataset: NAME[@VERSION]")
+        if self.splits is not None and self.dataset is None:
+            raise ValueError("splits: is for a dataset: NAME")
         return self
 
 
@@ -101,6 +107,42 @@ class Decontaminate(Step):
     def needs(self, after: set[str]) -> set[str] | None:
         return after | set(self.params.columns)
 
+    store = None  # set by the engine (uses_datasets)
+
+    def uses_datasets(self) -> bool:
+        return any(a.dataset is not None for a in self.params.against)
+
+    def _dataset_items(self, a: Against) -> list[dict]:
+        """A built dataset's rows as items: its text fields (the messages' text of a conversational one)."""
+        from datafactory.store import StoreError
+
+        if self.store is None:
+            raise StepError("decontaminate: a dataset: needs the project's store (run it in a build)")
+        try:
+            name, version = self.store.resolve(a.dataset)
+        except StoreError as e:
+            raise StepError(f"decontaminate: against dataset '{a.dataset}': {e}") from None
+        folder = self.store.version_dir(name, version)
+        files = {f.stem: f for f in sorted(folder.glob("*.parquet"))}
+        unknown = [s for s in a.splits or [] if s not in files]
+        if unknown:
+            raise StepError(f"decontaminate: {name}@{version} has no split '{unknown[0]}' (splits: "
+                            f"{', '.join(files) or 'none'})")
+        out = []
+        for split in a.splits or list(files):
+            frame = pl.read_parquet(files[split])
+            fields = a.fields or [c for c, t in frame.schema.items() if c != "id" and (
+                t == pl.String or (isinstance(t, pl.List) and isinstance(t.inner, pl.Struct)))]
+            missing = [f for f in fields if f not in frame.columns]
+            if missing:
+                raise StepError(f"decontaminate: {name}@{version} ({split}) has no field '{missing[0]}' (fields: "
+                                f"{', '.join(frame.columns)})")
+            ids = frame["id"].to_list() if "id" in frame.columns else list(range(frame.height))
+            for row_id, values in zip(ids, zip(*(frame[f].to_list() for f in fields))):
+                text = " ".join(text_of(v) for v in values if v)
+                out.append({"benchmark": a.name or name, "item": f"{name}@{version}/{split}/{row_id}", "text": text})
+        return out
+
     def _path(self, p: str) -> Path:
         path = Path(p).expanduser()
         return path if path.is_absolute() or self.base_dir is None else self.base_dir / path
@@ -123,6 +165,8 @@ class Decontaminate(Step):
                     for fields in KOBEST_PIECES[r["task"]]:
                         text = " ".join(r[f] for f in fields if r.get(f))
                         out.append({"benchmark": a.name or f"kobest_{r['task']}", "item": r["id"], "text": text})
+            elif a.dataset is not None:
+                out += self._dataset_items(a)
             else:
                 path = self._path(a.file)
                 from datafactory.jsonl import BadLine, records

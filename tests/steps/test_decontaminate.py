@@ -68,12 +68,53 @@ def test_morphemes_mark_and_a_benchmark_file(project, tmp_path):
     assert manifest["rows"] == 4
 
 
+def test_a_built_dataset_by_name_is_an_evaluation_set_and_its_version_is_part_of_the_data(project):
+    """`against: [{dataset: NAME}]` takes a dataset built here (its latest version, or NAME@VERSION); its split and
+    fields are chosen; a row overlapping one of its rows leaves and is named with the dataset's version and row; a
+    new version of the evaluation set makes a new version of the data; an unknown name or split is a clear error."""
+    project.jsonl("evalset.jsonl", [{"qid": "e1", "q": "양파를 썰 때 눈이 맵지 않은 방법이 있나요?"},
+                                    {"qid": "e2", "q": "전혀 다른 질문 하나를 여기에 적어 둡니다."}])
+    project.recipe("my_eval", {
+        "sources": {"e": {"kind": "files", "path": "inputs/evalset.jsonl", "options": {"id": "qid",
+                                                                                      "fields": {"prompt": "q"}}}},
+        "steps": [{"rename": {"columns": {"prompt": "prompt"}}}],
+        "output": {"format": "prompt"}, "splits": {"test": 1.0}, "seed": 1})
+    first = project.factory().build("my_eval")
+    recipe(project, "x", against=[{"dataset": "my_eval", "splits": ["test"], "fields": ["prompt"]}])
+    folder, manifest = built(project, "x")
+    assert sorted(pl.read_parquet(folder / "train.parquet")["id"].to_list()) == ["c/clean1", "c/copa", "c/wic"]
+    table = pl.read_parquet(folder / "tables" / "contamination.parquet")
+    assert table["id"].to_list() == ["c/clean2"]
+    assert table["item"][0] == f"my_eval@{first.version}/test/e/e1" and table["benchmark"][0] == "my_eval"
+    step = next(s for s in manifest["steps"] if s["step"] == "decontaminate")
+    assert step["dropped"] == {"contaminated_my_eval": 1}
+    assert project.factory().build("x").version == folder.name  # nothing changed: the same version
+    project.jsonl("evalset.jsonl", [{"qid": "e3", "q": "완전히 새로운 평가 문항 하나를 적습니다."}])
+    assert project.factory().build("my_eval").version != first.version
+    again = project.factory().build("x")
+    assert again.version != folder.name  # the evaluation set changed: so did the data checked against it
+    assert sorted(pl.read_parquet(project.data / "x" / again.version / "train.parquet")["id"].to_list()) == [
+        "c/clean1", "c/clean2", "c/copa", "c/wic"]
+    pinned = f"my_eval@{first.version}"
+    recipe(project, "p", against=[{"dataset": pinned, "fields": ["prompt"]}])
+    assert built(project, "p")[1]["rows"] == 3
+    recipe(project, "n", against=[{"dataset": "my_evl"}])
+    with pytest.raises(DataFactoryError, match="against dataset 'my_evl': no built dataset named 'my_evl'.*my_eval"):
+        project.factory().build("n")
+    recipe(project, "s", against=[{"dataset": "my_eval", "splits": ["valid"]}])
+    with pytest.raises(DataFactoryError, match="has no split 'valid' \\(splits: test\\)"):
+        project.factory().build("s")
+    recipe(project, "f", against=[{"dataset": "my_eval", "fields": ["question"]}])
+    with pytest.raises(DataFactoryError, match="has no field 'question'"):
+        project.factory().build("f")
+
+
 def test_bad_settings_and_inputs_are_clear(project, tmp_path):
     recipe(project, "a", against=[{"kobest": str(tmp_path / "nowhere")}])
     with pytest.raises(DataFactoryError, match="no KoBEST at .*nowhere"):
         project.factory().build("a")
     recipe(project, "b", against=[{"kobest": KOBEST, "file": "x.jsonl"}])
-    with pytest.raises(DataFactoryError, match="give one of kobest: PATH or file: PATH"):
+    with pytest.raises(DataFactoryError, match="give one of kobest: PATH, file: PATH or dataset: NAME"):
         project.factory().build("b")
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n", "utf-8")
